@@ -1,0 +1,90 @@
+"""One source of truth for names, shapes and limits shared by the model, the ONNX
+export, the Triton model repository, the Milvus collection and the query layer.
+
+Everything that must agree across processes (the app, the Triton python models,
+services querying Milvus directly) is spelled here once. The Triton side cannot
+import this package (it runs in its own serving environment), so `export` writes
+the values it needs into the model repository as JSON (see `preprocess_constants`).
+"""
+
+from __future__ import annotations
+
+# --- model views -----------------------------------------------------------------
+VIEWS = ("image", "text", "fused")
+"""The three views of a product: photo only (title masked), title only (photo
+masked), photo + title fused. A view that cannot exist for a product (the photo
+view of a product without a photo) is the all-zero vector: its norm is 0, so it is
+recognisable, and under the inner-product metric it scores 0 against everything."""
+
+DEFAULT_EMBED_DIM = 256
+MAX_TEXT_LEN = 32  # tokens, [CLS] and [SEP] included
+IMAGE_SIZE = 160  # square input of the image backbone, pixels (5x5 head map; see docs/model.md)
+IMAGE_GRID = 2  # image tokens: 1 global + IMAGE_GRID**2 regional
+IMAGE_TOKENS = 1 + IMAGE_GRID * IMAGE_GRID
+IMAGE_FEATURE_DIM = 1280  # EfficientNet-Lite0 head channels
+TEXT_FEATURE_DIM = 384  # all-MiniLM-L6-v2 hidden size
+# EfficientNet-Lite normalisation: (x - 127) / 128 on 0..255 pixels.
+IMAGE_MEAN = (127.0, 127.0, 127.0)
+IMAGE_STD = (128.0, 128.0, 128.0)
+IMAGE_PAD_VALUE = 255  # photos are padded to a square on white, catalogue-style
+
+# --- limits ---------------------------------------------------------------------
+MAX_PHOTO_BYTES = 8 * 1024 * 1024
+MAX_PHOTO_PIXELS = 40_000_000  # decompression-bomb guard
+MAX_TITLE_CHARS = 2_000
+MAX_ID_CHARS = 256
+MAX_BATCH = 64  # Triton max_batch_size of every batched model
+
+# --- ONNX graphs (tensor names in Hugging Face words) -------------------------------
+ONNX_IMAGE_BACKBONE = "image_backbone.onnx"
+ONNX_TEXT_BACKBONE = "text_backbone.onnx"
+ONNX_FUSION = "fusion_encoder.onnx"
+
+T_PIXEL_VALUES = "pixel_values"  # FP32 [B, 3, IMAGE_SIZE, IMAGE_SIZE]
+T_IMAGE_TOKENS = "image_tokens"  # FP32 [B, IMAGE_TOKENS, IMAGE_FEATURE_DIM]
+T_INPUT_IDS = "input_ids"  # INT64 [B, L]
+T_ATTENTION_MASK = "attention_mask"  # INT64 [B, L]
+T_TOKEN_TYPE_IDS = "token_type_ids"  # INT64 [B, L]
+T_TEXT_TOKENS = "text_tokens"  # FP32 [B, L, TEXT_FEATURE_DIM]
+T_IMAGE_MASK = "image_mask"  # INT64 [B, IMAGE_TOKENS]; 0 masks the photo
+T_EMBEDDING = "embedding"  # FP32 [B, D], L2-normalised (zero when all inputs masked)
+
+# --- Triton model repository -----------------------------------------------------
+ENTRY_MODEL = "product_encoder"
+IN_IMAGE = "image"  # TYPE_STRING [B, 1]: encoded JPEG/PNG/WebP bytes, may be empty
+IN_TEXT = "text"  # TYPE_STRING [B, 1]: UTF-8 title, may be empty
+OUT_IMAGE = "image_embedding"
+OUT_TEXT = "text_embedding"
+OUT_FUSED = "fused_embedding"
+OUT_ERROR = "error"  # TYPE_STRING [B, 1]: empty when the product encoded, else the reason
+VIEW_OUTPUTS = {"image": OUT_IMAGE, "text": OUT_TEXT, "fused": OUT_FUSED}
+
+# --- Milvus collection ------------------------------------------------------------
+COLLECTION_ALIAS = "products"
+COLLECTION_PREFIX = "products_v"
+VECTOR_FIELDS = {"image": "image_vec", "text": "text_vec", "fused": "fused_vec"}
+METRIC = "IP"  # vectors are L2-normalised, so IP is cosine and a zero vector scores 0
+
+
+def collection_name(version: int) -> str:
+    """`products_v<N>`: the versioned physical collection behind the alias."""
+    if version < 1:
+        raise ValueError(f"collection version must be >= 1, got [{version}]")
+    return f"{COLLECTION_PREFIX}{version}"
+
+
+def preprocess_constants(max_text_len: int = MAX_TEXT_LEN) -> dict:
+    """What the serving side needs to preprocess exactly as the training side did."""
+    return {
+        "image_size": IMAGE_SIZE,
+        "image_mean": list(IMAGE_MEAN),
+        "image_std": list(IMAGE_STD),
+        "image_pad_value": IMAGE_PAD_VALUE,
+        "image_tokens": IMAGE_TOKENS,
+        "image_feature_dim": IMAGE_FEATURE_DIM,
+        "text_feature_dim": TEXT_FEATURE_DIM,
+        "max_text_len": max_text_len,
+        "max_photo_bytes": MAX_PHOTO_BYTES,
+        "max_photo_pixels": MAX_PHOTO_PIXELS,
+        "max_title_chars": MAX_TITLE_CHARS,
+    }

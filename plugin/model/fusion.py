@@ -1,0 +1,139 @@
+"""The fusion encoder: one small transformer over image tokens and text tokens that
+outputs one L2-normalised vector.
+
+A [CLS] token and the projected tokens of both modalities form one sequence; every
+layer's self-attention lets each token attend across modalities (single-stream
+cross-attention, as in the paper's fusion encoder). Masking a modality removes its
+keys from every attention (their softmax weight is exactly 0), so
+
+- fused view  = both inputs,
+- image view  = text masked  (does not depend on the title at all),
+- text view   = photo masked (does not depend on the photo at all),
+
+all from the same weights. With every input masked the output is the zero vector.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import contract
+
+NEG = -1e9  # additive mask: exp() underflows to exactly 0 in float32
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    embed_dim: int = contract.DEFAULT_EMBED_DIM
+    d_model: int = 256
+    layers: int = 2
+    heads: int = 4
+    mlp_ratio: int = 4
+    dropout: float = 0.1
+    max_text_len: int = contract.MAX_TEXT_LEN
+    image_tokens: int = contract.IMAGE_TOKENS
+    image_feature_dim: int = contract.IMAGE_FEATURE_DIM
+    text_feature_dim: int = contract.TEXT_FEATURE_DIM
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FusionConfig":
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**known)
+
+
+class _Attention(nn.Module):
+    # Written out (rather than nn.MultiheadAttention) so the mask semantics are exact
+    # and the ONNX graph is plain MatMul/Softmax on every opset.
+    def __init__(self, d: int, heads: int, dropout: float):
+        super().__init__()
+        self.h = heads
+        self.dh = d // heads
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.h, self.dh).permute(2, 0, 3, 1, 4)
+        att = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(self.dh)) + bias
+        att = self.drop(att.softmax(dim=-1))
+        y = (att @ v).transpose(1, 2).reshape(b, n, d)
+        return self.out(y)
+
+
+class _Block(nn.Module):
+    def __init__(self, d: int, heads: int, mlp_ratio: int, dropout: float):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d)
+        self.att = _Attention(d, heads, dropout)
+        self.ln2 = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, d * mlp_ratio), nn.GELU(), nn.Dropout(dropout), nn.Linear(d * mlp_ratio, d))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, bias):
+        x = x + self.drop(self.att(self.ln1(x), bias))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class FusionEncoder(nn.Module):
+    def __init__(self, cfg: FusionConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.img_proj = nn.Sequential(nn.LayerNorm(cfg.image_feature_dim), nn.Linear(cfg.image_feature_dim, d))
+        self.txt_proj = nn.Sequential(nn.LayerNorm(cfg.text_feature_dim), nn.Linear(cfg.text_feature_dim, d))
+        self.cls = nn.Parameter(torch.zeros(1, 1, d))
+        self.img_pos = nn.Parameter(torch.zeros(1, cfg.image_tokens, d))
+        self.txt_pos = nn.Parameter(torch.zeros(1, cfg.max_text_len, d))
+        self.blocks = nn.ModuleList(_Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.layers))
+        self.ln = nn.LayerNorm(d)
+        self.head = nn.Linear(d, cfg.embed_dim)
+        nn.init.normal_(self.cls, std=0.02)
+        nn.init.normal_(self.img_pos, std=0.02)
+        nn.init.normal_(self.txt_pos, std=0.02)
+
+    def forward(
+        self,
+        image_tokens: torch.Tensor,  # [B, Ti, Fi]
+        image_mask: torch.Tensor,  # [B, Ti] int/bool, 0 = masked
+        text_tokens: torch.Tensor,  # [B, L, Ft]
+        attention_mask: torch.Tensor,  # [B, L]
+    ) -> torch.Tensor:
+        b = image_tokens.shape[0]
+        L = text_tokens.shape[1]
+        img = self.img_proj(image_tokens) + self.img_pos
+        txt = self.txt_proj(text_tokens) + self.txt_pos[:, :L]
+        x = torch.cat([self.cls.expand(b, -1, -1), img, txt], dim=1)
+        keep = torch.cat(
+            [torch.ones(b, 1, dtype=torch.float32, device=x.device), image_mask.to(torch.float32), attention_mask.to(torch.float32)],
+            dim=1,
+        )
+        bias = ((1.0 - keep) * NEG)[:, None, None, :]  # [B, 1, 1, N]
+        for blk in self.blocks:
+            x = blk(x, bias)
+        z = self.head(self.ln(x[:, 0]))
+        z = z / z.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        any_input = (keep[:, 1:].sum(dim=1, keepdim=True) > 0).to(z.dtype)
+        return z * any_input
+
+    def views(self, image_tokens, image_mask, text_tokens, attention_mask) -> dict[str, torch.Tensor]:
+        """The three views in one batched pass: fused, image (title masked), text
+        (photo masked). Rows for a missing modality come out as zero vectors."""
+        b = image_tokens.shape[0]
+        zi = torch.zeros_like(image_mask)
+        zt = torch.zeros_like(attention_mask)
+        out = self(
+            image_tokens.repeat(3, 1, 1),
+            torch.cat([image_mask, image_mask, zi]),
+            text_tokens.repeat(3, 1, 1),
+            torch.cat([attention_mask, zt, attention_mask]),
+        )
+        return {"fused": out[:b], "image": out[b : 2 * b], "text": out[2 * b :]}
