@@ -100,3 +100,22 @@ def tokenize(tokenizer, titles: list[str]) -> dict[str, np.ndarray]:
         ids[i] = e.ids
         mask[i] = e.attention_mask
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+
+
+def view_inputs(image_tokens: np.ndarray, image_mask: np.ndarray, text_tokens: np.ndarray, attention_mask: np.ndarray) -> dict:
+    """Fusion-encoder inputs for the three views of B products as one 3B batch, in
+    the order fused (both), image (title masked), text (photo masked). Split the
+    [3B, D] output with `split_views`."""
+    zi = np.zeros_like(image_mask)
+    zt = np.zeros_like(attention_mask)
+    return {
+        "image_tokens": np.concatenate([image_tokens] * 3).astype(np.float32, copy=False),
+        "image_mask": np.concatenate([image_mask, image_mask, zi]).astype(np.int64, copy=False),
+        "text_tokens": np.concatenate([text_tokens] * 3).astype(np.float32, copy=False),
+        "attention_mask": np.concatenate([attention_mask, zt, attention_mask]).astype(np.int64, copy=False),
+    }
+
+
+def split_views(embedding: np.ndarray) -> dict[str, np.ndarray]:
+    b = embedding.shape[0] // 3
+    return {"fused": embedding[:b], "image": embedding[b : 2 * b], "text": embedding[2 * b :]}

@@ -1,0 +1,84 @@
+"""In-process ONNX Runtime encoder: the same graphs and preprocessing as the Triton
+repository, without a server. For offline use, feature caching, and as the ceiling
+in benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .. import contract as C
+from ..errors import EncodeError
+from ..model import preprocess as pp
+from .base import EncodedBatch, Encoder, ProductInput
+
+
+def _session(path: Path, threads: int | None):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+    so.inter_op_num_threads = 1
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+    return ort.InferenceSession(str(path), so, providers=providers)
+
+
+class OnnxEncoder(Encoder):
+    def __init__(self, onnx_dir: str | Path, threads: int | None = None, max_batch: int = 32):
+        d = Path(onnx_dir)
+        self.consts = json.loads((d / "preprocess.json").read_text())
+        self.manifest = json.loads((d / "manifest.json").read_text())
+        self.dim = int(self.manifest["embed_dim"])
+        self.model_version = self.manifest["model_version"]
+        self.max_batch = max_batch
+        self.max_len = int(self.consts["max_text_len"])
+        self.tokenizer = pp.load_tokenizer(str(d / "tokenizer.json"), self.max_len)
+        self.image = _session(d / C.ONNX_IMAGE_BACKBONE, threads)
+        self.text = _session(d / C.ONNX_TEXT_BACKBONE, threads)
+        self.fusion = _session(d / C.ONNX_FUSION, threads)
+
+    # -- the three stages, also used directly for feature caching ------------------
+    def image_tokens(self, pixel_values: np.ndarray) -> np.ndarray:
+        return self.image.run([C.T_IMAGE_TOKENS], {C.T_PIXEL_VALUES: pixel_values})[0]
+
+    def text_tokens(self, enc: dict) -> np.ndarray:
+        return self.text.run([C.T_TEXT_TOKENS], {k: enc[k] for k in (C.T_INPUT_IDS, C.T_ATTENTION_MASK, C.T_TOKEN_TYPE_IDS)})[0]
+
+    def fuse(self, image_tokens, image_mask, text_tokens, attention_mask) -> dict[str, np.ndarray]:
+        feeds = pp.view_inputs(image_tokens, image_mask, text_tokens, attention_mask)
+        return pp.split_views(self.fusion.run([C.T_EMBEDDING], feeds)[0])
+
+    def encode_batch(self, products: Sequence[ProductInput]) -> EncodedBatch:
+        n = len(products)
+        errors: list[EncodeError | None] = [None] * n
+        pixels: dict[int, np.ndarray] = {}
+        titles = [""] * n
+        for i, p in enumerate(products):
+            try:
+                titles[i] = pp.clean_title(p.text, self.consts)
+                if p.image:
+                    pixels[i] = pp.decode_image(p.image, self.consts)
+                if not titles[i] and i not in pixels:
+                    raise pp.PreprocessError("image,text", "product has neither a photo nor a title")
+            except pp.PreprocessError as exc:
+                errors[i] = EncodeError(f"product [{p.id}]: {exc}", product_id=p.id, field=exc.field)
+                titles[i] = ""
+                pixels.pop(i, None)
+        img_tok = np.zeros((n, C.IMAGE_TOKENS, C.IMAGE_FEATURE_DIM), dtype=np.float32)
+        img_mask = np.zeros((n, C.IMAGE_TOKENS), dtype=np.int64)
+        if pixels:
+            idx = sorted(pixels)
+            img_tok[idx] = self.image_tokens(np.stack([pixels[i] for i in idx]))
+            img_mask[idx] = 1
+        enc = pp.tokenize(self.tokenizer, titles)
+        txt_tok = np.zeros((n, self.max_len, C.TEXT_FEATURE_DIM), dtype=np.float32)
+        has_text = [i for i, t in enumerate(titles) if t]
+        if has_text:
+            sub = {k: v[has_text] for k, v in enc.items()}
+            txt_tok[has_text] = self.text_tokens(sub)
+        views = self.fuse(img_tok, img_mask, txt_tok, enc[C.T_ATTENTION_MASK]) if n else {v: np.zeros((0, self.dim), np.float32) for v in C.VIEWS}
+        return EncodedBatch([p.id for p in products], views["image"], views["text"], views["fused"], errors)
