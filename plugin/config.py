@@ -22,6 +22,7 @@ ENV_VARS = {
     "SAMESTYLE_TRITON_REPO": "Triton model repository (default ./triton_models)",
     "SAMESTYLE_SERVE_PYTHON": "python of the serving environment (default ./.venv-serve/bin/python)",
     "SAMESTYLE_COLLECTION": "collection alias to use (default products)",
+    "SAMESTYLE_SEARCH_PROFILES": "JSON file of per-category search weights (default plugin/query/profiles.json)",
     "SAMESTYLE_LOG_LEVEL": "log level (default WARNING)",
 }
 
@@ -37,6 +38,7 @@ class Settings:
     triton_repo: Path = ROOT / "triton_models"
     serve_python: Path = ROOT / ".venv-serve" / "bin" / "python"
     collection: str = "products"
+    search_profiles: Path | None = None
     log_level: str = "WARNING"
 
     @property
@@ -77,6 +79,8 @@ def from_env(env: dict | None = None) -> Settings:
             kw[name] = env[key]
     if env.get("SAMESTYLE_TRITON_REPO"):
         kw["triton_repo"] = Path(env["SAMESTYLE_TRITON_REPO"])
+    if env.get("SAMESTYLE_SEARCH_PROFILES"):
+        kw["search_profiles"] = Path(env["SAMESTYLE_SEARCH_PROFILES"])
     if env.get("SAMESTYLE_SERVE_PYTHON"):
         kw["serve_python"] = Path(env["SAMESTYLE_SERVE_PYTHON"])
     s = Settings(**kw)

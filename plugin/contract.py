@@ -58,12 +58,26 @@ OUT_TEXT = "text_embedding"
 OUT_FUSED = "fused_embedding"
 OUT_ERROR = "error"  # TYPE_STRING [B, 1]: empty when the product encoded, else the reason
 VIEW_OUTPUTS = {"image": OUT_IMAGE, "text": OUT_TEXT, "fused": OUT_FUSED}
+# The encoders behind the entry model (`<modality>_<role>`); each serves the ONNX graph
+# of the same stem, as `<name>/1/model.onnx`.
+IMAGE_MODEL = "image_backbone"
+TEXT_MODEL = "text_backbone"
+FUSION_MODEL = "fusion_encoder"
+# The entry model runs the fusion encoder once on all three views of its batch (3B rows).
+FUSION_MAX_BATCH = len(VIEWS) * MAX_BATCH
 
 # --- Milvus collection ------------------------------------------------------------
 COLLECTION_ALIAS = "products"
 COLLECTION_PREFIX = "products_v"
 VECTOR_FIELDS = {"image": "image_vec", "text": "text_vec", "fused": "fused_vec"}
 METRIC = "IP"  # vectors are L2-normalised, so IP is cosine and a zero vector scores 0
+PRIMARY_KEY = "id"
+CATEGORY_FIELD = "category"  # leaf category: partition key, dedup scope, weight-profile key
+
+# --- search limits (query layer, HTTP API) --------------------------------------------
+MAX_SEARCH_K = 1000
+MAX_SEARCH_OFFSET = 10_000  # offset + k stays far below Milvus's 16,384 cap
+SEARCH_TIMEOUT_S = 10.0  # HTTP request timeout for one search
 
 
 def collection_name(version: int) -> str:

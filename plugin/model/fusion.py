@@ -30,10 +30,10 @@ NEG = -1e9  # additive mask: exp() underflows to exactly 0 in float32
 @dataclass(frozen=True)
 class FusionConfig:
     embed_dim: int = contract.DEFAULT_EMBED_DIM
-    d_model: int = 256
+    d_model: int = 192
     layers: int = 2
     heads: int = 4
-    mlp_ratio: int = 4
+    mlp_ratio: int = 2
     dropout: float = 0.1
     max_text_len: int = contract.MAX_TEXT_LEN
     image_tokens: int = contract.IMAGE_TOKENS

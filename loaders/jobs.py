@@ -1,0 +1,201 @@
+"""The two jobs behind `samestyle ingest` and `samestyle reindex`: pick the target
+collection, run the pipeline with its checkpoint and dead-letter file, seal the
+collection (flush + load) and, when complete, point the alias at it.
+
+- ingest: into the collection behind the alias (checked against the model: a model
+  or dimension change is a SchemaMismatch that says to reindex). With no alias yet,
+  a `building` `<alias>_v<N>` is created, and the alias is created once it completes.
+- reindex: into a new `<alias>_v<N+1>` with the new model; the alias moves only when
+  the run is complete, under the failure threshold, and the new collection holds
+  every product the run accepted. Readers never see a half-built collection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from plugin.encoders.base import Encoder
+from plugin.errors import ConfigError
+from plugin.store import spec as S
+from plugin.store.collections import Store
+
+from .checkpoint import Checkpoint
+from .photos import PhotoLoader, PhotoOptions
+from .pipeline import IngestOptions, IngestReport, run_pipeline
+from .sources import Source
+from .transform import ColumnMap, Transformer
+
+log = logging.getLogger(__name__)
+DEFAULT_MAX_FAILURES = "5%"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """`--max-failures`: a count (`25`) or a fraction (`5%`, `0.05`) of records read."""
+
+    value: float
+    fraction: bool
+
+    @classmethod
+    def parse(cls, text: str | float | int) -> "Threshold":
+        s = str(text).strip()
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", s)
+        try:
+            if m:
+                v = float(m.group(1)) / 100
+                if v > 1:
+                    raise ValueError
+                return cls(v, True)
+            v = float(s)
+        except ValueError:
+            raise ConfigError(f"--max-failures [{text}] is not a count, a fraction or a percentage",
+                              fix="e.g. --max-failures 25, --max-failures 0.05 or --max-failures 5%") from None
+        if v < 0:
+            raise ConfigError(f"--max-failures [{text}] is negative", fix="use --max-failures 0 to fail on any bad record")
+        if v < 1 and "." in s:
+            return cls(v, True)
+        if v != int(v):
+            raise ConfigError(f"--max-failures [{text}]: a count must be whole", fix="e.g. --max-failures 25 or --max-failures 2.5%")
+        return cls(v, False)
+
+    def exceeded(self, failed: int, read: int) -> bool:
+        if self.fraction:
+            return read > 0 and failed / read > self.value
+        return failed > self.value
+
+    def __str__(self) -> str:
+        return f"{self.value * 100:g}%" if self.fraction else f"{int(self.value)}"
+
+
+def manifest_of(encoder: Encoder) -> dict:
+    """What the store checks a collection against."""
+    return {"model_version": encoder.model_version, "embed_dim": int(encoder.dim)}
+
+
+@contextlib.contextmanager
+def open_encoder(settings, kind: str = "triton", model_dir: str | Path | None = None) -> Iterator[Encoder]:
+    """`onnx`: in-process ONNX Runtime (no server). `triton`: plugin.serve's client,
+    which starts a local Triton when SAMESTYLE_TRITON_URL is unset."""
+    settings = settings.with_(model_dir=Path(model_dir) if model_dir else None)
+    if kind == "onnx":
+        from plugin.encoders.onnx import OnnxEncoder
+        from plugin.export import ensure_onnx
+
+        enc = OnnxEncoder(ensure_onnx(settings.model_dir))
+        try:
+            yield enc
+        finally:
+            enc.close()
+        return
+    if kind != "triton":
+        raise ConfigError(f"unknown encoder [{kind}]", fix="use --encoder triton or --encoder onnx")
+    try:
+        from plugin.serve import encoder_for
+    except ImportError as exc:
+        raise ConfigError(f"the Triton client is not available ({exc})",
+                          fix="use --encoder onnx (in-process ONNX Runtime)") from None
+    with encoder_for(settings) as enc:
+        yield enc
+
+
+def _consts(encoder: Encoder) -> dict | None:
+    return getattr(encoder, "consts", None)
+
+
+def _run(catalogue: Path, target: str, *, store: Store, encoder: Encoder, columns: ColumnMap, data_dir: Path,
+         fmt: str | None, dead_letter: Path | None, options: IngestOptions, photo_options: PhotoOptions,
+         progress) -> IngestReport:
+    source = Source(catalogue, fmt)
+    transformer = Transformer(store.spec, columns, encoder.model_version, _consts(encoder), source.columns)
+    dl = dead_letter or data_dir / "dead-letter" / f"{source.path.stem}.{target}.jsonl"
+    ck = Checkpoint.open(data_dir / "checkpoints", source.path, collection=target,
+                         model_version=encoder.model_version, columns=columns.key(), limit=options.limit)
+    photos = PhotoLoader(source.base_dir, photo_options)
+    try:
+        if ck.resumed:
+            log.info("resuming %s into %s from line %d", source.path, target, ck.next_line)
+        if progress is not None:
+            progress.start(source, ck)
+        report = run_pipeline(source, transformer, photos, encoder, store, target, ck, dl, options,
+                              progress.update if progress is not None else None)
+        store.flush_and_load(target)
+        ck.clear()
+        return report
+    finally:
+        photos.close()
+        ck.release()
+
+
+def ingest_catalogue(catalogue: str | Path, *, store: Store, encoder: Encoder, columns: ColumnMap,
+                     data_dir: str | Path, collection: str | None = None, fmt: str | None = None,
+                     dead_letter: str | Path | None = None, options: IngestOptions | None = None,
+                     photo_options: PhotoOptions | None = None, max_failures: str = DEFAULT_MAX_FAILURES,
+                     progress=None) -> dict:
+    """Ingest a catalogue; returns the report as a dict (see IngestReport) plus
+    `threshold`, `threshold_exceeded`, `alias` and `count` (rows in the collection)."""
+    threshold = Threshold.parse(max_failures)
+    name = collection or store.alias
+    target, alias_pending = store.resolve_target(manifest_of(encoder), name)
+    report = _run(Path(catalogue), target, store=store, encoder=encoder, columns=columns, data_dir=Path(data_dir),
+                  fmt=fmt, dead_letter=Path(dead_letter) if dead_letter else None,
+                  options=options or IngestOptions(), photo_options=photo_options or PhotoOptions(),
+                  progress=progress)
+    if store.properties(target).get(S.PROP_STATE) != "complete":
+        store.set_state(target, "complete")
+    alias = None
+    if alias_pending:
+        store.switch_alias(target, alias=name)
+        alias = name
+    else:
+        alias = next(iter(store.info(target).aliases), None)
+    out = report.to_dict()
+    out.update(threshold=str(threshold), threshold_exceeded=threshold.exceeded(report.failed, report.read),
+               alias=alias, count=store.count(target))
+    return out
+
+
+def reindex_catalogue(catalogue: str | Path, *, store: Store, encoder: Encoder, columns: ColumnMap,
+                      data_dir: str | Path, fmt: str | None = None, dead_letter: str | Path | None = None,
+                      options: IngestOptions | None = None, photo_options: PhotoOptions | None = None,
+                      max_failures: str = DEFAULT_MAX_FAILURES, force: bool = False,
+                      before_switch: Callable[[str], None] | None = None, progress=None) -> dict:
+    """Re-embed a catalogue with `encoder`'s model into the next `<alias>_v<N>` and
+    switch the alias when it is complete. An interrupted reindex resumes into the
+    same new collection. `before_switch(name)` runs just before the switch (tests use
+    it to observe that readers still see the old collection)."""
+    threshold = Threshold.parse(max_failures)
+    manifest = manifest_of(encoder)
+    previous = store.alias_target()
+    if previous and not force:
+        have = store.properties(previous).get(S.PROP_MODEL_VERSION)
+        if have == manifest["model_version"]:
+            raise ConfigError(f"[{store.alias}] -> [{previous}] already holds model {have}; nothing to reindex",
+                              fix="pass --model with the new model, or --force to rebuild with the same one")
+    target = store.resume_candidate(manifest) or store.create_version(manifest)
+    store.check(target, manifest)
+    report = _run(Path(catalogue), target, store=store, encoder=encoder, columns=columns, data_dir=Path(data_dir),
+                  fmt=fmt, dead_letter=Path(dead_letter) if dead_letter else None,
+                  options=options or IngestOptions(), photo_options=photo_options or PhotoOptions(),
+                  progress=progress)
+    count = store.count(target)
+    expected = report.loaded + report.unchanged
+    exceeded = threshold.exceeded(report.failed, report.read)
+    out = report.to_dict()
+    out.update(threshold=str(threshold), threshold_exceeded=exceeded, count=count, previous=previous,
+               alias=store.alias, switched=False)
+    if exceeded:
+        out["not_switched_because"] = f"{report.failed} failures of {report.read} records, over {threshold}"
+    elif count != expected:
+        out["not_switched_because"] = f"[{target}] holds {count} rows, the run accepted {expected} products"
+    else:
+        store.set_state(target, "complete")
+        if before_switch is not None:
+            before_switch(target)
+        store.switch_alias(target)
+        out["switched"] = True
+    return out

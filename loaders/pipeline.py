@@ -1,0 +1,296 @@
+"""read -> check -> encode -> upsert, with bounded queues end to end.
+
+Stages and what bounds them (so memory stays flat whatever the catalogue size):
+
+  reader thread   source records -> parse/duplicate check -> photo pool (N threads:
+                  load, verify, hash)          --q_products (2 x batch items)-->
+  batch thread    batches of products -> content-hash look-up in Milvus -> encode
+                  pool (W workers)             --q_batches (W + 1 batches)-->
+  writer (caller) upsert -> dead letters -> checkpoint -> progress
+
+Every queue has a fixed size and every stage blocks when its output is full, so at
+most ~ (3 x batch + W + 1 batches) products are in flight. The only state that grows
+with the catalogue is the set of ids seen (duplicate detection): ~100 bytes per product.
+
+Order is kept end to end (futures are queued in reading order), so the writer can
+advance the checkpoint to "everything before line L is done" after each batch.
+
+Duplicate ids within one file: the first record carrying an id claims it (whether or
+not that record loads); every later record with that id is dead-lettered with the
+line of the first. This is decided while reading, so it is the same on a resumed run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from plugin.encoders.base import EncodedBatch, Encoder
+from plugin.store.collections import Store
+
+from .checkpoint import Checkpoint
+from .photos import PhotoError, PhotoLoader
+from .sources import Source
+from .transform import Parsed, Product, Rejected, Transformer
+
+log = logging.getLogger(__name__)
+_END = object()
+
+
+@dataclass
+class IngestOptions:
+    batch_size: int = 32
+    limit: int | None = None
+    encode_workers: int = 1  # batches encoding at once (>1 helps a remote Triton)
+
+
+@dataclass
+class IngestReport:
+    catalogue: str
+    collection: str
+    model_version: str
+    read: int = 0
+    loaded: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    reasons: dict = field(default_factory=dict)
+    dead_letter: str | None = None
+    seconds: float = 0.0
+    resumed_from_line: int | None = None
+    complete: bool = False
+
+    @property
+    def products_per_s(self) -> float:
+        return round(self.read / self.seconds, 2) if self.seconds else 0.0
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items()}
+        d["products_per_s"] = self.products_per_s
+        d["encoded_per_s"] = round(self.loaded / self.seconds, 2) if self.seconds else 0.0
+        return d
+
+
+class _IdSet:
+    """First line of each id, keyed by an 8-byte digest (about 100 B per id)."""
+
+    def __init__(self):
+        self._first: dict[int, int] = {}
+
+    def claim(self, pid: str, line: int) -> int | None:
+        k = int.from_bytes(hashlib.blake2b(pid.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
+        first = self._first.setdefault(k, line)
+        return None if first == line else first
+
+
+@dataclass
+class _Batch:
+    items: list  # (line, Product | Rejected), in line order
+    to_encode: list[Product]
+    unchanged: int
+    encoded: Future | None
+    last_line: int
+
+
+class _DeadLetters:
+    """Append-only JSONL, cut back to the checkpoint's length on resume."""
+
+    def __init__(self, path: Path, offset: int):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.f = path.open("r+b" if offset and path.exists() else "wb")
+        self.f.truncate(offset if offset and path.exists() else 0)
+        self.f.seek(0, 2)
+
+    def write(self, rejected: list[Rejected]) -> int:
+        for r in rejected:
+            self.f.write(json.dumps(r.to_dict(), ensure_ascii=False).encode("utf-8") + b"\n")
+        self.f.flush()
+        return self.f.tell()
+
+    def close(self):
+        self.f.close()
+
+
+class _Stages:
+    def __init__(self):
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.threads: list[threading.Thread] = []
+
+    def spawn(self, name: str, fn, *args):
+        def run():
+            try:
+                fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to the writer, which re-raises
+                if self.error is None:
+                    self.error = exc
+                self.stop.set()
+
+        t = threading.Thread(target=run, name=f"ingest-{name}", daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def put(self, q: queue.Queue, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self, q: queue.Queue):
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+
+
+def run_pipeline(source: Source, transformer: Transformer, photos: PhotoLoader, encoder: Encoder, store: Store,
+                 collection: str, checkpoint: Checkpoint, dead_letter: Path, options: IngestOptions | None = None,
+                 progress: Callable[[IngestReport, int], None] | None = None) -> IngestReport:
+    """Ingest `source` into `collection`; returns the report. Raises on infrastructure
+    failure (Milvus or the encoder down); bad records never raise."""
+    opts = options or IngestOptions()
+    bs = max(1, opts.batch_size)
+    report = IngestReport(str(source.path), collection, encoder.model_version, dead_letter=str(dead_letter))
+    for k in ("read", "loaded", "unchanged", "failed"):
+        setattr(report, k, int(checkpoint.counts.get(k, 0)))
+    report.reasons = dict(checkpoint.reasons)
+    if checkpoint.resumed:
+        report.resumed_from_line = checkpoint.next_line
+    resume_line = checkpoint.next_line
+    store.ensure_loaded(collection)
+
+    st = _Stages()
+    q_products: queue.Queue = queue.Queue(maxsize=2 * bs)
+    q_batches: queue.Queue = queue.Queue(maxsize=max(1, opts.encode_workers) + 1)
+    photo_pool = ThreadPoolExecutor(max(1, photos.options.concurrency), thread_name_prefix="ingest-photo")
+    encode_pool = ThreadPoolExecutor(max(1, opts.encode_workers), thread_name_prefix="ingest-encode")
+
+    def load_photo(p: Parsed) -> Product | Rejected:
+        if p.image_ref is None:
+            return transformer.finish(p, None, "")
+        try:
+            data = photos.load(p.image_ref)
+        except PhotoError as exc:
+            return transformer.reject_photo(p, exc.kind, exc.reason)
+        return transformer.finish(p, data, photos.uri(p.image_ref, data))
+
+    def done(value) -> Future:
+        f: Future = Future()
+        f.set_result(value)
+        return f
+
+    def reader():
+        seen = _IdSet()
+        n = 0
+        for raw in source:
+            if st.stop.is_set() or (opts.limit is not None and n >= opts.limit):
+                break
+            n += 1
+            item = transformer.parse(raw)
+            if isinstance(item, Parsed):
+                first = seen.claim(item.id, raw.line)
+                if first is not None:
+                    item = Rejected(raw.line, item.id, transformer.cols.id, "duplicate_id",
+                                    f"duplicate id, first seen on line {first} (the first record wins)")
+            if raw.line < resume_line:
+                continue  # committed by an earlier run; read only to claim its id
+            fut = photo_pool.submit(load_photo, item) if isinstance(item, Parsed) else done(item)
+            if not st.put(q_products, (raw.line, fut)):
+                return
+        st.put(q_products, _END)
+
+    def encode(products: list[Product]) -> EncodedBatch:
+        return encoder.encode([p.input for p in products], batch_size=min(bs, encoder.max_batch))
+
+    def batcher():
+        items: list = []
+
+        def submit() -> bool:
+            nonlocal items
+            products = [x for _, x in items if isinstance(x, Product)]
+            stored = store.hashes(collection, [p.id for p in products]) if products else {}
+            todo = [p for p in products if stored.get(p.id) != p.content_hash]
+            fut = encode_pool.submit(encode, todo) if todo else None
+            batch = _Batch(items, todo, len(products) - len(todo), fut, items[-1][0])
+            items = []
+            return st.put(q_batches, batch)
+
+        while True:
+            got = st.get(q_products)
+            if got is _END:
+                break
+            line, fut = got
+            items.append((line, fut.result()))
+            n_products = sum(isinstance(x, Product) for _, x in items)
+            # Rejections also close a batch now and then, so the checkpoint moves
+            # through a long run of bad records.
+            if (n_products >= bs or len(items) >= 4 * bs) and not submit():
+                return
+        if items and not submit():
+            return
+        st.put(q_batches, _END)
+
+    t0 = time.perf_counter()
+    dl = _DeadLetters(dead_letter, checkpoint.dead_letter_offset if checkpoint.resumed else 0)
+    st.spawn("reader", reader)
+    st.spawn("batcher", batcher)
+    try:
+        while True:
+            batch = st.get(q_batches)
+            if batch is _END:
+                break
+            rejected = [x for _, x in batch.items if isinstance(x, Rejected)]
+            rows = []
+            if batch.encoded is not None:
+                enc = batch.encoded.result()
+                for i, p in enumerate(batch.to_encode):
+                    err = enc.errors[i]
+                    if err is None:
+                        rows.append(transformer.row(p, enc, i))
+                    else:
+                        col = {"image": transformer.cols.image, "text": transformer.cols.title}.get(
+                            err.field or "", err.field or "product")
+                        rejected.append(Rejected(p.line, p.id, col, "encode_failed", err.message))
+            store.upsert(collection, rows)
+            rejected.sort(key=lambda r: r.line)
+            offset = dl.write(rejected)
+            report.read += len(batch.items)
+            report.loaded += len(rows)
+            report.unchanged += batch.unchanged
+            report.failed += len(rejected)
+            for r in rejected:
+                report.reasons[r.kind] = report.reasons.get(r.kind, 0) + 1
+            checkpoint.next_line = batch.last_line + 1
+            checkpoint.counts = {k: getattr(report, k) for k in ("read", "loaded", "unchanged", "failed")}
+            checkpoint.reasons = dict(report.reasons)
+            checkpoint.dead_letter_offset = offset
+            checkpoint.save()
+            report.seconds = time.perf_counter() - t0
+            if progress:
+                progress(report, len(batch.items))
+        report.complete = True
+    finally:
+        st.stop.set()
+        for t in st.threads:
+            t.join(timeout=30)
+        photo_pool.shutdown(wait=True, cancel_futures=True)
+        encode_pool.shutdown(wait=True, cancel_futures=True)
+        dl.close()
+    report.seconds = time.perf_counter() - t0
+    report.reasons = dict(Counter(report.reasons).most_common())
+    return report

@@ -1,0 +1,113 @@
+"""Options and rendering shared by `ingest` and `reindex` (not a verb: the leading
+underscore keeps it out of the command list)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import catalogue_columns, json_option, progress_enabled
+
+
+def ingest_options(f):
+    """CATALOGUE, column mapping, encoder, batching, photo fetching, failure policy."""
+    opts = [
+        click.argument("catalogue", type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+        click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]), default=None,
+                     help="Catalogue format (default: from the file name)."),
+        catalogue_columns,
+        click.option("--encoder", "encoder_kind", type=click.Choice(["triton", "onnx"]), default="triton",
+                     show_default=True, envvar="SAMESTYLE_ENCODER",
+                     help="triton: Triton (SAMESTYLE_TRITON_URL, or a local one started for the run); "
+                          "onnx: in-process ONNX Runtime, no server."),
+        click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True,
+                     envvar="SAMESTYLE_BATCH_SIZE", help="Products per encode call and per upsert."),
+        click.option("--encode-workers", type=click.IntRange(1, 16), default=None, envvar="SAMESTYLE_ENCODE_WORKERS",
+                     help="Batches encoding at once [default: 2 with Triton, 1 with onnx]."),
+        click.option("--limit", type=click.IntRange(1), default=None,
+                     help="Read only the first N records (a trial run on a big catalogue)."),
+        click.option("--dead-letter", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="JSONL of rejected records (line, id, field, kind, reason) "
+                          "[default: DATA_DIR/dead-letter/<catalogue>.<collection>.jsonl]."),
+        click.option("--max-failures", default="5%", show_default=True, envvar="SAMESTYLE_MAX_FAILURES",
+                     help="Exit non-zero past this many rejected records: a count (25) or a share (5%, 0.05)."),
+        click.option("--photo-concurrency", type=click.IntRange(1, 256), default=8, show_default=True,
+                     envvar="SAMESTYLE_PHOTO_CONCURRENCY", help="Photos fetched in parallel."),
+        click.option("--photo-timeout", type=click.FloatRange(0.1), default=10.0, show_default=True,
+                     envvar="SAMESTYLE_PHOTO_TIMEOUT", help="Seconds per photo download attempt."),
+        click.option("--photo-retries", type=click.IntRange(0, 10), default=2, show_default=True,
+                     envvar="SAMESTYLE_PHOTO_RETRIES", help="Retries of a photo download (timeouts, 429, 5xx)."),
+        click.option("--progress/--no-progress", default=None,
+                     help="Progress bar on stderr [default: when stderr is a terminal]."),
+        json_option,
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+class Progress:
+    """tqdm bar with products/s and running counts; lives here, not in the pipeline."""
+
+    def __init__(self, enabled: bool | None, desc: str, limit: int | None):
+        self.enabled = progress_enabled() if enabled is None else enabled
+        self.desc = desc
+        self.limit = limit
+        self.bar = None
+
+    def start(self, source, checkpoint) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        total = source.estimate_total()
+        if self.limit is not None:
+            total = min(total, self.limit) if total is not None else self.limit
+        self.bar = tqdm(total=total, unit="product", desc=self.desc, dynamic_ncols=True, smoothing=0.1,
+                        initial=int(checkpoint.counts.get("read", 0)))
+
+    def update(self, report, n: int) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(loaded=report.loaded, unchanged=report.unchanged, failed=report.failed, refresh=False)
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def build_jobs_args(settings, *, fmt, id_col, title_col, image_col, category_col, attr_cols, batch_size,
+                    encode_workers, encoder_kind, limit, photo_concurrency, photo_timeout, photo_retries):
+    from loaders.photos import PhotoOptions
+    from loaders.pipeline import IngestOptions
+    from loaders.transform import ColumnMap
+
+    columns = ColumnMap.from_options(id_col, title_col, image_col, category_col, attr_cols)
+    options = IngestOptions(batch_size=batch_size, limit=limit,
+                            encode_workers=encode_workers or (2 if encoder_kind == "triton" else 1))
+    photos = PhotoOptions(timeout=photo_timeout, retries=photo_retries, concurrency=photo_concurrency)
+    return dict(columns=columns, data_dir=settings.data_dir, fmt=fmt, options=options, photo_options=photos)
+
+
+def render_report(r: dict, verb: str) -> None:
+    """The human summary: counts, rate, reasons, where the dead letters are."""
+    click.echo(f"{verb} {r['catalogue']} -> {r['collection']} (model {r['model_version']})")
+    if r.get("resumed_from_line"):
+        click.echo(f"  resumed from line {r['resumed_from_line']}")
+    click.echo(f"  read {r['read']}: loaded {r['loaded']}, unchanged and skipped {r['unchanged']}, "
+               f"failed {r['failed']}  ({r['products_per_s']} products/s over {r['seconds']:.1f} s)")
+    for kind, n in (r.get("reasons") or {}).items():
+        click.echo(f"    {n:6d}  {kind}")
+    if r["failed"]:
+        click.echo(f"  rejected records: {r['dead_letter']}")
+    click.echo(f"  collection now holds {r['count']} products")
+    if "switched" in r:
+        if r["switched"]:
+            click.echo(f"  alias {r['alias']}: {r.get('previous')} -> {r['collection']}")
+        else:
+            click.secho(f"  alias {r['alias']} left on {r.get('previous')}: {r.get('not_switched_because')}", fg="yellow")
+    elif r.get("alias"):
+        click.echo(f"  readers use the alias [{r['alias']}]")
+    if r["threshold_exceeded"]:
+        click.secho(f"  failures are over the threshold ({r['threshold']}): exit code 1", fg="red", err=True)

@@ -1,0 +1,136 @@
+"""`samestyle eval`: the paper's retrieval table on a labelled catalogue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .common import catalogue_columns, emit, json_option, progress_enabled
+
+
+def _encode_all(encoder, data, progress: bool) -> dict[str, np.ndarray]:
+    """Views of every product through a served/in-process encoder, in batches."""
+    from ..encoders.base import ProductInput
+
+    n = len(data)
+    out = {v: np.zeros((n, encoder.dim), dtype=np.float32) for v in ("image", "text", "fused")}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, desc="encode", unit="product")
+    bs = 64
+    for s in range(0, n, bs):
+        items = []
+        for i in range(s, min(n, s + bs)):
+            p = data.photos[i]
+            img = p.read_bytes() if p is not None and p.exists() else None
+            items.append(ProductInput(data.ids[i], img, data.titles[i]))
+        enc = encoder.encode_batch(items)
+        for v in out:
+            out[v][s : s + len(items)] = enc.view(v)
+        if bar:
+            bar.update(len(items))
+    if bar:
+        bar.close()
+    return out
+
+
+def _render(r: dict) -> None:
+    click.echo(f"model {r['model_version']} on {r['catalogue']} ({r['products']} products, "
+               f"{r['queries']} same-style queries, encoder {r['encoder']})")
+    cols = ["mrr", "r@1", "r@5", "r@10", "r@20"]
+    click.echo(f"{'direction':<22}" + "".join(f"{c:>8}" for c in cols))
+    rows = [(k, v) for k, v in r["directions"].items()]
+    rows += [(f"baseline {k}", v) for k, v in r["baselines"].items()]
+    rows += [(k, v) for k, v in r["own_pair"].items()]
+    for name, m in rows:
+        click.echo(f"{name:<22}" + "".join(f"{(m[c] if m[c] is not None else float('nan')):>8.3f}" for c in cols))
+
+
+@click.command("eval")
+@click.argument("catalogue", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@catalogue_columns
+@click.option("--label-col", required=True, help="Same-style label column (e.g. style_group; -1/empty = none).")
+@click.option("--queries", "n_queries", type=int, help="Sample this many same-style queries (default: all).")
+@click.option("--own-queries", type=int, default=5000, show_default=True,
+              help="Products sampled for title->own-photo and photo->own-title.")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Checkpoint folder (default: SAMESTYLE_MODEL or the shipped model).")
+@click.option("--encoder", type=click.Choice(["triton", "onnx", "local"]), default="triton", show_default=True,
+              help="triton: through the Triton server (started locally when SAMESTYLE_TRITON_URL is unset); "
+                   "onnx: in-process ONNX Runtime; local: cached backbone features + torch fusion (fastest).")
+@click.option("--all-groups", is_flag=True,
+              help="Query every labelled group, not only the groups the model held out of training.")
+@click.option("--limit", type=int, help="Read only the first N catalogue rows.")
+@click.option("--seed", default=0, show_default=True)
+@json_option
+@click.pass_obj
+def command(settings, catalogue, id_col, title_col, image_col, category_col, attr_cols, label_col, n_queries,
+            own_queries, model_dir, encoder, all_groups, limit, seed, as_json):
+    """Retrieval table: i->i, i->t, i->m, t->i, t->t, t->m, m->m (query view ->
+    gallery field) with MRR and R@1/5/10/20 over the whole catalogue, the query
+    product excluded; title->own-photo and photo->own-title; and the raw
+    backbones (photo features alone, MiniLM alone) side by side.
+
+    Queries come from the style groups the model held out of training (recorded
+    in its manifest), unless --all-groups."""
+    from .. import evaluate as ev
+    from ..model import checkpoint, dataset, features
+
+    model_dir = model_dir or settings.model_dir
+    fusion, manifest = checkpoint.load(model_dir)
+    data = dataset.read(catalogue, id_col=id_col, title_col=title_col, image_col=image_col,
+                        category_col=category_col, label_col=label_col, limit=limit)
+    feats = features.for_catalogue(data, settings.data_dir / "cache", progress=progress_enabled())
+    tr = manifest.get("training", {})
+    same_data = tr.get("catalogue_sha256") and tr.get("label_col") == label_col
+    if same_data and not all_groups:
+        import hashlib
+
+        same_data = hashlib.sha256(catalogue.read_bytes()).hexdigest() == tr["catalogue_sha256"]
+    if same_data and not all_groups:
+        held = dataset.heldout_groups(data.labels, tr["heldout"], tr.get("split_seed", 0))
+        candidates, split = np.flatnonzero(held), "held-out groups"
+    else:
+        candidates, split = np.arange(len(data)), "all groups"
+    queries = ev.label_queries(data.labels, candidates, n_queries, seed)
+    if encoder == "local":
+        views = features.fused_views(fusion, feats)
+    elif encoder == "onnx":
+        from ..encoders.onnx import OnnxEncoder
+        from ..export import ensure_onnx
+
+        views = _encode_all(OnnxEncoder(ensure_onnx(model_dir)), data, progress_enabled())
+    else:
+        from ..serve import encoder_for
+
+        with encoder_for(settings.with_(model_dir=model_dir)) as enc:
+            views = _encode_all(enc, data, progress_enabled())
+    base = features.backbone_vectors(feats)
+    both = np.flatnonzero(feats.has_image & (feats.attention_mask.sum(1) > 0))
+    pool = np.intersect1d(candidates, both) if split == "held-out groups" else both
+    if own_queries < len(pool):
+        pool = np.sort(np.random.default_rng(seed).choice(pool, size=own_queries, replace=False))
+    rel = ev.same_label_index(data.labels)
+    result = {
+        "model_version": manifest["model_version"],
+        "catalogue": str(catalogue),
+        "products": len(data),
+        "label_col": label_col,
+        "query_split": split,
+        "queries": int(len(queries)),
+        "encoder": encoder,
+        "directions": ev.table(views, data.labels, queries),
+        "baselines": {
+            "i2i (EfficientNet-Lite0)": ev.metrics(ev.first_relevant_ranks(base["image"][queries], base["image"], queries, rel)),
+            "t2t (MiniLM)": ev.metrics(ev.first_relevant_ranks(base["text"][queries], base["text"], queries, rel)),
+        },
+        "own_pair": {
+            "title->own photo": ev.own_pair(views["text"], views["image"], pool),
+            "photo->own title": ev.own_pair(views["image"], views["text"], pool),
+        },
+    }
+    emit(result, as_json, _render)

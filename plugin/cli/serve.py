@@ -1,0 +1,91 @@
+"""`samestyle serve`: the local stack (Triton, Milvus Lite, the HTTP API) until Ctrl-C."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import signal
+import threading
+
+import click
+
+from .common import emit, json_option
+
+log = logging.getLogger(__name__)
+
+
+def _http_app(settings):
+    """plugin.http:create_app, when that module exists (imported lazily: it pulls in
+    FastAPI and the query layer, which serving encoders alone does not need)."""
+    if importlib.util.find_spec("plugin.http") is None:
+        log.warning("plugin.http not found: serving Triton and Milvus without the HTTP API")
+        return None
+    from plugin.http import create_app
+
+    return create_app(settings)
+
+
+def _wait_for_signal(stack) -> int:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        for name, server in (("Triton", stack.triton), ("Milvus", stack.milvus)):
+            if server is not None and not server.running:
+                click.secho(f"error: {name} exited unexpectedly; see {stack.describe()}", fg="red", err=True)
+                return 1
+    return 0
+
+
+@click.command("serve")
+@click.option("--triton-grpc-port", type=click.IntRange(1, 65535), default=None, envvar="SAMESTYLE_TRITON_GRPC_PORT",
+              help="Port of the local Triton's gRPC endpoint. [default: a free port]")
+@click.option("--milvus-port", type=click.IntRange(1, 65535), default=None, envvar="SAMESTYLE_MILVUS_PORT",
+              help="Port of the local Milvus Lite server. [default: a free port]")
+@click.option("--http-port", type=click.IntRange(1, 65535), default=8000, show_default=True,
+              envvar="SAMESTYLE_HTTP_PORT", help="Port of the HTTP API.")
+@click.option("--http-host", default="127.0.0.1", show_default=True, envvar="SAMESTYLE_HTTP_HOST",
+              help="Interface the HTTP API listens on.")
+@click.option("--export/--no-export", default=True, show_default=True,
+              help="Export the model into the Triton repository when it is missing or stale.")
+@json_option
+@click.pass_obj
+def command(settings, triton_grpc_port, milvus_port, http_port, http_host, export, as_json):
+    """Run the local stack until interrupted.
+
+    Starts Triton (the tritonserver of nvidia-pytriton, with the serving environment)
+    unless SAMESTYLE_TRITON_URL is set, and a Milvus Lite server on the data directory
+    unless SAMESTYLE_MILVUS_URI is set, then the HTTP API. Other samestyle commands
+    reach them through the printed SAMESTYLE_TRITON_URL and SAMESTYLE_MILVUS_URI.
+    Logs go to <data dir>/logs.
+    """
+    from ..serve import local_stack
+    from ..serve.process import check_port
+
+    if importlib.util.find_spec("plugin.http") is not None:
+        check_port(http_port, "the HTTP API", "--http-port")  # before minutes of start-up, not after
+    with local_stack(settings, triton_grpc_port=triton_grpc_port, milvus_port=milvus_port, export=export) as stack:
+        info = stack.describe()
+        app = _http_app(stack.settings)
+        info["http_url"] = f"http://{http_host}:{http_port}" if app is not None else None
+
+        def human(o):
+            click.echo(f"Triton  {o['triton_url']}" + (f"  (log {o['triton_log']})" if o["triton_log"] else ""))
+            click.echo(f"Milvus  {o['milvus_uri']}")
+            if o["http_url"]:
+                click.echo(f"HTTP    {o['http_url']}")
+            click.echo(f"\nexport SAMESTYLE_TRITON_URL={o['triton_url']}")
+            click.echo(f"export SAMESTYLE_MILVUS_URI={o['milvus_uri']}")
+            click.echo("\nCtrl-C to stop.")
+
+        emit(info, as_json, human)
+        if app is None:
+            code = _wait_for_signal(stack)
+        else:
+            import uvicorn
+
+            # uvicorn handles Ctrl-C itself and returns; the stack then stops below.
+            uvicorn.run(app, host=http_host, port=http_port, log_level=settings.log_level.lower())
+            code = 0
+    if code:
+        raise SystemExit(code)

@@ -1,0 +1,319 @@
+"""The HTTP API: JSON endpoints for the same searches as `samestyle search`.
+
+`create_app(settings)` returns a FastAPI app; `samestyle serve` runs it with uvicorn.
+The OpenAPI spec is at /openapi.json (interactive docs at /docs).
+
+    POST /v1/search/product  {"id": "15970", "k": 10, ...options}
+    POST /v1/search/text     {"text": "red polo", "target": "all", ...options}
+    POST /v1/search/photo    JSON {"image_b64": "...", "modifier": "but white", ...options}
+                             or multipart: file `photo`, fields `modifier`, `options` (JSON)
+    POST /v1/search/hybrid   {"text": ..., "image_b64": ..., "product_id": ..., "fields": [...], ...}
+    GET  /healthz            the process answers
+    GET  /readyz             Milvus reachable and the collection loaded (503 otherwise)
+
+Every error is {"error": {"code", "message", "field"?, "fix"?}} with a 4xx status
+when the request was at fault (400 bad input, 404 unknown product, 413 photo too
+large, 422 malformed body), 503/502 when Milvus or Triton failed, 504 on timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import threading
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from . import contract as C
+from .config import Settings
+from .errors import InputError, SamestyleError, SchemaMismatch, ServerUnavailable
+
+log = logging.getLogger(__name__)
+
+# base64 grows a photo by 4/3; the rest of a JSON body is small.
+MAX_BODY_BYTES = C.MAX_PHOTO_BYTES * 4 // 3 + 64 * 1024
+FieldName = Literal["image_vec", "text_vec", "fused_vec", "image", "text", "fused"]
+
+
+class Options(BaseModel):
+    """Options every search accepts."""
+
+    model_config = ConfigDict(extra="forbid")
+    k: int = Field(10, ge=1, le=C.MAX_SEARCH_K, description="hits per page")
+    offset: int = Field(0, ge=0, le=C.MAX_SEARCH_OFFSET, description="hits to skip (pagination)")
+    fields: list[FieldName] | None = Field(None, max_length=3, description="vector fields; several = one hybrid search")
+    weights: list[float] | dict[str, float] | None = Field(
+        None, description="one weight per field (list, in `fields` order) or field -> weight; default: category profile")
+    ranker: Literal["weighted", "rrf"] = "weighted"
+    filters: dict[str, Any] | None = Field(
+        None, description='{"brand": "Puma"}, {"brand": ["Puma", "Nike"]}, {"price": {"gte": 100, "lt": 999}}, '
+                          '{"brand": {"ne": "X"}} / {"prefix": "Pu"} / {"not_in": [...]}; values are literals')
+    group_by: str | None = Field(None, description="one hit per value of this field (e.g. brand)")
+    floor: float | None = Field(None, ge=-1.0, le=1.0, description="drop hits whose similarity is below this")
+    exclude: list[str] = Field(default_factory=list, max_length=C.MAX_SEARCH_K, description="ids never returned")
+    category: str | None = Field(None, max_length=256, description="weight profile to use")
+
+
+class ProductQuery(Options):
+    id: str = Field(..., min_length=1, max_length=C.MAX_ID_CHARS, description="stored product id")
+    exclude_self: bool = True
+
+
+class TextQuery(Options):
+    text: str = Field(..., min_length=1, max_length=C.MAX_TITLE_CHARS)
+    target: Literal["text", "image", "fused", "all"] = "text"
+
+
+class PhotoQuery(Options):
+    image_b64: str = Field(..., min_length=1, description="the photo, base64 (a data: URI prefix is accepted)")
+    modifier: str | None = Field(None, max_length=C.MAX_TITLE_CHARS, description='words changing it ("but white")')
+
+
+class HybridQuery(Options):
+    product_id: str | None = Field(None, max_length=C.MAX_ID_CHARS)
+    text: str | None = Field(None, max_length=C.MAX_TITLE_CHARS)
+    image_b64: str | None = None
+
+
+class HitOut(BaseModel):
+    id: str
+    rank: int
+    score: float = Field(description="Milvus ranking score")
+    similarity: float = Field(description="weighted mean cosine over the searched fields")
+    scores: dict[str, float] = Field(description="cosine per vector field (which view matched)")
+    matched: str
+    entity: dict[str, Any]
+
+
+class SearchOut(BaseModel):
+    search_type: str
+    hits: list[HitOut]
+    fields: list[str]
+    weights: dict[str, float]
+    ranker: str
+    profile: str
+    views_used: dict[str, str]
+    k: int
+    offset: int
+    filter: str
+    took_ms: float
+    query: dict[str, Any]
+
+
+def _status(exc: SamestyleError) -> int:
+    from .query.search import ProductNotFound
+    from .store import CollectionNotFound
+
+    if isinstance(exc, ProductNotFound):
+        return 404
+    if isinstance(exc, InputError):
+        return 413 if "over the limit" in exc.message and exc.field == "photo" else 400
+    if isinstance(exc, (ServerUnavailable, CollectionNotFound, SchemaMismatch)):
+        return 503
+    return 502 if exc.code in ("store_error", "encode_failed") else 500
+
+
+def _error(status: int, code: str, message: str, **extra) -> JSONResponse:
+    body = {"code": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def _b64(data: str) -> bytes:
+    if data.startswith("data:"):
+        data = data.split(",", 1)[-1]
+    if len(data) > MAX_BODY_BYTES:
+        raise InputError(f"photo is over the limit of {C.MAX_PHOTO_BYTES} bytes", field="photo")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError("image_b64 is not valid base64", field="image_b64") from None
+    if len(raw) > C.MAX_PHOTO_BYTES:
+        raise InputError(f"photo is {len(raw)} bytes, over the limit of {C.MAX_PHOTO_BYTES}", field="photo")
+    return raw
+
+
+def _opts(q: Options, **extra):
+    from .query.search import SearchOptions
+
+    d = q.model_dump(include=set(Options.model_fields))
+    return SearchOptions(**d, **extra)
+
+
+class _Backend:
+    """The searcher and encoder, created on first use (Milvus may start after the app)."""
+
+    def __init__(self, settings: Settings, searcher=None, timeout: float | None = None):
+        self.settings = settings
+        self.timeout = timeout
+        self.searcher = searcher
+        self.owned = searcher is None
+        self.lock = threading.Lock()
+
+    def get(self, need_encoder: bool):
+        with self.lock:
+            if self.searcher is None:
+                from .query.search import Searcher
+
+                self.searcher = Searcher.from_settings(self.settings)
+                self.searcher.timeout = self.timeout  # Milvus calls give up with the request
+            if need_encoder and self.searcher.encoder is None:
+                from .serve import encoder_for
+
+                self.searcher.encoder = encoder_for(self.settings)
+            return self.searcher
+
+    def close(self):
+        if self.owned and self.searcher is not None:
+            if self.searcher.encoder is not None:
+                self.searcher.encoder.close()
+            self.searcher.close()
+
+
+def create_app(settings: Settings, *, searcher=None, timeout: float | None = None) -> FastAPI:
+    """The API over `settings` (Milvus at SAMESTYLE_MILVUS_URI, encoder from
+    plugin.serve.encoder_for). Tests and embedders may pass a ready `searcher`."""
+    from contextlib import asynccontextmanager
+
+    limit_s = timeout or C.SEARCH_TIMEOUT_S
+    backend = _Backend(settings, searcher, limit_s)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        backend.close()
+
+    app = FastAPI(title="samestyle", version="1", lifespan=lifespan,
+                  description="Same-style product search over Milvus: by product, text, photo, photo + modifier.")
+
+    @app.exception_handler(SamestyleError)
+    async def _samestyle(request, exc: SamestyleError):
+        return JSONResponse({"error": exc.to_dict()}, status_code=_status(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request, exc: RequestValidationError):
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        if first.get("type") == "json_invalid":  # its loc is a character position, not a field
+            loc = ""
+        return _error(422, "invalid_request", f"{loc or 'body'}: {first.get('msg', 'invalid request')}",
+                      field=loc or None, detail=json.loads(json.dumps(errs, default=str)))
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next):
+        size = request.headers.get("content-length")
+        if size and size.isdigit() and int(size) > MAX_BODY_BYTES:
+            return _error(413, "invalid_input", f"request body is {size} bytes, over the limit of {MAX_BODY_BYTES}",
+                          field="photo")
+        return await call_next(request)
+
+    async def run(fn, *args, need_encoder: bool = False):
+        def call():
+            return fn(backend.get(need_encoder), *args).to_dict()
+
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(call), limit_s)
+        except asyncio.TimeoutError:
+            return _error(504, "timeout", f"the search took longer than {limit_s:g} s",
+                          fix="retry, narrow the filters, or lower k")
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz():
+        def check():
+            s = backend.get(False)
+            s.schema()  # loads the collection when it is not
+            return {"status": "ready", "collection": s.collection, "encoder": s.encoder is not None}
+
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(check), limit_s)
+        except SamestyleError as exc:
+            return _error(503, exc.code, exc.message, fix=exc.fix)
+        except asyncio.TimeoutError:
+            return _error(503, "timeout", "Milvus did not answer in time")
+
+    @app.post("/v1/search/product", response_model=SearchOut)
+    async def search_product(q: ProductQuery):
+        return await run(lambda s: s.by_product(q.id, _opts(q, exclude_self=q.exclude_self)))
+
+    @app.post("/v1/search/text", response_model=SearchOut)
+    async def search_text(q: TextQuery):
+        return await run(lambda s: s.by_text(q.text, q.target, _opts(q)), need_encoder=True)
+
+    photo_body = {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": PhotoQuery.model_json_schema()},
+        "multipart/form-data": {"schema": {"type": "object", "required": ["photo"], "properties": {
+            "photo": {"type": "string", "format": "binary"},
+            "modifier": {"type": "string"},
+            "options": {"type": "string", "description": "JSON object of search options (k, filters, ...)"}}}},
+    }}}
+
+    @app.post("/v1/search/photo", response_model=SearchOut, openapi_extra=photo_body)
+    async def search_photo(request: Request):
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("multipart/form-data"):
+            q, photo = await _multipart(request)
+        elif ctype.startswith("application/json"):
+            q = _validate(PhotoQuery, await _json(request))
+            photo = _b64(q.image_b64)
+        else:
+            return _error(415, "unsupported_media_type", f"content type [{ctype}] is not supported",
+                          fix="send application/json with image_b64, or multipart/form-data with a `photo` file")
+        if q.modifier:
+            return await run(lambda s: s.by_photo_text(photo, q.modifier, _opts(q)), need_encoder=True)
+        return await run(lambda s: s.by_photo(photo, _opts(q)), need_encoder=True)
+
+    @app.post("/v1/search/hybrid", response_model=SearchOut)
+    async def search_hybrid(q: HybridQuery):
+        photo = _b64(q.image_b64) if q.image_b64 else None
+        need = q.text is not None or photo is not None
+        return await run(lambda s: s.hybrid(text=q.text, photo=photo, product_id=q.product_id, opts=_opts(q)),
+                         need_encoder=need)
+
+    return app
+
+
+def _validate(model, obj):
+    try:
+        return model.model_validate(obj)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+async def _json(request: Request):
+    try:
+        return json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": f"invalid JSON: {exc}",
+                                       "input": None}]) from None
+
+
+async def _multipart(request: Request):
+    form = await request.form(max_files=1, max_fields=8, max_part_size=C.MAX_PHOTO_BYTES + 1)
+    upload = form.get("photo")
+    if upload is None or isinstance(upload, str):
+        raise InputError("multipart request has no `photo` file", field="photo",
+                         fix="send the photo as a file part named `photo`")
+    data = await upload.read(C.MAX_PHOTO_BYTES + 1)
+    if len(data) > C.MAX_PHOTO_BYTES:
+        raise InputError(f"photo is over the limit of {C.MAX_PHOTO_BYTES} bytes", field="photo")
+    raw_opts = form.get("options") or "{}"
+    try:
+        opts = json.loads(raw_opts)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"`options` is not valid JSON ({exc})", field="options") from None
+    if not isinstance(opts, dict):
+        raise InputError("`options` must be a JSON object", field="options")
+    modifier = form.get("modifier")
+    q = _validate(PhotoQuery, {**opts, "image_b64": "x", "modifier": modifier or opts.get("modifier")})
+    return q, data

@@ -1,0 +1,229 @@
+"""Pure builders of Milvus search requests for every same-style search type.
+
+Importable by other services that query the collection themselves: give them query
+vectors (from any `plugin.encoders` encoder, or fetched from the collection) and
+they return pymilvus `AnnSearchRequest`s plus a ranker, ready for
+`MilvusClient.hybrid_search(collection, plan.requests, plan.ranker, limit=k)`.
+No I/O here; see docs/collection-contract.md for the contract they implement.
+
+Which query vector goes against which field. A query has up to three views (photo
+only, title only, both fused; a view it cannot have is absent or all-zero). A field
+is searched with the query's view of the same name when it has one, and otherwise
+with the nearest view it does have (`VIEW_FALLBACK`): a text-only query searched
+against `image_vec` is the cross-modal text->photo search; a product without a photo
+searched against `image_vec` uses its title.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
+
+from .. import contract as C
+from ..errors import InputError
+
+FIELDS: tuple[str, ...] = tuple(C.VECTOR_FIELDS.values())  # image_vec, text_vec, fused_vec
+FIELD_VIEW = {f: v for v, f in C.VECTOR_FIELDS.items()}
+VIEW_FALLBACK = {
+    "image": ("image", "fused", "text"),
+    "text": ("text", "fused", "image"),
+    "fused": ("fused", "image", "text"),
+}
+RANKERS = ("weighted", "rrf")
+RRF_K = 60
+SEARCH_TYPES = ("product", "text", "photo", "photo_text", "hybrid")
+DEFAULT_FIELDS = {
+    "product": ("fused_vec",),
+    "text": ("text_vec",),
+    # A photo alone is compared with photos; fused_vec (photo + title) can be added
+    # per request, but a query without a title sits off the stored fused vectors.
+    "photo": ("image_vec",),
+    "photo_text": ("fused_vec",),
+    "hybrid": FIELDS,
+}
+TEXT_TARGETS = {"text": ("text_vec",), "image": ("image_vec",), "fused": ("fused_vec",), "all": FIELDS}
+# How many candidates each sub-request of a hybrid search brings to the ranker, as a
+# multiple of what the page needs: a hit ranked low in one view but high in another
+# must be among both candidate lists for its fused score to be right.
+CANDIDATE_FACTOR = 2
+CANDIDATE_EXTRA = 50
+MAX_CANDIDATES = 16_384  # Milvus's cap on limit (+ offset) per request
+
+
+def candidates(limit: int) -> int:
+    """Candidates per sub-request of a hybrid search returning `limit` hits."""
+    return min(MAX_CANDIDATES, max(limit * CANDIDATE_FACTOR, limit + CANDIDATE_EXTRA))
+_EPS = 1e-6
+
+
+@dataclass
+class SearchPlan:
+    """Everything a same-style search sends to Milvus. `requests` has one
+    AnnSearchRequest per field; with a single field a plain `search` on
+    `requests[0]` is equivalent (and what plugin.store.search does)."""
+
+    fields: tuple[str, ...]
+    vectors: dict[str, list[float]]  # field -> query vector
+    views_used: dict[str, str]  # field -> which query view was used
+    weights: tuple[float, ...]  # one per field, sum 1 (for RRF: reporting only)
+    ranker_kind: str
+    requests: list[AnnSearchRequest]
+    ranker: WeightedRanker | RRFRanker
+    limit: int  # hits to ask for (offset + k)
+    expr: str = ""
+    search_params: dict = field(default_factory=dict)
+
+
+# --- small pure helpers -------------------------------------------------------------------
+def check_fields(fields: Sequence[str] | None, default: Sequence[str]) -> tuple[str, ...]:
+    """Validated, de-duplicated field names in contract order of first mention.
+    Accepts views ('image') as well as field names ('image_vec')."""
+    if not fields:
+        return tuple(default)
+    out: list[str] = []
+    for f in fields:
+        name = C.VECTOR_FIELDS.get(f, f)
+        if name not in FIELDS:
+            raise InputError(f"unknown vector field [{f}]", field="fields",
+                             fix=f"use some of {', '.join(FIELDS)} (or image, text, fused)")
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def normalise_weights(fields: Sequence[str], weights: Mapping[str, float] | Sequence[float] | None,
+                      profile: Mapping[str, float] | None = None) -> tuple[float, ...]:
+    """One non-negative weight per field, summing to 1. Explicit weights (a list in
+    field order, or field -> weight) win over the profile; missing ones get 0 when a
+    mapping is given. Equal weights when neither is given."""
+    if weights is not None and not isinstance(weights, Mapping):
+        ws = list(weights)
+        if len(ws) != len(fields):
+            raise InputError(f"{len(ws)} weights for {len(fields)} fields {list(fields)}", field="weights",
+                             fix="give one weight per field, in the same order")
+    else:
+        src = weights if weights is not None else profile
+        if src:
+            keys = {C.VECTOR_FIELDS.get(k, k) for k in src}
+            unknown = keys - set(FIELDS)
+            if unknown and weights is not None:
+                raise InputError(f"weights for unknown fields {sorted(unknown)}", field="weights")
+            norm = {C.VECTOR_FIELDS.get(k, k): v for k, v in src.items()}
+            ws = [norm.get(f, 0.0) for f in fields]
+        else:
+            ws = [1.0] * len(fields)
+    try:
+        ws = [float(w) for w in ws]
+    except (TypeError, ValueError):
+        raise InputError(f"weights must be numbers, got {ws!r}", field="weights") from None
+    if any(not np.isfinite(w) or w < 0 for w in ws):
+        raise InputError(f"weights must be finite and >= 0, got {ws}", field="weights")
+    total = sum(ws)
+    if total <= 0:
+        if weights is not None:
+            raise InputError(f"weights {ws} sum to 0", field="weights", fix="give at least one positive weight")
+        ws, total = [1.0] * len(fields), float(len(fields))
+    return tuple(w / total for w in ws)
+
+
+def make_ranker(kind: str, weights: Sequence[float]) -> WeightedRanker | RRFRanker:
+    """WeightedRanker without score normalisation: with normalised weights and
+    L2-normalised vectors the fused score is then the weighted mean cosine, on the
+    same scale as a single-field search. RRF ignores the weights."""
+    if kind == "weighted":
+        return WeightedRanker(*weights, norm_score=False)
+    if kind == "rrf":
+        return RRFRanker(RRF_K)
+    raise InputError(f"unknown ranker [{kind}]", field="ranker", fix=f"use one of {', '.join(RANKERS)}")
+
+
+def search_params(limit: int, extra: Mapping | None = None) -> dict:
+    """The metric from the contract plus the index profile's params (`extra`, see
+    plugin.store.search_params), with an HNSW `ef` raised to at least `limit`
+    (Milvus requires ef >= limit)."""
+    params = dict(extra or {})
+    if not params or "ef" in params:  # HNSW (the default profiles); other indexes have their own knobs
+        params["ef"] = max(int(params.get("ef", 64)), int(limit))
+    return {"metric_type": C.METRIC, "params": params}
+
+
+def _as_vec(v) -> np.ndarray | None:
+    if v is None:
+        return None
+    a = np.asarray(v, dtype=np.float32).reshape(-1)
+    return a if a.size and float(np.linalg.norm(a)) > _EPS else None
+
+
+def query_vectors(views: Mapping[str, object], fields: Sequence[str]) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """field -> query vector (and field -> view used), per VIEW_FALLBACK. `views` maps
+    view names ('image', 'text', 'fused') or field names to vectors; absent or zero
+    vectors count as missing."""
+    have: dict[str, np.ndarray] = {}
+    for k, v in views.items():
+        view = FIELD_VIEW.get(k, k)
+        if view not in C.VIEWS:
+            raise InputError(f"unknown view [{k}]", field="views", fix=f"use {', '.join(C.VIEWS)}")
+        a = _as_vec(v)
+        if a is not None:
+            have[view] = a
+    if not have:
+        raise InputError("the query has no usable vector (every view is missing or zero)", field="query",
+                         fix="give a photo, a text, or a product that has one")
+    dims = {a.shape[0] for a in have.values()}
+    if len(dims) != 1:
+        raise InputError(f"query views have different dimensions {sorted(dims)}", field="query")
+    vecs, used = {}, {}
+    for f in fields:
+        view = next(v for v in VIEW_FALLBACK[FIELD_VIEW[f]] if v in have)
+        vecs[f] = have[view].tolist()
+        used[f] = view
+    return vecs, used
+
+
+def plan(views: Mapping[str, object], fields: Sequence[str], *, k: int = 10, offset: int = 0, expr: str = "",
+         weights: Mapping[str, float] | Sequence[float] | None = None, profile: Mapping[str, float] | None = None,
+         ranker: str = "weighted", params: Mapping | None = None) -> SearchPlan:
+    """The general builder: any set of fields as one (hybrid) search."""
+    fields = check_fields(fields, FIELDS)
+    if k < 1 or offset < 0:
+        raise InputError(f"k must be >= 1 and offset >= 0, got k={k} offset={offset}", field="k")
+    vecs, used = query_vectors(views, fields)
+    ws = normalise_weights(fields, weights, profile)
+    limit = offset + k
+    per_req = candidates(limit) if len(fields) > 1 else limit
+    sp = search_params(per_req, params)
+    reqs = [AnnSearchRequest(data=[vecs[f]], anns_field=f, param=sp, limit=per_req, expr=expr or None)
+            for f in fields]
+    return SearchPlan(fields, vecs, used, ws, ranker, reqs, make_ranker(ranker, ws), limit, expr, sp)
+
+
+# --- one builder per search type --------------------------------------------------------------
+def product_plan(stored: Mapping[str, object], fields: Sequence[str] | None = None, **kw) -> SearchPlan:
+    """Search with a stored product's vectors (field name -> vector, as fetched):
+    fused -> fused by default; a field whose view the product lacks uses one it has."""
+    vectors = {f: stored.get(f) for f in FIELDS}  # a fetched row also holds scalars
+    return plan(vectors, check_fields(fields, DEFAULT_FIELDS["product"]), **kw)
+
+
+def text_plan(text_vec, target: str = "text", fields: Sequence[str] | None = None, **kw) -> SearchPlan:
+    """A phrase (its encoder `text` view) against text_vec, image_vec (cross-modal),
+    fused_vec, or all three (`target`); explicit `fields` override the target."""
+    if target not in TEXT_TARGETS:
+        raise InputError(f"unknown text target [{target}]", field="target",
+                         fix=f"use one of {', '.join(TEXT_TARGETS)}")
+    return plan({"text": text_vec}, check_fields(fields, TEXT_TARGETS[target]), **kw)
+
+
+def photo_plan(image_vec, fields: Sequence[str] | None = None, fused_vec=None, **kw) -> SearchPlan:
+    """A photo (its encoder `image` view; for a photo alone the `fused` view may be
+    given too) against image_vec and/or fused_vec."""
+    return plan({"image": image_vec, "fused": fused_vec}, check_fields(fields, DEFAULT_FIELDS["photo"]), **kw)
+
+
+def photo_text_plan(fused_vec, fields: Sequence[str] | None = None, image_vec=None, **kw) -> SearchPlan:
+    """A photo plus modifier words ("this dress, but white") encoded jointly as one
+    product: its `fused` view against fused_vec."""
+    return plan({"fused": fused_vec, "image": image_vec}, check_fields(fields, DEFAULT_FIELDS["photo_text"]), **kw)

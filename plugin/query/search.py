@@ -1,0 +1,369 @@
+"""Same-style search, the Python API behind `samestyle search` and the HTTP API.
+
+    searcher = Searcher(client, "products", encoder=encoder)
+    searcher.by_product("P00012")                      # fused -> fused, minus itself
+    searcher.by_text("red striped t-shirt", target="image")   # cross-modal
+    searcher.by_photo(Path("dress.jpg"), fields=["image_vec"])
+    searcher.by_photo_text(photo_bytes, "but white")   # one fused query, as in the paper
+    searcher.hybrid(text="puma tee", photo=b"...", fields=["image_vec", "text_vec"], weights=[0.7, 0.3])
+
+Every search takes the same options (`SearchOptions` fields as keywords): typed
+filters, group-by, a similarity floor, pagination, exclusions, weights or the
+category's weight profile, and returns hits with per-field scores.
+
+Scores. `score` is Milvus's ranking score (the weighted mean cosine for one field or
+the weighted ranker; a rank-based number for RRF). `scores` holds the exact cosine
+of each field's query vector against the hit's stored vector, computed here from the
+vectors the search returns, and `similarity` their weighted mean over the searched
+fields; `matched` names the field that scored highest. The floor applies to
+`similarity`, so it means the same under either ranker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field, fields as dc_fields
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .. import contract as C
+from ..encoders.base import Encoder, ProductInput
+from ..errors import EncodeError, InputError, SchemaMismatch
+from ..store import search as store
+from . import filters as F
+from . import requests as R
+from .profiles import Profiles
+
+log = logging.getLogger(__name__)
+
+MAX_K = C.MAX_SEARCH_K
+MAX_OFFSET = C.MAX_SEARCH_OFFSET
+CATEGORY_FIELD = C.CATEGORY_FIELD
+PK = store.PK
+VIEW_FLAG = {"image_vec": "has_image", "text_vec": "has_text"}
+TIE_SLACK = 10  # extra hits fetched so that ties at a page boundary sort the same way
+
+
+class ProductNotFound(InputError):
+    code = "not_found"
+
+
+@dataclass
+class SearchOptions:
+    """What every search type accepts (all optional)."""
+
+    k: int = 10
+    offset: int = 0
+    fields: Sequence[str] | None = None  # vector fields; the search type's default when None
+    weights: Mapping[str, float] | Sequence[float] | None = None  # explicit; else the category profile
+    ranker: str = "weighted"  # or "rrf"
+    filters: object = None  # list[Filter] | {"field": value} | ["k=v", ...]
+    group_by: str | None = None  # one hit per value of this scalar field (brand, supplier...)
+    floor: float | None = None  # drop hits whose similarity is below this
+    exclude: Sequence[str] = ()  # ids never returned
+    exclude_self: bool = True  # product search: leave the query product out
+    category: str | None = None  # weight profile to use (default: product's, or the filtered one)
+    target: str = "text"  # text search: text | image | fused | all
+    timeout: float | None = None  # seconds, per Milvus call
+
+    def check(self) -> "SearchOptions":
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
+            raise InputError(f"k is [{self.k}], must be an integer in 1..{MAX_K}", field="k")
+        if isinstance(self.offset, bool) or not isinstance(self.offset, int) or not 0 <= self.offset <= MAX_OFFSET:
+            raise InputError(f"offset is [{self.offset}], must be an integer in 0..{MAX_OFFSET}", field="offset")
+        if self.floor is not None and (not isinstance(self.floor, (int, float)) or not -1.0 <= self.floor <= 1.0):
+            raise InputError(f"floor is [{self.floor}], must be a similarity in -1..1", field="floor")
+        if self.ranker not in R.RANKERS:
+            raise InputError(f"unknown ranker [{self.ranker}]", field="ranker", fix=f"use one of {', '.join(R.RANKERS)}")
+        return self
+
+
+@dataclass
+class Hit:
+    id: str
+    rank: int  # 1-based, across pages
+    score: float
+    similarity: float
+    scores: dict[str, float]
+    matched: str
+    entity: dict = field(default_factory=dict)
+
+
+@dataclass
+class SearchResult:
+    search_type: str
+    hits: list[Hit]
+    fields: tuple[str, ...]
+    weights: dict[str, float]
+    ranker: str
+    profile: str
+    views_used: dict[str, str]
+    k: int
+    offset: int
+    filter: str
+    took_ms: float
+    query: dict = field(default_factory=dict)
+
+    @property
+    def ids(self) -> list[str]:
+        return [h.id for h in self.hits]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _read_photo(photo: bytes | str | Path) -> bytes:
+    if isinstance(photo, (bytes, bytearray, memoryview)):
+        data = bytes(photo)
+    elif isinstance(photo, (str, Path)):
+        p = Path(photo)
+        if not p.is_file():
+            raise InputError(f"photo [{p}] is not a file", field="photo")
+        size = p.stat().st_size
+        if size > C.MAX_PHOTO_BYTES:
+            raise InputError(f"photo [{p}] is {size} bytes, over the limit of {C.MAX_PHOTO_BYTES}", field="photo")
+        data = p.read_bytes()
+    else:
+        raise InputError(f"photo must be bytes or a path, got [{type(photo).__name__}]", field="photo")
+    if not data:
+        raise InputError("photo is empty", field="photo")
+    if len(data) > C.MAX_PHOTO_BYTES:
+        raise InputError(f"photo is {len(data)} bytes, over the limit of {C.MAX_PHOTO_BYTES}", field="photo")
+    return data
+
+
+def _opts(opts: SearchOptions | None, kw: dict) -> SearchOptions:
+    base = opts or SearchOptions()
+    names = {f.name for f in dc_fields(SearchOptions)}
+    unknown = set(kw) - names
+    if unknown:
+        raise TypeError(f"unknown search option(s) {sorted(unknown)}; known: {sorted(names)}")
+    return SearchOptions(**{**asdict(base), **kw}).check()
+
+
+def field_scores(query: Mapping[str, Sequence[float]], entity: Mapping) -> dict[str, float]:
+    """Cosine (IP of L2-normalised vectors) of each field's query vector against the
+    hit's stored vector; a stored zero vector (a view the product lacks) scores 0."""
+    out = {}
+    for f, q in query.items():
+        v = entity.get(f)
+        if v is None:
+            continue
+        out[f] = float(np.dot(np.asarray(q, dtype=np.float32), np.asarray(v, dtype=np.float32)))
+    return out
+
+
+class Searcher:
+    """Same-style search over one collection (or alias). `encoder` is needed for text
+    and photo queries only; product searches use the stored vectors."""
+
+    def __init__(self, client, collection: str = C.COLLECTION_ALIAS, encoder: Encoder | None = None,
+                 profiles: Profiles | None = None, timeout: float | None = None,
+                 index_params: Mapping | None = None):
+        self.client = client
+        self.collection = collection
+        self.encoder = encoder
+        self.profiles = profiles or Profiles.load()
+        self.timeout = timeout
+        self.index_params = dict(index_params or {})  # search params of the index profile (ef, ...)
+        self._schema: F.FilterSchema | None = None
+        self._scalars: list[str] | None = None
+        self._model_version: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings, encoder: Encoder | None = None, collection: str | None = None) -> "Searcher":
+        from .. import store as store_pkg  # connect() lives with the rest of the store
+
+        client = store_pkg.connect(settings)
+        params = store_pkg.search_params(settings.resolved_profile)["params"]
+        return cls(client, collection or settings.collection, encoder, Profiles.load(settings.search_profiles),
+                   index_params=params)
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001 - closing twice is harmless
+            pass
+
+    # -- schema -----------------------------------------------------------------------
+    def schema(self) -> F.FilterSchema:
+        if self._schema is None:
+            store.ensure_loaded(self.client, self.collection)
+            desc = store.describe(self.client, self.collection)
+            self._model_version = store.model_version(desc)
+            base = F.FilterSchema.from_description(desc)
+            self._scalars = list(base.fields)
+            fields = dict(base.fields)
+            if base.dynamic:
+                # Names outside the schema are checked against the attributes rows
+                # actually carry, so a typo is an error rather than zero hits.
+                for k, kind in store.dynamic_keys(self.client, self.collection, list(fields)).items():
+                    fields.setdefault(k, kind)
+            self._schema = F.FilterSchema(fields, dynamic=False)
+        return self._schema
+
+    def _filters(self, raw) -> list:
+        schema = self.schema()
+        if raw is None:
+            return []
+        if isinstance(raw, Mapping):
+            return F.from_json(raw, schema)
+        items = list(raw)
+        if all(isinstance(x, str) for x in items):
+            return F.parse_cli(items, schema)
+        for x in items:
+            if not isinstance(x, (F.Eq, F.Ne, F.In, F.Range, F.Prefix)):
+                raise InputError(f"not a filter: {x!r}", field="filters")
+        return items
+
+    def check(self, opts: SearchOptions) -> None:
+        """Validate options and filters against the collection without searching (the
+        CLI calls this before it starts an encoder)."""
+        opts.check()
+        self._filters(opts.filters)
+        R.check_fields(opts.fields, R.FIELDS)
+        if opts.group_by is not None and opts.group_by not in (self._scalars or ()):
+            raise InputError(f"cannot group by [{opts.group_by}]: not a scalar field of the collection schema",
+                             field="group_by", fix=f"use one of {', '.join(sorted(self._scalars or ()))}")
+
+    # -- encoding ---------------------------------------------------------------------
+    def _encode(self, *, photo: bytes | None = None, text: str | None = None) -> dict[str, np.ndarray]:
+        if self.encoder is None:
+            raise InputError("this search needs an encoder (text or photo query) but none was given",
+                             fix="pass encoder=... (plugin.serve.encoder_for(settings))")
+        self.schema()
+        if self._model_version and self.encoder.model_version != self._model_version:
+            # Vectors of two models live in different spaces: comparing them returns noise.
+            raise SchemaMismatch(
+                f"collection [{self.collection}] holds vectors of model [{self._model_version}], the encoder "
+                f"serves [{self.encoder.model_version}]",
+                fix="point SAMESTYLE_TRITON_URL / SAMESTYLE_MODEL at the collection's model, or reindex")
+        if text is not None and len(text) > C.MAX_TITLE_CHARS:
+            raise InputError(f"text has {len(text)} characters, over the limit of {C.MAX_TITLE_CHARS}", field="text")
+        try:
+            enc = self.encoder.encode_one(ProductInput("query", image=photo, text=text))
+        except EncodeError as exc:
+            fld = {"image": "photo"}.get(exc.field or "", exc.field)
+            raise InputError(f"cannot encode the query: {exc.message}", field=fld) from None
+        return {v: enc.view(v)[0] for v in C.VIEWS}
+
+    # -- the search types ---------------------------------------------------------------
+    def by_product(self, product_id: str, opts: SearchOptions | None = None, **kw) -> SearchResult:
+        o = _opts(opts, kw)
+        if not isinstance(product_id, str) or not product_id or len(product_id) > C.MAX_ID_CHARS:
+            raise InputError(f"product id [{product_id!r}] is not a non-empty string of at most {C.MAX_ID_CHARS} chars",
+                             field="product_id")
+        self.schema()
+        row = store.fetch(self.client, self.collection, [product_id], timeout=o.timeout or self.timeout).get(product_id)
+        if row is None:
+            raise ProductNotFound(f"product [{product_id}] is not in collection [{self.collection}]",
+                                  record=product_id, field="product_id")
+        views = {f: row.get(f) for f in R.FIELDS}
+        # The stored flags are authoritative: a view the product cannot have is zero anyway,
+        # but a stale row must not make a missing photo look present.
+        if row.get("has_image") is False:
+            views.pop("image_vec")
+        if row.get("has_text") is False:
+            views.pop("text_vec")
+        exclude = [*o.exclude, product_id] if o.exclude_self else list(o.exclude)
+        category = o.category or row.get(CATEGORY_FIELD)
+        return self._run("product", views, R.DEFAULT_FIELDS["product"], o, exclude, category,
+                         {"product_id": product_id})
+
+    def by_text(self, text: str, target: str | None = None, opts: SearchOptions | None = None, **kw) -> SearchResult:
+        o = _opts(opts, kw)
+        target = target or o.target
+        if target not in R.TEXT_TARGETS:
+            raise InputError(f"unknown text target [{target}]", field="target",
+                             fix=f"use one of {', '.join(R.TEXT_TARGETS)}")
+        if not isinstance(text, str) or not text.strip():
+            raise InputError("text is empty", field="text")
+        views = self._encode(text=text)
+        # Only the text view is the query; dropping the rest keeps every field on it.
+        return self._run("text", {"text": views["text"]}, R.TEXT_TARGETS[target], o, list(o.exclude), o.category,
+                         {"text": text, "target": target})
+
+    def by_photo(self, photo: bytes | str | Path, opts: SearchOptions | None = None, **kw) -> SearchResult:
+        o = _opts(opts, kw)
+        views = self._encode(photo=_read_photo(photo))
+        return self._run("photo", {"image": views["image"], "fused": views["fused"]}, R.DEFAULT_FIELDS["photo"], o,
+                         list(o.exclude), o.category, {"photo": True})
+
+    def by_photo_text(self, photo: bytes | str | Path, modifier: str, opts: SearchOptions | None = None,
+                      **kw) -> SearchResult:
+        o = _opts(opts, kw)
+        if not isinstance(modifier, str) or not modifier.strip():
+            raise InputError("modifier text is empty", field="modifier")
+        views = self._encode(photo=_read_photo(photo), text=modifier)
+        return self._run("photo_text", {"fused": views["fused"], "image": views["image"]},
+                         R.DEFAULT_FIELDS["photo_text"], o, list(o.exclude), o.category,
+                         {"photo": True, "modifier": modifier})
+
+    def hybrid(self, *, text: str | None = None, photo: bytes | str | Path | None = None,
+               product_id: str | None = None, opts: SearchOptions | None = None, **kw) -> SearchResult:
+        """Any set of fields as one hybrid search, for a product, or for a text and/or
+        a photo encoded together (all three views of that query are used)."""
+        o = _opts(opts, kw)
+        if product_id is not None:
+            if text is not None or photo is not None:
+                raise InputError("give a product id, or a text and/or a photo, not both", field="query")
+            o.fields = o.fields or R.FIELDS
+            res = self.by_product(product_id, o)
+            res.search_type = "hybrid"
+            return res
+        if text is None and photo is None:
+            raise InputError("a hybrid search needs a text, a photo or a product id", field="query")
+        views = self._encode(photo=_read_photo(photo) if photo is not None else None, text=text)
+        return self._run("hybrid", views, R.DEFAULT_FIELDS["hybrid"], o, list(o.exclude), o.category,
+                         {"text": text, "photo": photo is not None})
+
+    # -- the common path ------------------------------------------------------------------
+    def _run(self, kind: str, views: Mapping, default_fields: Sequence[str], o: SearchOptions,
+             exclude: Sequence[str], category: str | None, query: dict) -> SearchResult:
+        t0 = time.perf_counter()
+        schema = self.schema()
+        self.check(o)
+        filters = self._filters(o.filters)
+        if category is None:
+            category = F.category_of(filters, CATEGORY_FIELD)
+        fields = R.check_fields(o.fields, default_fields)
+        profile_name, profile = self.profiles.for_category(category)
+        extra = [F.exclude_ids(exclude, PK)]
+        if len(fields) == 1 and fields[0] in VIEW_FLAG and VIEW_FLAG[fields[0]] in (self._scalars or ()):
+            # A product without that view stores a zero vector: it scores 0 and would only
+            # take a slot from a real match. (In a hybrid search its other views count.)
+            extra.append(f"({VIEW_FLAG[fields[0]]} == true)")
+        expr = F.to_expr(filters, schema, extra=extra)
+        # Milvus orders equal scores arbitrarily (segments, partitions), so one hit could
+        # land on two pages. Pages are therefore cut here from one stable order (score,
+        # then id) over offset + k + TIE_SLACK hits, not with Milvus's own offset.
+        plan = R.plan(views, fields, k=o.offset + o.k + TIE_SLACK, offset=0, expr=expr, weights=o.weights,
+                      profile=profile, ranker=o.ranker, params=self.index_params)
+        # "*" brings the vectors (for per-field scores) and any dynamic attributes.
+        out_fields = ["*"]
+        raw = store.run(self.client, self.collection, plan, offset=0, group_by=o.group_by,
+                        output_fields=out_fields, timeout=o.timeout or self.timeout)
+        raw.sort(key=lambda h: (-round(h["score"], 5), h["id"]))
+        raw = raw[o.offset:o.offset + o.k]
+        # Per-field scores for all three fields, each against the query view it would use.
+        all_q, _ = R.query_vectors(views, R.FIELDS)
+        w = dict(zip(plan.fields, plan.weights))
+        hits = []
+        for i, h in enumerate(raw):
+            ent = h["entity"]
+            scores = field_scores(all_q, ent)
+            for f in R.FIELDS:
+                ent.pop(f, None)
+            sim = float(sum(w[f] * scores.get(f, 0.0) for f in plan.fields))
+            if o.floor is not None and sim < o.floor:
+                continue
+            matched = max(plan.fields, key=lambda f: scores.get(f, -2.0))
+            hits.append(Hit(h["id"], o.offset + i + 1, h["score"], sim, scores, matched, ent))
+        took = (time.perf_counter() - t0) * 1000
+        log.info("%s search: %d hits in %.1f ms (fields=%s, profile=%s)", kind, len(hits), took, plan.fields,
+                 profile_name)
+        return SearchResult(kind, hits, plan.fields, w, o.ranker, profile_name if len(plan.fields) > 1 else "-",
+                            plan.views_used, o.k, o.offset, expr, took, query)

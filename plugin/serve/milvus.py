@@ -1,0 +1,80 @@
+"""A local Milvus Lite gRPC server (`python -m milvus_lite server`) on the data
+directory, so several processes (the HTTP API, ingest, search) share one Milvus.
+
+It serves the same folder the embedded client opens (`<data dir>/milvus.db` is a
+directory of the same layout), so data ingested embedded is there when served, and
+the other way round. Only one process may hold it at a time (a LOCK file)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+from ..errors import ServeError
+from .process import ManagedProcess, check_port, free_port
+
+log = logging.getLogger(__name__)
+
+
+def milvus_command(data_dir: Path, port: int, python: str = sys.executable) -> list[str]:
+    """argv of the server (pure). Bound to loopback: this is a dev/single-box stack."""
+    return [python, "-m", "milvus_lite", "server", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+            "--port", str(port)]
+
+
+class MilvusServer:
+    def __init__(self, data_dir: str | Path, *, log_dir: str | Path, port: int | None = None,
+                 startup_timeout_s: float = 60.0):
+        self.data_dir = Path(data_dir)
+        self.log_dir = Path(log_dir)
+        self.port = port
+        self.startup_timeout_s = startup_timeout_s
+        self._proc: ManagedProcess | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.running
+
+    def start(self) -> "MilvusServer":
+        if self.port is None:
+            self.port = free_port()
+        else:
+            check_port(self.port, "Milvus", "--milvus-port")
+        self._proc = ManagedProcess("milvus-lite", milvus_command(self.data_dir, self.port), dict(os.environ),
+                                    self.log_dir / f"milvus-{self.port}.log")
+        self._proc.start()
+        self._proc.wait_ready(self._probe, self.startup_timeout_s, self._exit_error)
+        log.info("Milvus Lite ready at %s (data %s)", self.uri, self.data_dir)
+        return self
+
+    def _probe(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            return True
+
+    def _exit_error(self, tail: str) -> ServeError:
+        if "LOCK" in tail or "lock" in tail:
+            return ServeError(f"Milvus data {self.data_dir} is held by another process", fix=(
+                "stop the other samestyle process using it, or set SAMESTYLE_MILVUS_URI to its server; log:\n" + tail))
+        if "in use" in tail:
+            return ServeError(f"port {self.port} for Milvus is already in use", port=self.port,
+                              fix="pass another --milvus-port")
+        return ServeError(f"Milvus Lite exited while starting (log {self._proc.log_path if self._proc else '?'})",
+                          fix=f"read the log; last lines:\n{tail}")
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop()
+            self._proc = None
+
+    def __enter__(self) -> "MilvusServer":
+        return self.start() if not self.running else self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,154 @@
+"""A server child process that does not outlive us: its own process group (so stopping
+it takes its children along, e.g. Triton's python-backend stubs), stopped at
+interpreter exit if nobody stopped it, killed by the kernel if we die without exiting
+(PR_SET_PDEATHSIG, when started from the main thread); output to a log file."""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ServeError
+
+log = logging.getLogger(__name__)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int, host: str = "0.0.0.0") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # SO_REUSEADDR as the servers themselves set it: a port left in TIME_WAIT by
+        # a server we just stopped is free to them, a listening one is not.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def check_port(port: int, what: str, option: str) -> None:
+    """Fail early, naming the port and the option to change it."""
+    if not port_is_free(port):
+        raise ServeError(f"port {port} for {what} is already in use", port=port,
+                         fix=f"pass another {option}, or stop the process listening on {port}")
+
+
+try:  # resolved here, not in the child: dlopen after fork in a threaded parent can deadlock
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _PRCTL = None
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_LIVE: "weakref.WeakSet[ManagedProcess]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """A server nobody stopped (an encoder never closed) goes when we do."""
+    for p in list(_LIVE):
+        p.stop(timeout_s=5)
+
+
+class ManagedProcess:
+    """One server process. `start` returns at once; `wait_ready` polls a probe."""
+
+    def __init__(self, name: str, argv: list[str], env: dict, log_path: Path, cwd: Path | None = None):
+        self.name, self.argv, self.env, self.log_path, self.cwd = name, argv, env, Path(log_path), cwd
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as out:
+            out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.argv)}\n".encode())
+            out.flush()
+            # PDEATHSIG fires when the *thread* that forked exits, so only the main
+            # thread (which lives as long as the process) may arm it.
+            main = threading.current_thread() is threading.main_thread()
+            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=_die_with_parent if main else None)
+        _LIVE.add(self)
+        log.info("started %s (pid %d), log %s", self.name, self.proc.pid, self.log_path)
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        keep = [ln for ln in text if "Timeout " not in ln and ln.strip() and not ln.startswith(("+", "|"))]
+        return "\n".join(keep[-lines:])
+
+    def wait_ready(self, probe: Callable[[], bool], timeout_s: float, on_exit: Callable[[str], ServeError]) -> None:
+        """Poll `probe` until it says yes; if the process dies first, raise what
+        `on_exit(log_tail)` builds; on timeout, stop it and raise."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.1
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise on_exit(self.log_tail())
+            try:
+                if probe():
+                    return
+            except Exception:  # not listening yet
+                pass
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+        tail = self.log_tail()
+        self.stop()
+        raise ServeError(f"{self.name} was not ready after {timeout_s:.0f} s", log=str(self.log_path),
+                         fix=f"see the log {self.log_path}; last lines:\n{tail}")
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL for the whole process group: no orphan either way."""
+        if self.proc is None:
+            return
+        pgid = self.proc.pid  # start_new_session: the group id is the leader's pid
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0f s; killing it", self.name, timeout_s)
+        try:
+            os.killpg(pgid, signal.SIGKILL)  # whatever is left in its group (stubs)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+        log.info("stopped %s (pid %d)", self.name, pgid)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the group at once (tests of crash recovery)."""
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+            self.proc = None

@@ -1,0 +1,315 @@
+"""Collection management: the one module that creates, checks, fills and switches
+Milvus collections (searching is plugin.store.search).
+
+Layout: physical collections `products_v<N>` (one per model version; the vectors of
+two models never share a collection) behind the alias `products` that readers use.
+Each collection carries properties naming the model version and dimension that fill
+it, and a state: `building` until an ingest or reindex into it has finished, then
+`complete`. The alias only ever points at a complete collection.
+
+Works the same embedded (Milvus Lite file under the data directory), against a
+Milvus Lite server, or against Milvus standalone/cluster with a token.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from ..config import Settings
+from ..errors import SamestyleError, SchemaMismatch, ServerUnavailable, StoreError
+from ..query.filters import ids_expr
+from . import spec as S
+
+log = logging.getLogger(__name__)
+# Milvus caps the length of one expression; fetching hashes for a batch stays well under it.
+FETCH_CHUNK = 512
+
+
+class CollectionNotFound(StoreError):
+    code = "collection_not_found"
+    user_error = True
+
+
+def _wrap(exc: Exception, what: str, name: str | None) -> SamestyleError:
+    if isinstance(exc, SamestyleError):
+        return exc
+    msg = getattr(exc, "message", None) or str(exc)
+    low = msg.lower()
+    code = getattr(exc, "code", None)
+    if code in (2, 503) or any(w in low for w in ("unavailable", "connect", "deadline", "timed out")):
+        return ServerUnavailable(f"Milvus {what} failed: {msg}", collection=name,
+                                 fix="check SAMESTYLE_MILVUS_URI / SAMESTYLE_MILVUS_TOKEN and that Milvus is up")
+    if "not exist" in low or "not found" in low or "can't find" in low:
+        return CollectionNotFound(f"collection [{name}] does not exist ({msg})", collection=name,
+                                  fix="ingest a catalogue first (`samestyle ingest CATALOGUE`) or pass --collection")
+    return StoreError(f"Milvus {what} on [{name}] failed: {msg}", collection=name, milvus_code=code)
+
+
+def connect(settings: Settings):
+    """MilvusClient for the settings: the embedded Milvus Lite file under the data
+    directory when SAMESTYLE_MILVUS_URI is unset, else that URI (+ token)."""
+    from pymilvus import MilvusClient
+
+    uri = settings.resolved_milvus_uri
+    if uri.endswith(".db"):
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return MilvusClient(uri=uri, token=settings.milvus_token or "")
+    except Exception as exc:  # noqa: BLE001 - pymilvus raises several types on connect
+        raise ServerUnavailable(f"cannot connect to Milvus at [{uri}]: {exc}", uri=uri,
+                                fix="check SAMESTYLE_MILVUS_URI (unset = embedded Milvus Lite under "
+                                    "SAMESTYLE_DATA_DIR) and SAMESTYLE_MILVUS_TOKEN") from None
+
+
+@dataclass
+class CollectionInfo:
+    name: str
+    version: int | None
+    aliases: list[str]
+    count: int | None
+    model_version: str | None
+    embed_dim: int | None
+    state: str | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Store:
+    """Collection management over one MilvusClient. `alias` is the name readers use
+    (SAMESTYLE_COLLECTION, default `products`)."""
+
+    def __init__(self, client, *, alias: str = "products", profile: str = "lite",
+                 spec: S.CollectionSpec | None = None, profiles: Mapping[str, S.IndexProfile] | None = None):
+        self.client = client
+        self.alias = alias
+        self.spec = spec or S.load_collection_spec()
+        self.profile = S.index_profile(profile, profiles)
+
+    @classmethod
+    def open(cls, settings: Settings, alias: str | None = None) -> "Store":
+        return cls(connect(settings), alias=alias or settings.collection, profile=settings.resolved_profile)
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001 - closing twice or after a server loss is harmless
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _call(self, what: str, name: str | None, fn, *args, **kw):
+        try:
+            return fn(*args, **kw)
+        except Exception as exc:  # noqa: BLE001 - mapped onto the project's errors
+            raise _wrap(exc, what, name) from None
+
+    # -- introspection ------------------------------------------------------------------
+    def alias_target(self, alias: str | None = None) -> str | None:
+        """The collection an alias points at, None when the alias does not exist."""
+        alias = alias or self.alias
+        # Listing first: describe_alias on a missing alias makes pymilvus log an ERROR.
+        if alias not in self._call("list_aliases", None, self.client.list_aliases).get("aliases", []):
+            return None
+        return self._call("describe_alias", alias, self.client.describe_alias, alias)["collection_name"]
+
+    def collections(self) -> list[str]:
+        return sorted(self._call("list_collections", None, self.client.list_collections))
+
+    def versions(self, alias: str | None = None) -> list[tuple[int, str]]:
+        """(N, name) of every `<alias>_v<N>`, oldest first."""
+        alias = alias or self.alias
+        out = [(S.parse_version(alias, n), n) for n in self.collections()]
+        return sorted((v, n) for v, n in out if v is not None)
+
+    def describe(self, name: str) -> dict:
+        return self._call("describe_collection", name, self.client.describe_collection, name)
+
+    def properties(self, name: str) -> dict:
+        return dict(self.describe(name).get("properties") or {})
+
+    def exists(self, name: str) -> bool:
+        return bool(self._call("has_collection", name, self.client.has_collection, name))
+
+    def count(self, name: str) -> int:
+        self.ensure_loaded(name)
+        res = self._call("query", name, self.client.query, name, filter="", output_fields=["count(*)"])
+        return int(res[0]["count(*)"])
+
+    def info(self, name: str) -> CollectionInfo:
+        props = self.properties(name)
+        aliases = self._call("list_aliases", name, self.client.list_aliases, name).get("aliases", [])
+        dim = props.get(S.PROP_EMBED_DIM)
+        split = S.split_physical(name)
+        return CollectionInfo(name=name, version=split[1] if split else None, aliases=sorted(aliases),
+                              count=self.count(name), model_version=props.get(S.PROP_MODEL_VERSION),
+                              embed_dim=int(dim) if dim else None, state=props.get(S.PROP_STATE))
+
+    def list(self) -> list[CollectionInfo]:
+        return [self.info(n) for n in self.collections()]
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def create_version(self, manifest: Mapping, version: int | None = None, alias: str | None = None) -> str:
+        """Create `<alias>_v<N>` (N = newest + 1 by default) for this model, state `building`."""
+        alias = alias or self.alias
+        if version is None:
+            existing = self.versions(alias)
+            version = (existing[-1][0] + 1) if existing else 1
+        name = S.physical_name(alias, version)
+        self.create(name, manifest)
+        return name
+
+    def create(self, name: str, manifest: Mapping) -> None:
+        schema = S.build_schema(self.spec, manifest, self.profile)
+        index = S.build_index_params(self.spec, self.profile)
+        kw: dict[str, Any] = {}
+        if self.profile.partition_key and self.spec.partition_key and self.profile.num_partitions:
+            kw["num_partitions"] = self.profile.num_partitions
+        log.info("creating collection %s (model %s, %s-d, profile %s)", name, manifest["model_version"],
+                 manifest["embed_dim"], self.profile.name)
+        self._call("create_collection", name, self.client.create_collection, name, schema=schema,
+                   properties=S.collection_properties(self.spec, manifest), **kw)
+        # sync=False: the collection is empty, there is nothing to wait for, and the
+        # wait itself calls AllocTimestamp, which Milvus Lite does not implement.
+        self._call("create_index", name, self.client.create_index, name, index, sync=False)
+        self._call("load_collection", name, self.client.load_collection, name)
+
+    def check(self, name: str, manifest: Mapping) -> None:
+        """Raise SchemaMismatch unless `name` was built by samestyle for this model:
+        same model version, same vector dimension, every field of milvus/collection.json."""
+        desc = self.describe(name)
+        props = dict(desc.get("properties") or {})
+        want_v, want_d = str(manifest["model_version"]), int(manifest["embed_dim"])
+        fix = (f"run `samestyle reindex CATALOGUE --model <dir of {want_v}>` to build the next "
+               f"{self.alias}_v<N> with this model and switch the alias when it is complete, or point "
+               f"SAMESTYLE_MODEL at the model that filled [{name}]")
+        have_v = props.get(S.PROP_MODEL_VERSION)
+        if have_v is None:
+            raise SchemaMismatch(f"collection [{name}] was not created by samestyle (no {S.PROP_MODEL_VERSION} "
+                                 f"property)", collection=name,
+                                 fix="use another --collection / SAMESTYLE_COLLECTION, or drop it")
+        fields = {f["name"]: f for f in desc.get("fields", [])}
+        dims = {n: int((fields[n].get("params") or {}).get("dim", 0)) for n in self.spec.vector_fields.values()
+                if n in fields}
+        bad_dims = {n: d for n, d in dims.items() if d != want_d}
+        if bad_dims:
+            raise SchemaMismatch(f"collection [{name}] stores {sorted(set(bad_dims.values()))}-d vectors in "
+                                 f"{sorted(bad_dims)}, the model {want_v} makes {want_d}-d vectors",
+                                 collection=name, fix=fix, have_dim=sorted(set(bad_dims.values())), want_dim=want_d)
+        if have_v != want_v:
+            raise SchemaMismatch(f"collection [{name}] holds vectors of model {have_v}, the encoder is model "
+                                 f"{want_v}; vectors of two models cannot be compared", collection=name, fix=fix,
+                                 have_model=have_v, want_model=want_v)
+        missing = [n for n in self.spec.names if n not in fields]
+        if missing:
+            raise SchemaMismatch(f"collection [{name}] lacks fields {missing} of milvus/collection.json "
+                                 f"(it was built from an older definition)", collection=name,
+                                 fix=f"run `samestyle reindex CATALOGUE` to rebuild it as the next {self.alias}_v<N>")
+
+    def resume_candidate(self, manifest: Mapping, alias: str | None = None) -> str | None:
+        """The newest `building` version for this model that no alias points at: where
+        an interrupted first ingest or reindex left off."""
+        alias = alias or self.alias
+        target = self.alias_target(alias)
+        for _, name in reversed(self.versions(alias)):
+            if name == target:
+                return None  # never resume behind the live collection
+            props = self.properties(name)
+            if props.get(S.PROP_STATE) == "building" and props.get(S.PROP_MODEL_VERSION) == manifest["model_version"]:
+                return name
+        return None
+
+    def resolve_target(self, manifest: Mapping, name: str | None = None) -> tuple[str, bool]:
+        """Where an ingest writes: (collection, alias_pending).
+
+        NAME (default: the alias) that is an alias -> its collection; an existing
+        collection -> itself; a missing `<x>_v<N>` -> created; any other missing name
+        is an alias-to-be: its interrupted `building` version is resumed, else the
+        next version is created, and alias_pending says to point the alias at it once
+        the ingest completes."""
+        name = name or self.alias
+        target = self.alias_target(name)
+        if target:
+            self.check(target, manifest)
+            return target, False
+        if self.exists(name):
+            self.check(name, manifest)
+            return name, False
+        if S.split_physical(name):
+            self.create(name, manifest)
+            return name, False
+        resumed = self.resume_candidate(manifest, alias=name)
+        if resumed:
+            self.check(resumed, manifest)
+            return resumed, True
+        return self.create_version(manifest, alias=name), True
+
+    def set_state(self, name: str, state: str) -> None:
+        self._call("alter_collection_properties", name, self.client.alter_collection_properties, name,
+                   {S.PROP_STATE: state})
+
+    def switch_alias(self, name: str, alias: str | None = None) -> str | None:
+        """Point the alias at `name` (atomic on the server); returns the previous target."""
+        alias = alias or self.alias
+        before = self.alias_target(alias)
+        if before == name:
+            return before
+        if before is None:
+            self._call("create_alias", name, self.client.create_alias, name, alias)
+        else:
+            self._call("alter_alias", name, self.client.alter_alias, name, alias)
+        log.info("alias %s: %s -> %s", alias, before, name)
+        return before
+
+    def drop(self, name: str) -> None:
+        aliases = self._call("list_aliases", name, self.client.list_aliases, name).get("aliases", [])
+        if aliases:
+            raise StoreError(f"collection [{name}] is behind the alias {aliases}; refusing to drop it",
+                             collection=name, fix="switch the alias away first (`samestyle reindex`)")
+        self._call("drop_collection", name, self.client.drop_collection, name)
+
+    # -- data ---------------------------------------------------------------------------
+    def upsert(self, name: str, rows: Sequence[dict]) -> int:
+        if not rows:
+            return 0
+        res = self._call("upsert", name, self.client.upsert, name, list(rows))
+        return int(res.get("upsert_count", len(rows))) if isinstance(res, Mapping) else len(rows)
+
+    def fetch(self, name: str, ids: Iterable[str], fields: Sequence[str] | None = None) -> dict[str, dict]:
+        """Rows by id (missing ids are absent). Ids are escaped by plugin.query.filters
+        (pymilvus' own `get` does not escape quotes)."""
+        ids = list(dict.fromkeys(ids))
+        out_fields = list(fields) if fields is not None else self.spec.scalar_output_fields
+        pk = self.spec.by_role("id").name
+        if pk not in out_fields:
+            out_fields = [pk, *out_fields]
+        out: dict[str, dict] = {}
+        for i in range(0, len(ids), FETCH_CHUNK):
+            chunk = ids[i : i + FETCH_CHUNK]
+            rows = self._call("query", name, self.client.query, name, filter=ids_expr(chunk, pk),
+                              output_fields=out_fields)
+            out.update({r[pk]: dict(r) for r in rows})
+        return out
+
+    def hashes(self, name: str, ids: Iterable[str]) -> dict[str, str]:
+        """content_hash of the stored products among `ids`."""
+        h = self.spec.by_role("content_hash").name
+        return {k: v.get(h) for k, v in self.fetch(name, ids, [h]).items()}
+
+    def ensure_loaded(self, name: str) -> None:
+        state = self._call("get_load_state", name, self.client.get_load_state, name).get("state")
+        if getattr(state, "name", str(state)) != "Loaded":
+            self._call("load_collection", name, self.client.load_collection, name)
+
+    def flush_and_load(self, name: str) -> None:
+        """Seal what was written so searches are fast (~20 ms instead of ~0.5 s on
+        Milvus Lite), then make sure the collection is loaded for search."""
+        self._call("flush", name, self.client.flush, name)
+        self.ensure_loaded(name)

@@ -1,0 +1,172 @@
+"""The pymilvus calls of the query layer: search / hybrid_search, fetch by id, scan.
+
+The only place `plugin.query` talks to Milvus. Every call maps pymilvus errors onto
+the project's exceptions, so the CLI and the HTTP API can report them in one line.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterator, Sequence
+
+from .. import contract as C
+from ..errors import SamestyleError
+from ..query.filters import ids_expr, quote
+from .collections import CollectionNotFound
+from .collections import _wrap as _wrap_store
+
+log = logging.getLogger(__name__)
+
+PK = C.PRIMARY_KEY
+VECTOR_FIELDS = tuple(C.VECTOR_FIELDS.values())
+
+
+def _wrap(exc: Exception, what: str, collection: str) -> SamestyleError:
+    # One mapping of pymilvus errors for the whole store.
+    return _wrap_store(exc, what, collection)
+
+
+def describe(client, collection: str) -> dict:
+    try:
+        return client.describe_collection(collection)
+    except Exception as exc:  # noqa: BLE001 - pymilvus raises several types
+        raise _wrap(exc, "describe_collection", collection) from None
+
+
+def model_version(desc: dict) -> str | None:
+    """The model whose vectors fill the collection (a property set at creation)."""
+    from .spec import PROP_MODEL_VERSION
+
+    return (desc.get("properties") or {}).get(PROP_MODEL_VERSION)
+
+
+def ensure_loaded(client, collection: str) -> None:
+    """Reopened collections start released; search needs them loaded."""
+    try:
+        if not client.has_collection(collection):
+            raise CollectionNotFound(f"collection [{collection}] does not exist", collection=collection,
+                                     fix="ingest a catalogue first (`samestyle ingest`), or pass --collection")
+        state = client.get_load_state(collection).get("state")
+        if getattr(state, "name", str(state)) != "Loaded":
+            log.info("loading collection %s", collection)
+            client.load_collection(collection)
+    except SamestyleError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise _wrap(exc, "load", collection) from None
+
+
+def scalar_fields(desc: dict) -> list[str]:
+    """Scalar fields worth returning with a hit (everything but vectors)."""
+    out = []
+    for f in desc.get("fields", []):
+        tname = getattr(f.get("type"), "name", str(f.get("type"))).upper()
+        if "VECTOR" not in tname:
+            out.append(f["name"])
+    return out
+
+
+def dynamic_keys(client, collection: str, known: Sequence[str], sample: int = 200) -> dict[str, str | None]:
+    """Attribute names held in the dynamic field, from a sample of rows, with the kind
+    of their values (str/int/float/bool; None when mixed). Lets filters on them be
+    checked like schema fields instead of silently matching nothing."""
+    try:
+        rows = client.query(collection, filter="", output_fields=["*"], limit=sample)
+    except Exception as exc:  # noqa: BLE001
+        raise _wrap(exc, "query", collection) from None
+    skip = set(known) | set(VECTOR_FIELDS)
+    kinds: dict[str, set] = {}
+    for r in rows:
+        for k, v in r.items():
+            if k in skip or v is None:
+                continue
+            kind = ("bool" if isinstance(v, bool) else "int" if isinstance(v, int) else
+                    "float" if isinstance(v, float) else "str" if isinstance(v, str) else "other")
+            kinds.setdefault(k, set()).add(kind)
+    out: dict[str, str | None] = {}
+    for k, ks in kinds.items():
+        if ks == {"int", "float"}:
+            ks = {"float"}
+        out[k] = ks.pop() if len(ks) == 1 and "other" not in ks else None
+    return out
+
+
+def fetch(client, collection: str, ids: Sequence[str], output_fields: Sequence[str] | None = None,
+          timeout: float | None = None) -> dict[str, dict]:
+    """id -> row for the ids that exist."""
+    if not ids:
+        return {}
+    try:
+        rows = client.query(collection, filter=ids_expr(ids, PK), output_fields=list(output_fields or ["*"]),
+                            timeout=timeout)
+    except Exception as exc:  # noqa: BLE001
+        raise _wrap(exc, "query", collection) from None
+    return {str(r[PK]): dict(r) for r in rows}
+
+
+def _flatten(hit: dict) -> dict:
+    entity = dict(hit.get("entity") or {})
+    pk = hit.get("id", entity.get(PK))
+    score = hit.get("distance", hit.get("score"))
+    entity.pop(PK, None)
+    return {"id": str(pk), "score": float(score), "entity": entity}
+
+
+def run(client, collection: str, plan, *, offset: int = 0, group_by: str | None = None,
+        output_fields: Sequence[str] | None = None, timeout: float | None = None,
+        group_size: int | None = None) -> list[dict]:
+    """Execute a `plugin.query.requests.SearchPlan`: a plain search for one field, a
+    hybrid search for several. Returns hits as {id, score, entity} in rank order,
+    `plan.limit - offset` of them at most."""
+    k = plan.limit - offset
+    kw: dict = {}
+    if group_by:
+        kw["group_by_field"] = group_by
+        if group_size:
+            kw["group_size"] = group_size
+    out = list(output_fields or [])
+    try:
+        if len(plan.requests) == 1:
+            res = client.search(collection, data=[plan.vectors[plan.fields[0]]], anns_field=plan.fields[0],
+                                filter=plan.expr or "", limit=k, offset=offset, output_fields=out,
+                                search_params=plan.search_params, timeout=timeout, **kw)
+        else:
+            res = client.hybrid_search(collection, plan.requests, plan.ranker, limit=k, offset=offset,
+                                       output_fields=out, timeout=timeout, **kw)
+    except Exception as exc:  # noqa: BLE001
+        raise _wrap(exc, "search", collection) from None
+    hits = [_flatten(h) for h in (res[0] if res else [])]
+    log.debug("search %s fields=%s offset=%d -> %d hits", collection, plan.fields, offset, len(hits))
+    return hits
+
+
+def scan(client, collection: str, output_fields: Sequence[str], *, expr: str = "",
+         batch_size: int = 1000) -> Iterator[list[dict]]:
+    """All rows matching `expr`, in batches of primary-key order (for dedup and
+    benchmarks). Pages by `id > last` rather than offset (Milvus caps offset + limit
+    at 16,384) and rather than query_iterator (Milvus Lite lacks the timestamp call it
+    makes first)."""
+    fields = list(dict.fromkeys([PK, *output_fields]))
+    last: str | None = None
+    while True:
+        page = f"({PK} > {quote(last, PK)})" if last is not None else ""
+        flt = " and ".join(e for e in (page, f"({expr})" if expr else "") if e)
+        try:
+            rows = client.query(collection, filter=flt, output_fields=fields, limit=batch_size)
+        except Exception as exc:  # noqa: BLE001
+            raise _wrap(exc, "query", collection) from None
+        if not rows:
+            return
+        rows = sorted((dict(r) for r in rows), key=lambda r: r[PK])
+        yield rows
+        if len(rows) < batch_size:
+            return
+        last = str(rows[-1][PK])
+
+
+def count(client, collection: str) -> int:
+    try:
+        res = client.query(collection, filter="", output_fields=["count(*)"])
+    except Exception as exc:  # noqa: BLE001
+        raise _wrap(exc, "count", collection) from None
+    return int(res[0]["count(*)"]) if res else 0

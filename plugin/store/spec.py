@@ -1,0 +1,272 @@
+"""The product collection as data: `milvus/collection.json` (fields) and
+`milvus/indexes.json` (index parameters per deployment profile), and the pure
+builders that turn them plus a model manifest into pymilvus objects.
+
+Nothing here talks to a server, so the builders get table-driven unit tests and a
+Milvus cluster, Milvus Lite and the tests all build the collection the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .. import contract as C
+from ..config import ROOT
+from ..errors import ConfigError
+
+SPEC_DIR = ROOT / "milvus"
+PROFILES = ("lite", "hnsw", "diskann", "gpu_cagra")
+SCALAR_TYPES = ("VARCHAR", "BOOL", "INT64", "FLOAT", "DOUBLE", "JSON")
+VECTOR_TYPES = ("FLOAT_VECTOR",)
+# Roles every collection needs; the pipeline fills them, so they cannot be renamed away.
+REQUIRED_ROLES = ("id", "title", "image", "category", "content_hash", "model_version", "has_image", "has_text")
+PROP_MODEL_VERSION = "samestyle.model_version"
+PROP_EMBED_DIM = "samestyle.embed_dim"
+PROP_SCHEMA_VERSION = "samestyle.schema_version"
+PROP_STATE = "samestyle.state"  # "building" until an ingest/reindex completes, then "complete"
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: str
+    role: str
+    max_length: int | None = None
+    is_primary: bool = False
+    nullable: bool = False
+    view: str | None = None
+    columns: tuple[str, ...] = ()
+
+    @property
+    def is_vector(self) -> bool:
+        return self.type in VECTOR_TYPES
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    fields: tuple[FieldSpec, ...]
+    schema_version: int = 1
+    description: str = ""
+    enable_dynamic_field: bool = True
+    partition_key: str | None = None
+
+    def field(self, name: str) -> FieldSpec:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def by_role(self, role: str) -> FieldSpec:
+        for f in self.fields:
+            if f.role == role:
+                return f
+        raise KeyError(role)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def vector_fields(self) -> dict[str, str]:
+        """view -> field name, in contract.VIEWS order."""
+        by_view = {f.view: f.name for f in self.fields if f.is_vector}
+        return {v: by_view[v] for v in C.VIEWS}
+
+    @property
+    def attribute_fields(self) -> tuple[FieldSpec, ...]:
+        return tuple(f for f in self.fields if f.role == "attribute")
+
+    @property
+    def scalar_output_fields(self) -> list[str]:
+        """Every non-vector field, for query/get output (vectors are never fetched by default)."""
+        return [f.name for f in self.fields if not f.is_vector]
+
+
+@dataclass(frozen=True)
+class IndexProfile:
+    name: str
+    vector_index: Mapping[str, Any]
+    search_params: Mapping[str, Any]
+    partition_key: bool = True
+    num_partitions: int | None = None
+    scalar_indexes: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
+def _bad(path: Path, msg: str) -> ConfigError:
+    return ConfigError(f"[{path}]: {msg}", fix="fix the file (see the $comment at its top) or restore it from git")
+
+
+def parse_collection_spec(data: Mapping, path: Path = Path("collection.json")) -> CollectionSpec:
+    """Validate and type the collection definition; every problem names the field."""
+    fields: list[FieldSpec] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(data.get("fields") or []):
+        name = raw.get("name")
+        if not isinstance(name, str) or not _IDENT.match(name):
+            raise _bad(path, f"fields[{i}] has an invalid name [{name}]")
+        if name in seen:
+            raise _bad(path, f"field [{name}] is defined twice")
+        seen.add(name)
+        ftype = str(raw.get("type", "")).upper()
+        if ftype not in SCALAR_TYPES + VECTOR_TYPES:
+            raise _bad(path, f"field [{name}] has type [{raw.get('type')}], expected one of {SCALAR_TYPES + VECTOR_TYPES}")
+        max_length = raw.get("max_length")
+        if ftype == "VARCHAR" and not (isinstance(max_length, int) and 1 <= max_length <= 65535):
+            raise _bad(path, f"VARCHAR field [{name}] needs max_length in 1..65535 (bytes), got [{max_length}]")
+        view = raw.get("view")
+        if ftype in VECTOR_TYPES and view not in C.VIEWS:
+            raise _bad(path, f"vector field [{name}] has view [{view}], expected one of {C.VIEWS}")
+        fields.append(FieldSpec(
+            name=name, type=ftype, role=str(raw.get("role") or ("vector" if view else "attribute")),
+            max_length=max_length, is_primary=bool(raw.get("is_primary")), nullable=bool(raw.get("nullable")),
+            view=view, columns=tuple(raw.get("columns") or ()),
+        ))
+    spec = CollectionSpec(
+        fields=tuple(fields), schema_version=int(data.get("schema_version", 1)),
+        description=str(data.get("description", "")), enable_dynamic_field=bool(data.get("enable_dynamic_field", True)),
+        partition_key=data.get("partition_key"),
+    )
+    primaries = [f.name for f in fields if f.is_primary]
+    if len(primaries) != 1 or spec.field(primaries[0]).role != "id":
+        raise _bad(path, f"exactly one primary key, with role \"id\", is needed; found {primaries}")
+    for role in REQUIRED_ROLES:
+        if not any(f.role == role for f in fields):
+            raise _bad(path, f"no field has role [{role}]")
+    views = sorted(f.view for f in fields if f.is_vector)
+    if views != sorted(C.VIEWS):
+        raise _bad(path, f"vector fields cover views {views}, expected one per view {list(C.VIEWS)}")
+    if spec.partition_key is not None and spec.partition_key not in seen:
+        raise _bad(path, f"partition_key [{spec.partition_key}] is not a field")
+    return spec
+
+
+def parse_index_profiles(data: Mapping, path: Path = Path("indexes.json")) -> dict[str, IndexProfile]:
+    out: dict[str, IndexProfile] = {}
+    for name, raw in (data.get("profiles") or {}).items():
+        vi = raw.get("vector_index") or {}
+        if not vi.get("index_type"):
+            raise _bad(path, f"profile [{name}] has no vector_index.index_type")
+        out[name] = IndexProfile(
+            name=name, vector_index={"index_type": vi["index_type"], "params": dict(vi.get("params") or {})},
+            search_params=dict(raw.get("search_params") or {}), partition_key=bool(raw.get("partition_key", True)),
+            num_partitions=raw.get("num_partitions"), scalar_indexes=dict(raw.get("scalar_indexes") or {}),
+            description=str(raw.get("description", "")),
+        )
+    missing = [p for p in PROFILES if p not in out]
+    if missing:
+        raise _bad(path, f"profiles {missing} are missing")
+    return out
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"[{path}] is missing", fix="restore milvus/ from the samestyle repository") from None
+    except json.JSONDecodeError as exc:
+        raise _bad(path, f"not valid JSON ({exc})") from None
+
+
+def load_collection_spec(path: str | Path | None = None) -> CollectionSpec:
+    p = Path(path) if path else SPEC_DIR / "collection.json"
+    return parse_collection_spec(_read_json(p), p)
+
+
+def load_index_profiles(path: str | Path | None = None) -> dict[str, IndexProfile]:
+    p = Path(path) if path else SPEC_DIR / "indexes.json"
+    return parse_index_profiles(_read_json(p), p)
+
+
+def index_profile(name: str, profiles: Mapping[str, IndexProfile] | None = None) -> IndexProfile:
+    profiles = profiles if profiles is not None else load_index_profiles()
+    if name not in profiles:
+        raise ConfigError(f"unknown Milvus index profile [{name}]",
+                          fix=f"set SAMESTYLE_MILVUS_PROFILE to one of {', '.join(sorted(profiles))}")
+    return profiles[name]
+
+
+def search_params(profile: str) -> dict:
+    """What the query layer passes as `search_params` for this profile (metric included)."""
+    p = index_profile(profile)
+    return {"metric_type": C.METRIC, "params": dict(p.search_params)}
+
+
+# --- pure builders --------------------------------------------------------------------
+def _embed_dim(manifest: Mapping) -> int:
+    dim = manifest.get("embed_dim")
+    if not isinstance(dim, int) or dim < 1:
+        raise ConfigError(f"model manifest has embed_dim [{dim}]", fix="use a manifest written by `samestyle train`")
+    return dim
+
+
+def build_schema(spec: CollectionSpec, manifest: Mapping, profile: IndexProfile):
+    """CollectionSchema for `spec` with vector dimension from the model manifest."""
+    from pymilvus import DataType, MilvusClient
+
+    dim = _embed_dim(manifest)
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=spec.enable_dynamic_field,
+                                        description=spec.description)
+    for f in spec.fields:
+        kw: dict[str, Any] = {}
+        if f.type == "VARCHAR":
+            kw["max_length"] = f.max_length
+        if f.is_vector:
+            kw["dim"] = dim
+        if f.is_primary:
+            kw["is_primary"] = True
+        if f.nullable:
+            kw["nullable"] = True
+        if profile.partition_key and f.name == spec.partition_key:
+            kw["is_partition_key"] = True
+        schema.add_field(f.name, getattr(DataType, f.type), **kw)
+    return schema
+
+
+def build_index_params(spec: CollectionSpec, profile: IndexProfile):
+    """One vector index per view field (metric IP) plus the profile's scalar indexes."""
+    from pymilvus import MilvusClient
+
+    params = MilvusClient.prepare_index_params()
+    for name in spec.vector_fields.values():
+        params.add_index(field_name=name, index_name=name, index_type=profile.vector_index["index_type"],
+                         metric_type=C.METRIC, params=dict(profile.vector_index["params"]))
+    for name, itype in profile.scalar_indexes.items():
+        if name in spec.names:  # a profile may name attributes a trimmed-down spec lacks
+            params.add_index(field_name=name, index_name=name, index_type=itype)
+    return params
+
+
+def collection_properties(spec: CollectionSpec, manifest: Mapping, state: str = "building") -> dict[str, str]:
+    """Stored with the collection, so a reader can check it holds this model's vectors."""
+    return {
+        PROP_MODEL_VERSION: str(manifest["model_version"]),
+        PROP_EMBED_DIM: str(_embed_dim(manifest)),
+        PROP_SCHEMA_VERSION: str(spec.schema_version),
+        PROP_STATE: state,
+    }
+
+
+def physical_name(alias: str, version: int) -> str:
+    """`<alias>_v<N>`; for the default alias this is contract.collection_name(N)."""
+    if version < 1:
+        raise ValueError(f"collection version must be >= 1, got [{version}]")
+    if alias == C.COLLECTION_ALIAS:
+        return C.collection_name(version)
+    return f"{alias}_v{version}"
+
+
+def parse_version(alias: str, name: str) -> int | None:
+    """N for `<alias>_v<N>`, None for any other name."""
+    m = re.fullmatch(re.escape(alias) + r"_v([1-9][0-9]*)", name)
+    return int(m.group(1)) if m else None
+
+
+def split_physical(name: str) -> tuple[str, int] | None:
+    m = re.fullmatch(r"(.+)_v([1-9][0-9]*)", name)
+    return (m.group(1), int(m.group(2))) if m else None

@@ -1,0 +1,104 @@
+"""`samestyle bench scale`: the pure helpers, and the quick mode end to end against a real
+embedded Milvus Lite (structure only: timings on a shared machine are not asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from plugin.bench import scale as S
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("10k,100k,1M", [10_000, 100_000, 1_000_000]),
+    ("5000", [5000]),
+    ("2k, 2000 ,1.5k", [1500, 2000]),  # sorted, duplicates dropped
+    ("100_000", [100_000]),
+])
+def test_parse_sizes(text, expected):
+    assert S.parse_sizes(text) == expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("ten", "[ten] is not a number"),
+    ("0", "[0] must be >= 1"),
+    (" , ", "no sizes given"),
+])
+def test_parse_sizes_rejects(text, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        S.parse_sizes(text)
+
+
+def test_unit_vectors_are_deterministic_and_normalised():
+    a = S.unit_vectors(0, 1, 500, 20, 16)
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(a, S.unit_vectors(0, 1, 500, 20, 16))
+    assert not np.array_equal(a, S.unit_vectors(0, 2, 500, 20, 16))  # another field differs
+
+
+def test_exact_topk_matches_brute_force_across_batches():
+    n, dim, batch, k = 230, 8, 64, 5
+    full = np.concatenate([S.unit_vectors(3, 2, s, m, dim) for s, m in S.batches(n, batch)])
+    q = S.noisy(full[[4, 100, 229]], 3)
+    got = S.exact_topk(3, 2, n, dim, batch, q, k)
+    want = np.argsort(-(q @ full.T), axis=1)[:, :k]
+    assert [set(r) for r in got.tolist()] == [set(r) for r in want.tolist()]
+    assert S.recall_at_k(want.tolist(), got) == 1.0
+    assert S.recall_at_k([[0, 1, 2, 3, 4]] * 3, got) < 1.0
+
+
+def test_latency_stats_and_curve():
+    st = S.latency_stats([0.010, 0.020, 0.030])
+    assert st["p50_ms"] == 20.0 and st["n"] == 3 and st["qps_sequential"] == 50.0
+    assert S.latency_stats([]) == {"n": 0}
+    mk = lambda n, p50, rss: {"size": n, "index_s": n / 1000, "search": {"p50_ms": p50}, "hybrid": {"p50_ms": p50 * 2},
+                              "memory": {"bytes_per_product": 1, "rss_after_load_mb": rss}}
+    c = S.curve([mk(1000, 10.0, 100.0), mk(4000, 40.0, 103.0)])
+    assert c["search_p50_ratio"] == 4.0 and c["target_met"] is False
+    assert c["marginal_bytes_per_product"] == int(3 * 2**20 / 3000)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One --quick run (2k and 5k products, ~30 s) shared by the structure tests."""
+    out = tmp_path_factory.mktemp("scale")
+    png = out / "scale.png"
+    res = CliRunner().invoke(S.command, ["--quick", "--json", "--plot", "--plot-file", str(png),
+                                         "--work-dir", str(out / "work")])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    return json.loads(res.output), png
+
+
+def test_quick_report_structure(quick_run):
+    report, _ = quick_run
+    assert report["benchmark"] == "scale"
+    assert report["machine"]["cores"] >= 1 and report["versions"]["milvus-lite"]
+    assert [r["size"] for r in report["results"]] == list(S.QUICK_SIZES)
+    for r in report["results"]:
+        assert r["index"]["index_type"] == "HNSW"  # the lite profile of milvus/indexes.json
+        assert r["insert_rows_per_s"] > 0 and r["index_s"] > 0
+        for kind in ("search", "hybrid"):
+            st = r[kind]
+            assert st["n"] > 0 and 0 < st["p50_ms"] <= st["p95_ms"] <= st["p99_ms"]
+        assert 0.0 <= r["recall_at_10"] <= 1.0
+        assert r["memory"]["peak_rss_mb"] >= r["memory"]["rss_after_load_mb"] > r["memory"]["process_baseline_mb"]
+        assert r["memory"]["raw_vectors_mb"] == pytest.approx(r["size"] * 3 * 256 * 4 / 2**20, abs=0.1)
+        assert r["disk_mb"] > 0
+    assert report["curve"]["sizes"] == list(S.QUICK_SIZES)
+    assert isinstance(report["curve"]["target_met"], bool)
+
+
+def test_quick_writes_plot_and_json(quick_run):
+    report, png = quick_run
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads(png.with_suffix(".json").read_text())
+    assert saved["results"] == report["results"]
+
+
+def test_bad_sizes_is_a_clear_usage_error():
+    res = CliRunner().invoke(S.command, ["--sizes", "lots"])
+    assert res.exit_code == 2
+    assert "--sizes" in res.output and "[lots] is not a number" in res.output

@@ -1,0 +1,99 @@
+"""Catalogue sources: CSV, JSONL and Parquet read record by record, with the line
+(row) each record starts on and parse errors as records, not exceptions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loaders.sources import Source, detect_format
+from plugin.errors import ConfigError
+
+
+def _records(path, fmt=None):
+    return list(Source(path, fmt))
+
+
+def test_csv_lines_count_from_the_header_and_survive_multiline_fields(tmp_path):
+    p = tmp_path / "c.csv"
+    p.write_text('id,title,image\n1,"Red, striped\ntee",a.jpg\n\n2,Blue tee,b.jpg\n3,short\n4,"x ""quoted""",\n')
+    recs = _records(p)
+    assert [(r.line, r.fields and r.fields["id"]) for r in recs] == [(2, "1"), (5, "2"), (6, None), (7, "4")]
+    assert recs[0].fields["title"] == "Red, striped\ntee"
+    assert recs[2].error == ("record", "has 2 fields, the header has 3")
+    assert recs[3].fields["title"] == 'x "quoted"' and recs[3].fields["image"] == ""
+
+
+def test_csv_invalid_utf8_is_carried_to_the_field(tmp_path):
+    p = tmp_path / "c.csv"
+    p.write_bytes(b"id,title\n1,caf\xe9 tee\n2,ok\n")
+    recs = _records(p)
+    assert len(recs) == 2 and recs[1].fields["title"] == "ok"
+    assert "\udce9" in recs[0].fields["title"]  # surrogate-escaped byte; the transform rejects it by field
+
+
+def test_csv_header_must_be_utf8_and_present(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ConfigError, match="no header"):
+        Source(tmp_path / "empty.csv")
+    (tmp_path / "bad.csv").write_bytes(b"id,t\xffitle\n1,x\n")
+    with pytest.raises(ConfigError, match="not valid UTF-8"):
+        Source(tmp_path / "bad.csv")
+
+
+def test_jsonl_bad_lines_become_error_records(tmp_path):
+    p = tmp_path / "c.jsonl"
+    p.write_bytes(b'{"id": "a", "title": "x"}\n\n{"id": "b", \n[1, 2]\n{"id": 7, "title": "caf\xe9"}\n')
+    recs = _records(p)
+    assert [r.line for r in recs] == [1, 3, 4, 5]
+    assert recs[0].fields == {"id": "a", "title": "x"}
+    assert recs[1].fields is None and recs[1].error[1].startswith("invalid JSON")
+    assert recs[2].error == ("record", "expected a JSON object, got list")
+    assert recs[3].fields["id"] == 7 and "\udce9" in recs[3].fields["title"]
+
+
+def test_parquet_rows_and_binary_photos(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "c.parquet"
+    n = 1200  # more than one PARQUET_BATCH
+    pq.write_table(pa.table({"id": [f"p{i}" for i in range(n)], "title": ["t"] * n,
+                             "image": [bytes([i % 256]) * 3 for i in range(n)]}), p, row_group_size=500)
+    src = Source(p)
+    assert src.columns == ["id", "title", "image"] and src.estimate_total() == n
+    recs = list(src)
+    assert [r.line for r in recs] == list(range(1, n + 1))
+    assert recs[1000].fields == {"id": "p1000", "title": "t", "image": bytes([1000 % 256]) * 3}
+
+
+def test_sources_stream_instead_of_loading(tmp_path):
+    p = tmp_path / "c.jsonl"
+    with p.open("w") as f:
+        for i in range(5000):
+            f.write(json.dumps({"id": str(i)}) + "\n")
+    it = iter(Source(p))
+    assert next(it).fields == {"id": "0"}
+    # Records are produced lazily: what is written after the first read still shows up.
+    with p.open("a") as f:
+        f.write(json.dumps({"id": "late"}) + "\n")
+    assert [r.fields["id"] for r in it][-1] == "late"
+
+
+@pytest.mark.parametrize("name,fmt", [("a.csv", "csv"), ("a.tsv", "csv"), ("a.jsonl", "jsonl"),
+                                      ("a.ndjson", "jsonl"), ("a.parquet", "parquet"), ("a.v2.csv", "csv")])
+def test_format_from_the_name(tmp_path, name, fmt):
+    assert detect_format(tmp_path / name) == fmt
+
+
+def test_unknown_format_says_what_to_do(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        detect_format(tmp_path / "a.xlsx")
+    assert "--format" in err.value.fix
+
+
+def test_estimate_counts_lines(tmp_path):
+    p = tmp_path / "c.csv"
+    p.write_text("id\n1\n2\n3")  # no final newline
+    assert Source(p).estimate_total() == 3
