@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Callable
 
 from plugin.encoders.base import EncodedBatch, Encoder
+from plugin.errors import ServerUnavailable, StoreError
 from plugin.store.collections import Store
 
 from .checkpoint import Checkpoint
@@ -158,6 +159,30 @@ class _Stages:
                 continue
 
 
+def upsert_isolating(store: Store, collection: str, rows: list[dict], products: list[Product]) -> list[Rejected]:
+    """Upsert a batch; if Milvus refuses it (not unavailable: refuses), upsert row by
+    row so one row it will not take cannot keep the rest of the batch out."""
+    try:
+        store.upsert(collection, rows)
+        return []
+    except ServerUnavailable:
+        raise
+    except StoreError as exc:
+        log.warning("batch upsert refused (%s); retrying row by row", exc.message)
+    by_id = {p.id: p for p in products}
+    pk = store.spec.by_role("id").name
+    out = []
+    for row in rows:
+        try:
+            store.upsert(collection, [row])
+        except ServerUnavailable:
+            raise
+        except StoreError as exc:
+            p = by_id[row[pk]]
+            out.append(Rejected(p.line, p.id, "record", "store_rejected", exc.message))
+    return out
+
+
 def run_pipeline(source: Source, transformer: Transformer, photos: PhotoLoader, encoder: Encoder, store: Store,
                  collection: str, checkpoint: Checkpoint, dead_letter: Path, options: IngestOptions | None = None,
                  progress: Callable[[IngestReport, int], None] | None = None) -> IngestReport:
@@ -266,11 +291,12 @@ def run_pipeline(source: Source, transformer: Transformer, photos: PhotoLoader, 
                         col = {"image": transformer.cols.image, "text": transformer.cols.title}.get(
                             err.field or "", err.field or "product")
                         rejected.append(Rejected(p.line, p.id, col, "encode_failed", err.message))
-            store.upsert(collection, rows)
+            rejected += upsert_isolating(store, collection, rows, batch.to_encode)
+            rows_loaded = len(rows) - sum(r.kind == "store_rejected" for r in rejected)
             rejected.sort(key=lambda r: r.line)
             offset = dl.write(rejected)
             report.read += len(batch.items)
-            report.loaded += len(rows)
+            report.loaded += rows_loaded
             report.unchanged += batch.unchanged
             report.failed += len(rejected)
             for r in rejected:

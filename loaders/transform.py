@@ -30,7 +30,7 @@ from plugin import contract as C
 from plugin.encoders.base import EncodedBatch, ProductInput
 from plugin.errors import ConfigError
 from plugin.model import preprocess as pp
-from plugin.store.spec import CollectionSpec, FieldSpec
+from plugin.store.spec import CollectionSpec
 
 from .sources import RawRecord
 
@@ -183,12 +183,12 @@ class Transformer:
         self._taken: set[str] = set()
         if columns.attrs is not None:
             for col, target in columns.attrs:
-                self._plan[col] = self._target(col, target, explicit=True)
+                self._plan[col] = self._target(col, target)
         if source_columns is not None:
             self.check_columns(source_columns)
 
     # -- column plan --------------------------------------------------------------------
-    def _target(self, column: str, wanted: str | None, explicit: bool = False) -> tuple[str, bool]:
+    def _target(self, column: str, wanted: str | None) -> tuple[str, bool]:
         if wanted:
             if wanted in (f.name for f in self.spec.attribute_fields):
                 if wanted in self._taken:
@@ -301,7 +301,11 @@ class Transformer:
             else:
                 extra[target] = value
         if extra:
-            n = len(json.dumps(extra, ensure_ascii=False, default=str).encode("utf-8"))
+            try:
+                n = len(json.dumps(extra, ensure_ascii=False, default=str).encode("utf-8"))
+            except UnicodeEncodeError as exc:  # a lone surrogate deep inside a JSON value
+                raise _Bad(",".join(self._attr_columns(rec)), "invalid_utf8",
+                           f"an attribute value is not valid UTF-8 ({exc.reason})") from None
             if n > DYNAMIC_MAX_BYTES:
                 raise _Bad(",".join(self._attr_columns(rec)), "oversize_field", f"extra attributes are {n} bytes as JSON, over the "
                                                            f"limit of {DYNAMIC_MAX_BYTES}")

@@ -21,6 +21,7 @@ import csv
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -197,16 +198,38 @@ def end_to_end(settings, encoder, catalogue: Path, work: Path, batch: int, worke
             "rss_series": [(d, round(r, 1)) for _, d, r, _ in sampler.samples]}
 
 
+def _start_milvus(data: Path) -> tuple[subprocess.Popen, str]:
+    """A Milvus Lite server of our own, so the ingest process's memory is the
+    pipeline's and the database's is measured apart."""
+    from ..serve.milvus import milvus_command
+    from ..serve.process import free_port
+
+    port = free_port()
+    data.mkdir(parents=True, exist_ok=True)
+    log = (data / "server.log").open("wb")
+    proc = subprocess.Popen(milvus_command(data / "db", port), stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise click.ClickException(f"Milvus Lite server did not start; see {data / 'server.log'}")
+
+
 def memory_run(settings, catalogue: Path, work: Path, encoder_kind: str, marks: list[int], batch: int) -> dict:
-    """`samestyle ingest` in a subprocess, RSS sampled against products done (read
-    from its checkpoint, which advances per batch)."""
+    """`samestyle ingest` in a subprocess against a Milvus Lite server in another, the
+    ingest process's RSS (and its children's: a local Triton) sampled against
+    products done, read from its checkpoint (which advances per batch)."""
     data = work / "memory"
-    env = dict(os.environ, SAMESTYLE_DATA_DIR=str(data), SAMESTYLE_LOG_LEVEL="WARNING")
-    env.pop("SAMESTYLE_MILVUS_URI", None)
+    server, uri = _start_milvus(work / "memory-milvus")
+    env = dict(os.environ, SAMESTYLE_DATA_DIR=str(data), SAMESTYLE_LOG_LEVEL="WARNING", SAMESTYLE_MILVUS_URI=uri,
+               SAMESTYLE_MILVUS_PROFILE="lite")
     cmd = [sys.executable, "-c", "from plugin.cli.main import main; main()", "ingest", str(catalogue),
            "--encoder", encoder_kind, "--batch-size", str(batch), "--json", "--no-progress"]
     ck_dir = data / "checkpoints"
-
     last = [0]
 
     def done() -> int:
@@ -218,17 +241,23 @@ def memory_run(settings, catalogue: Path, work: Path, encoder_kind: str, marks: 
                 pass
         return last[0]
 
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with Sampler(proc.pid, done, interval=0.5) as sampler:
-        out, err = proc.communicate()
+    try:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with Sampler(proc.pid, done, interval=0.5) as sampler, Sampler(server.pid, done, interval=0.5) as db:
+            out, err = proc.communicate()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
     if proc.returncode not in (0, 1):
         raise click.ClickException(f"memory run failed ({proc.returncode}): {err[-1500:]}")
     rep = json.loads(out)
     series = [(d, round(r, 1), round(k, 1)) for _, d, r, k in sampler.samples]
     return {"products": rep["read"], "products_per_s": rep["products_per_s"], "encoder": encoder_kind,
-            "peak_rss_mb": sampler.peak, "server_peak_rss_mb": round(max((s[2] for s in series), default=0), 1),
-            "peak_rss_mb_at": {str(m): sampler.peak_until(m) for m in marks if m < rep["read"]},
-            "rss_series": series}
+            "peak_rss_mb": sampler.peak, "peak_rss_mb_at": {str(m): sampler.peak_until(m) for m in marks
+                                                            if m < rep["read"]},
+            "encoder_server_peak_rss_mb": round(max((x[2] for x in series), default=0), 1),
+            "milvus_server_peak_rss_mb": db.peak, "rss_series": series,
+            "milvus_rss_series": [(d, round(r, 1)) for _, d, r, _ in db.samples]}
 
 
 def plot(report: dict, path: Path) -> None:
@@ -246,9 +275,10 @@ def plot(report: dict, path: Path) -> None:
     a.set_title(f"ingest throughput ({report['end_to_end']['products']} products, {report['encoder']})")
     for i, v in enumerate(vals):
         a.text(i, v, f"{v:.1f}", ha="center", va="bottom")
-    runs = [("end to end", report["end_to_end"]["rss_series"])]
+    runs = [("end to end (embedded Milvus)", report["end_to_end"]["rss_series"])]
     if report.get("memory"):
-        runs.append((f"ingest subprocess ({report['memory']['products']} products)", report["memory"]["rss_series"]))
+        runs.append((f"ingest process ({report['memory']['products']} products)", report["memory"]["rss_series"]))
+        runs.append(("its Milvus Lite server", report["memory"]["milvus_rss_series"]))
     for label, series in runs:
         b.plot([s[0] for s in series], [s[1] for s in series], label=label)
     b.set_xlabel("products done")

@@ -26,6 +26,7 @@ from .base import EncodedBatch, Encoder, ProductInput
 log = logging.getLogger(__name__)
 
 # gRPC codes worth another try: the server is down, restarting or overloaded.
+CONNECT_RETRY_S = 30.0
 RETRIABLE = {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.RESOURCE_EXHAUSTED"}
 
 
@@ -71,7 +72,10 @@ class TritonEncoder(Encoder):
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         try:
-            cfg = self._call(lambda: self._client.get_model_config(model, as_json=True, client_timeout=timeout_s))
+            # A server that is not there at all should fail a command fast; one that
+            # goes away mid-stream gets the full retry_s.
+            cfg = self._call(lambda: self._client.get_model_config(model, as_json=True, client_timeout=timeout_s),
+                             budget_s=min(retry_s, CONNECT_RETRY_S))
         except InferenceServerException as exc:
             raise ServeError(f"Triton at {url} has no usable model [{model}]: {exc.message()}", url=url,
                              fix="serve a repository built by `samestyle export`") from None
@@ -82,9 +86,10 @@ class TritonEncoder(Encoder):
         self.server_max_batch = int(cfg.get("max_batch_size", C.MAX_BATCH))
 
     # -- transport ---------------------------------------------------------------
-    def _call(self, fn):
+    def _call(self, fn, budget_s: float | None = None):
         """fn() with retries while the server is unavailable."""
-        deadline = time.monotonic() + self.retry_s
+        budget = self.retry_s if budget_s is None else budget_s
+        deadline = time.monotonic() + budget
         delay, tries = 0.1, 0
         while True:
             tries += 1
@@ -95,7 +100,7 @@ class TritonEncoder(Encoder):
                     raise
                 if time.monotonic() + delay > deadline:
                     raise ServerUnavailable(
-                        f"Triton at {self.url} did not answer after {tries} tries over {self.retry_s:.0f} s: {exc}",
+                        f"Triton at {self.url} did not answer after {tries} tries over {budget:.0f} s: {exc}",
                         url=self.url, fix="start it (`samestyle serve`), or unset SAMESTYLE_TRITON_URL to let "
                                           "samestyle start a local one") from None
                 if tries == 1 or tries % 10 == 0:

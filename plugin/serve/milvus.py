@@ -47,7 +47,8 @@ class MilvusServer:
             self.port = free_port()
         else:
             check_port(self.port, "Milvus", "--milvus-port")
-        self._proc = ManagedProcess("milvus-lite", milvus_command(self.data_dir, self.port), dict(os.environ),
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its "listening" line is the readiness signal
+        self._proc = ManagedProcess("milvus-lite", milvus_command(self.data_dir, self.port), env,
                                     self.log_dir / f"milvus-{self.port}.log")
         self._proc.start()
         self._proc.wait_ready(self._probe, self.startup_timeout_s, self._exit_error)
@@ -55,6 +56,10 @@ class MilvusServer:
         return self
 
     def _probe(self) -> bool:
+        # The server logs this line once its gRPC service is started; a bare TCP
+        # connect can succeed a moment earlier.
+        if "listening on" not in (self._proc.log_tail(5) if self._proc else ""):
+            return False
         with socket.create_connection(("127.0.0.1", self.port), timeout=1):
             return True
 

@@ -143,13 +143,21 @@ class Store:
         res = self._call("query", name, self.client.query, name, filter="", output_fields=["count(*)"])
         return int(res[0]["count(*)"])
 
+    def _quick_count(self, name: str) -> int:
+        """Exact (count(*)) when the collection is loaded; else the server's row
+        statistics, so listing never loads every old version into memory."""
+        state = self._call("get_load_state", name, self.client.get_load_state, name).get("state")
+        if getattr(state, "name", str(state)) == "Loaded":
+            return self.count(name)
+        return int(self._call("get_collection_stats", name, self.client.get_collection_stats, name)["row_count"])
+
     def info(self, name: str) -> CollectionInfo:
         props = self.properties(name)
         aliases = self._call("list_aliases", name, self.client.list_aliases, name).get("aliases", [])
         dim = props.get(S.PROP_EMBED_DIM)
         split = S.split_physical(name)
         return CollectionInfo(name=name, version=split[1] if split else None, aliases=sorted(aliases),
-                              count=self.count(name), model_version=props.get(S.PROP_MODEL_VERSION),
+                              count=self._quick_count(name), model_version=props.get(S.PROP_MODEL_VERSION),
                               embed_dim=int(dim) if dim else None, state=props.get(S.PROP_STATE))
 
     def list(self) -> list[CollectionInfo]:
@@ -200,8 +208,9 @@ class Store:
                 if n in fields}
         bad_dims = {n: d for n, d in dims.items() if d != want_d}
         if bad_dims:
-            raise SchemaMismatch(f"collection [{name}] stores {sorted(set(bad_dims.values()))}-d vectors in "
-                                 f"{sorted(bad_dims)}, the model {want_v} makes {want_d}-d vectors",
+            have_d = "/".join(str(d) for d in sorted(set(bad_dims.values())))
+            raise SchemaMismatch(f"collection [{name}] stores {have_d}-d vectors ({', '.join(sorted(bad_dims))}), "
+                                 f"the model {want_v} makes {want_d}-d vectors",
                                  collection=name, fix=fix, have_dim=sorted(set(bad_dims.values())), want_dim=want_d)
         if have_v != want_v:
             raise SchemaMismatch(f"collection [{name}] holds vectors of model {have_v}, the encoder is model "

@@ -419,6 +419,25 @@ def test_reindex_switches_the_alias_only_when_complete(tmp_path, catalogue, onnx
     assert res.exit_code == 0 and C.collection_name(3) not in {c["name"] for c in json.loads(res.stdout)["collections"]}
 
 
+def test_a_row_milvus_refuses_does_not_keep_its_batch_out(tmp_path, onnx_encoder):
+    from loaders.pipeline import upsert_isolating
+    from loaders.sources import RawRecord
+    from loaders.transform import Transformer
+
+    settings = Settings(data_dir=tmp_path / "data")
+    with Store.open(settings) as store:
+        name = store.create_version({"model_version": onnx_encoder.model_version, "embed_dim": onnx_encoder.dim})
+        tf = Transformer(store.spec, ColumnMap(), onnx_encoder.model_version)
+        prods = [tf.finish(tf.parse(RawRecord(i + 2, {"id": f"R{i}", "title": f"Tee {i}"})), None) for i in range(3)]
+        enc = onnx_encoder.encode([p.input for p in prods])
+        rows = [tf.row(p, enc, i) for i, p in enumerate(prods)]
+        rows[1]["text_vec"] = rows[1]["text_vec"][:10]  # a row Milvus will not take
+        rejected = upsert_isolating(store, name, rows, prods)
+        assert [(r.id, r.line, r.kind) for r in rejected] == [("R1", 3, "store_rejected")]
+        assert "256" in rejected[0].reason
+        assert sorted(store.fetch(name, ["R0", "R1", "R2"])) == ["R0", "R2"]
+
+
 def test_a_collection_not_made_by_samestyle_is_refused(tmp_path, onnx_encoder):
     settings = Settings(data_dir=tmp_path / "data")
     with Store.open(settings) as store:

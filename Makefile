@@ -1,0 +1,61 @@
+# samestyle: `make demo` and `make test` do all set-up on a fresh machine.
+# `make setup` is idempotent: environments, packages, the Triton python-backend stub,
+# and the ONNX export of the shipped model into triton_models/.
+
+PYTHON ?= python3
+VENV   := .venv
+SERVE  := .venv-serve
+BIN    := $(VENV)/bin
+SERVE_SITE = $(shell $(SERVE)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup demo test test-quick export train-default eval-default bench clean
+
+setup: $(VENV)/.installed $(SERVE)/.installed triton_models/.exported
+
+$(VENV)/.installed: requirements/app.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch alone first, exactly pinned: 2.13.0 is the CPU wheel (a looser pin pulls a CUDA build)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements/app.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+$(SERVE)/.installed: requirements/serve.txt
+	test -x $(SERVE)/bin/python || $(PYTHON) -m venv $(SERVE)
+	$(SERVE)/bin/pip install -q --upgrade pip
+	$(SERVE)/bin/pip install -q -r requirements/serve.txt
+	# the wheel's tritonserver finds the python-backend stub beside libtriton_python.so
+	cp -f $(SERVE_SITE)/pytriton/tritonserver/python_backend_stubs/3.11/triton_python_backend_stub \
+	      $(SERVE_SITE)/pytriton/tritonserver/backends/python/
+	touch $@
+
+# Re-export when the shipped model or the exporter changes (ONNX files are not committed).
+triton_models/.exported: $(VENV)/.installed plugin/model/default/manifest.json plugin/export.py plugin/triton_repo.py plugin/model/preprocess.py
+	$(BIN)/samestyle export --backend python --out triton_models
+	touch $@
+
+export: $(VENV)/.installed
+	$(BIN)/samestyle export --backend python --out triton_models && touch triton_models/.exported
+
+demo: setup
+	$(BIN)/samestyle demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-quick: setup
+	$(BIN)/python -m pytest -q -m "not slow and not myntra"
+
+# Long jobs, documented in docs/model.md and docs/benchmarks/README.md.
+MYNTRA ?= ../shared/datasets/myntra/products.csv
+train-default: setup
+	$(BIN)/samestyle train $(MYNTRA) --label-col style_group --out plugin/model/default
+eval-default: setup
+	$(BIN)/samestyle eval $(MYNTRA) --label-col style_group --json
+
+clean:
+	rm -rf build .samestyle .pytest_cache triton_models/.exported
