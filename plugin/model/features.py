@@ -48,8 +48,10 @@ def _file_hash(path: Path, h=None) -> "hashlib._Hash":
     return h
 
 
-def cache_key(catalogue: Path, bundle: Path, consts: dict) -> str:
+def cache_key(catalogue: Path, bundle: Path, consts: dict, ids: list[str] | None = None) -> str:
     h = _file_hash(catalogue)
+    if ids is not None:  # a --limit run reads fewer rows of the same file
+        h.update(f"rows={len(ids)}".encode())
     for name in (C.ONNX_IMAGE_BACKBONE, C.ONNX_TEXT_BACKBONE):
         _file_hash(bundle / name, h)
     h.update(repr(sorted(consts.items())).encode())
@@ -105,16 +107,25 @@ def compute(ids: list[str], titles: list[str], photo_paths: list[Path | None], b
     return Features(np.asarray(ids), img, txt, am, has)
 
 
+def _rows_in(catalogue: Path) -> int:
+    """Data rows of a CSV/JSONL file (the full-catalogue cache key stays stable)."""
+    with open(catalogue, "rb") as f:
+        n = sum(1 for line in f if line.strip())
+    return n - 1 if catalogue.suffix.lower() == ".csv" else n
+
+
 def cached(catalogue: Path, ids, titles, photo_paths, bundle: Path, cache_dir: Path, progress=True) -> Features:
     import json
 
     consts = json.loads((bundle / "preprocess.json").read_text())
-    key = cache_key(catalogue, bundle, consts)
+    key = cache_key(catalogue, bundle, consts, None if len(ids) == _rows_in(catalogue) else list(ids))
     path = Path(cache_dir) / f"features-{key}.npz"
     if path.exists():
         z = np.load(path, allow_pickle=False)
-        log.info("features from cache %s", path)
-        return Features(z["ids"], z["image_tokens"], z["text_tokens"], z["attention_mask"], z["has_image"])
+        if len(z["ids"]) == len(ids) and list(z["ids"]) == list(ids):
+            log.info("features from cache %s", path)
+            return Features(z["ids"], z["image_tokens"], z["text_tokens"], z["attention_mask"], z["has_image"])
+        log.warning("feature cache %s holds other products; recomputing", path)
     f = compute(ids, titles, photo_paths, bundle, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
