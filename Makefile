@@ -6,7 +6,6 @@ PYTHON ?= python3
 VENV   := .venv
 SERVE  := .venv-serve
 BIN    := $(VENV)/bin
-SERVE_SITE = $(shell $(SERVE)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -29,8 +28,9 @@ $(SERVE)/.installed: requirements/serve.txt
 	$(SERVE)/bin/pip install -q --upgrade pip
 	$(SERVE)/bin/pip install -q -r requirements/serve.txt
 	# the wheel's tritonserver finds the python-backend stub beside libtriton_python.so
-	cp -f $(SERVE_SITE)/pytriton/tritonserver/python_backend_stubs/3.11/triton_python_backend_stub \
-	      $(SERVE_SITE)/pytriton/tritonserver/backends/python/
+	site=$$($(SERVE)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+	  cp -f $$site/pytriton/tritonserver/python_backend_stubs/3.11/triton_python_backend_stub \
+	        $$site/pytriton/tritonserver/backends/python/
 	touch $@
 
 # Re-export when the shipped model or the exporter changes (ONNX files are not committed).

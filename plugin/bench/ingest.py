@@ -219,12 +219,13 @@ def _start_milvus(data: Path) -> tuple[subprocess.Popen, str]:
     raise click.ClickException(f"Milvus Lite server did not start; see {data / 'server.log'}")
 
 
-def memory_run(settings, catalogue: Path, work: Path, encoder_kind: str, marks: list[int], batch: int) -> dict:
+def memory_run(settings, catalogue: Path, work: Path, encoder_kind: str, marks: list[int], batch: int,
+               milvus_dir: Path | None = None) -> dict:
     """`samestyle ingest` in a subprocess against a Milvus Lite server in another, the
     ingest process's RSS (and its children's: a local Triton) sampled against
     products done, read from its checkpoint (which advances per batch)."""
     data = work / "memory"
-    server, uri = _start_milvus(work / "memory-milvus")
+    server, uri = _start_milvus(milvus_dir or work / "memory-milvus")
     env = dict(os.environ, SAMESTYLE_DATA_DIR=str(data), SAMESTYLE_LOG_LEVEL="WARNING", SAMESTYLE_MILVUS_URI=uri,
                SAMESTYLE_MILVUS_PROFILE="lite")
     cmd = [sys.executable, "-c", "from plugin.cli.main import main; main()", "ingest", str(catalogue),
@@ -307,13 +308,16 @@ def plot(report: dict, path: Path) -> None:
               help="Report the memory run's peak RSS up to this many products (repeatable).")
 @click.option("--encoder", "encoder_kind", type=click.Choice(["triton", "onnx"]), default="triton", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
+@click.option("--keep-milvus", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep the memory run's Milvus Lite data here (serve it with `python -m milvus_lite server "
+                   "--data-dir DIR/db` to search the ingested catalogue afterwards).")
 @click.option("--quick", is_flag=True, help="Smoke run: 32 products, 8 naive, memory run on 48; figures meaningless.")
 @click.option("--plot", "do_plot", is_flag=True, help="Write a PNG plot to --plot-file.")
 @click.option("--plot-file", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_PLOT, show_default=True)
 @json_option
 @click.pass_obj
 def command(settings, src, photos, n, ceiling_products, naive_products, memory_products, marks, encoder_kind,
-            batch_size, quick, do_plot, plot_file, as_json):
+            batch_size, keep_milvus, quick, do_plot, plot_file, as_json):
     """End-to-end ingest products/s against the in-process encoder ceiling and the
     naive path, and resident memory against products done (flat = bounded)."""
     from loaders.jobs import open_encoder
@@ -355,7 +359,10 @@ def command(settings, src, photos, n, ceiling_products, naive_products, memory_p
             mem_photos = src.parent / "images" if (src.parent / "images").is_dir() else photos
             prepare_catalogue(src, mem_photos, memory_products, mem_cat)
             _say(f"  memory run: {memory_products} products in a subprocess...")
-            report["memory"] = memory_run(settings, mem_cat, work, encoder_kind, sorted(marks), batch_size)
+            report["memory"] = memory_run(settings, mem_cat, work, encoder_kind, sorted(marks), batch_size,
+                                          keep_milvus)
+            if keep_milvus:
+                report["memory"]["milvus_data_dir"] = str(keep_milvus)
     e, c, nv = (report[k]["products_per_s"] for k in ("end_to_end", "ceiling", "naive"))
     report["summary"] = {"end_to_end_vs_ceiling": round(e / c, 2) if c else None,
                          "end_to_end_vs_naive": round(e / nv, 2) if nv else None}

@@ -31,6 +31,8 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
 @click.option("--w-self", default=1.0, show_default=True, help="Weight of the self-distinctiveness term.")
 @click.option("--w-local", default=0.1, show_default=True, help="Weight of the locality-consistency term.")
 @click.option("--embed-dim", default=256, show_default=True, help="Output vector dimension.")
+@click.option("--skip/--no-skip", default=True, show_default=True,
+              help="Linear path from the pooled backbone features to the output, beside the transformer.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
 @click.option("--limit", type=int, help="Read only the first N catalogue rows (quick runs).")
@@ -38,7 +40,7 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
 @json_option
 @click.pass_obj
 def command(settings, catalogue, id_col, title_col, image_col, category_col, attr_cols, label_col, pairs_file,
-            heldout, split_seed, steps, batch_size, lr, loss, margin, temperature, w_self, w_local, embed_dim,
+            heldout, split_seed, steps, batch_size, lr, loss, margin, temperature, w_self, w_local, embed_dim, skip,
             seed, threads, limit, out, as_json):
     """Train the fusion encoder (frozen backbones, cached features) and write a
     versioned checkpoint (fusion.safetensors + manifest.json) to --out.
@@ -70,7 +72,7 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
                     pairs.append((r[0], r[1]))
     pair_idx = np.array([(index[a], index[b]) for a, b in pairs], dtype=np.int64).reshape(-1, 2)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, loss=loss, margin=margin, temperature=temperature,
-                      w_self=w_self, w_local=w_local, seed=seed, threads=threads, fusion={"embed_dim": embed_dim})
+                      w_self=w_self, w_local=w_local, seed=seed, threads=threads, fusion={"embed_dim": embed_dim, "skip": skip})
     cat_sha = hashlib.sha256(catalogue.read_bytes()).hexdigest()
     model, history = train(feats, data.labels, train_idx, pair_idx, cfg, progress=progress_enabled())
     manifest = checkpoint.save(out, model, training={

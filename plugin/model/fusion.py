@@ -39,6 +39,7 @@ class FusionConfig:
     image_tokens: int = contract.IMAGE_TOKENS
     image_feature_dim: int = contract.IMAGE_FEATURE_DIM
     text_feature_dim: int = contract.TEXT_FEATURE_DIM
+    skip: bool = False  # linear path from the pooled backbone features to the output
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,6 +97,11 @@ class FusionEncoder(nn.Module):
         self.blocks = nn.ModuleList(_Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.layers))
         self.ln = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.embed_dim)
+        if cfg.skip:
+            # Starts the model near linear heads on the pretrained features (which already
+            # rank titles well) so the transformer only has to learn the correction.
+            self.img_skip = nn.Sequential(nn.LayerNorm(cfg.image_feature_dim), nn.Linear(cfg.image_feature_dim, cfg.embed_dim))
+            self.txt_skip = nn.Sequential(nn.LayerNorm(cfg.text_feature_dim), nn.Linear(cfg.text_feature_dim, cfg.embed_dim))
         nn.init.normal_(self.cls, std=0.02)
         nn.init.normal_(self.img_pos, std=0.02)
         nn.init.normal_(self.txt_pos, std=0.02)
@@ -120,6 +126,14 @@ class FusionEncoder(nn.Module):
         for blk in self.blocks:
             x = blk(x, bias)
         z = self.head(self.ln(x[:, 0]))
+        if self.cfg.skip:
+            # masked inputs contribute exactly 0 (multiplied by their 0/1 flags)
+            has_img = image_mask[:, :1].to(z.dtype)
+            m = attention_mask.to(z.dtype)[..., None]
+            n_tok = m.sum(1)
+            pooled_txt = (text_tokens * m).sum(1) / n_tok.clamp_min(1.0)
+            has_txt = (n_tok > 0).to(z.dtype)
+            z = z + self.img_skip(image_tokens[:, 0]) * has_img + self.txt_skip(pooled_txt) * has_txt
         z = z / z.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         any_input = (keep[:, 1:].sum(dim=1, keepdim=True) > 0).to(z.dtype)
         return z * any_input

@@ -8,10 +8,10 @@ from plugin import contract as C
 from plugin.model.fusion import FusionConfig, FusionEncoder
 
 
-@pytest.fixture(scope="module")
-def model():
+@pytest.fixture(scope="module", params=[False, True], ids=["transformer", "with-skip"])
+def model(request):
     torch.manual_seed(0)
-    m = FusionEncoder(FusionConfig(embed_dim=64, d_model=64, layers=2, heads=4))
+    m = FusionEncoder(FusionConfig(embed_dim=64, d_model=64, layers=2, heads=4, skip=request.param))
     return m.eval()
 
 
