@@ -53,9 +53,11 @@ test-quick: setup
 # Long jobs, documented in docs/model.md and docs/benchmarks/README.md.
 MYNTRA ?= ../shared/datasets/myntra/products.csv
 train-default: setup
-	$(BIN)/samestyle train $(MYNTRA) --label-col style_group --out plugin/model/default
+	$(BIN)/samestyle train $(MYNTRA) --label-col style_group --steps 600 --batch-size 192 --loss infonce --threads 1 \
+	    --out plugin/model/default
+	$(BIN)/samestyle export --backend python --out triton_models
 eval-default: setup
-	$(BIN)/samestyle eval $(MYNTRA) --label-col style_group --json
+	$(BIN)/samestyle eval $(MYNTRA) --label-col style_group --encoder local --json
 
 clean:
 	rm -rf build .samestyle .pytest_cache triton_models/.exported

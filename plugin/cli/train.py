@@ -49,7 +49,7 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
 
     \b
       samestyle train ../shared/datasets/myntra/products.csv --label-col style_group \\
-          --steps 800 --batch-size 192 --loss infonce --out plugin/model/default
+          --steps 600 --batch-size 192 --loss infonce --threads 1 --out plugin/model/default
     """
     from ..model import checkpoint, dataset, features
     from ..pairs import group_pairs
