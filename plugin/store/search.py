@@ -140,28 +140,44 @@ def run(client, collection: str, plan, *, offset: int = 0, group_by: str | None 
     return hits
 
 
+SCAN_CAP = 16_384  # Milvus caps offset + limit of one query here
+_HEX = "0123456789abcdef"
+
+
 def scan(client, collection: str, output_fields: Sequence[str], *, expr: str = "",
          batch_size: int = 1000) -> Iterator[list[dict]]:
-    """All rows matching `expr`, in batches of primary-key order (for dedup and
-    benchmarks). Pages by `id > last` rather than offset (Milvus caps offset + limit
-    at 16,384) and rather than query_iterator (Milvus Lite lacks the timestamp call it
-    makes first)."""
+    """All rows matching `expr`, in batches (for dedup and benchmarks).
+
+    Milvus returns a limited query's rows in no particular order, so paging by
+    `id > last` skips rows, offsets stop at 16,384, and Milvus Lite lacks
+    query_iterator. Instead the rows are split into buckets by the prefix of their
+    `content_hash` (hex, so the alphabet is known), each fetched whole; a bucket
+    that hits the cap is split further. Rows without a hash come last."""
+    ensure_loaded(client, collection)  # a reopened collection starts released
     fields = list(dict.fromkeys([PK, *output_fields]))
-    last: str | None = None
-    while True:
-        page = f"({PK} > {quote(last, PK)})" if last is not None else ""
-        flt = " and ".join(e for e in (page, f"({expr})" if expr else "") if e)
+    extra = f" and ({expr})" if expr else ""
+
+    def query(flt: str) -> list[dict]:
         try:
-            rows = client.query(collection, filter=flt, output_fields=fields, limit=batch_size)
+            return [dict(r) for r in client.query(collection, filter=flt, output_fields=fields, limit=SCAN_CAP)]
         except Exception as exc:  # noqa: BLE001
             raise _wrap(exc, "query", collection) from None
-        if not rows:
+
+    def bucket(prefix: str) -> Iterator[list[dict]]:
+        rows = query(f'(content_hash like "{prefix}%"){extra}')
+        if len(rows) >= SCAN_CAP and len(prefix) < 8:
+            for c in _HEX:
+                yield from bucket(prefix + c)
             return
-        rows = sorted((dict(r) for r in rows), key=lambda r: r[PK])
-        yield rows
-        if len(rows) < batch_size:
-            return
-        last = str(rows[-1][PK])
+        rows.sort(key=lambda r: r[PK])
+        for i in range(0, len(rows), batch_size):
+            yield rows[i : i + batch_size]
+
+    for c in _HEX:
+        yield from bucket(c)
+    rest = query(f'(content_hash == ""){extra}')
+    for i in range(0, len(rest), batch_size):
+        yield rest[i : i + batch_size]
 
 
 def count(client, collection: str) -> int:
