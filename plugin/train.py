@@ -185,12 +185,12 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
         opt.step()
         sched.step()
         if step % log_every == 0 or step == cfg.steps - 1:
-            rec = {"step": step, "loss": round(float(loss), 5), **{k: round(float(v), 5) for k, v in parts.items()},
+            rec = {"step": step, "loss": round(float(loss.detach()), 5), **{k: round(float(v.detach()), 5) for k, v in parts.items()},
                    "seconds": round(time.time() - t0, 1)}
             history.append(rec)
             log.info("train %s", json.dumps(rec))
         if bar:
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
             bar.update(1)
     if bar:
         bar.close()

@@ -37,7 +37,6 @@ def test_onnx_graphs_have_named_io_and_dynamic_batch(onnx_bundle):
 
 
 def test_image_backbone_matches_torch(onnx_bundle, catalogue):
-    consts = pp.__dict__  # noqa: F841  (constants come from the bundle below)
     import json
 
     consts = json.loads((onnx_bundle / "preprocess.json").read_text())
