@@ -33,26 +33,13 @@ class Labelled:
 
 
 def _rows(path: Path):
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        import csv
+    """Parsed records of the catalogue, through the same reader as ingestion
+    (loaders.sources); records that cannot be parsed at all are skipped."""
+    from loaders.sources import Source
 
-        with path.open(newline="", encoding="utf-8") as f:
-            yield from csv.DictReader(f)
-    elif suffix in (".jsonl", ".ndjson"):
-        import json
-
-        with path.open(encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    yield json.loads(line)
-    elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches():
-            yield from batch.to_pylist()
-    else:
-        raise InputError(f"catalogue [{path}] has an unknown format", field="path", fix="use .csv, .jsonl or .parquet")
+    for rec in Source(path):
+        if rec.fields is not None:
+            yield rec.fields
 
 
 def read(path: str | Path, *, id_col="id", title_col="title", image_col="image", category_col="articleType",
