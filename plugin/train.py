@@ -49,6 +49,7 @@ class TrainConfig:
     loss: str = "hinge"  # or "infonce"
     margin: float = 0.2
     temperature: float = 0.05
+    self_temperature: float | None = None  # InfoNCE temperature of the self term (None: temperature)
     w_fused: float = 1.0
     w_text: float = 1.0
     w_image: float = 1.0
@@ -64,7 +65,8 @@ class TrainConfig:
         return asdict(self)
 
 
-def contrastive(q: torch.Tensor, k: torch.Tensor, neg_ok: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+def contrastive(q: torch.Tensor, k: torch.Tensor, neg_ok: torch.Tensor, cfg: TrainConfig,
+                temperature: float | None = None) -> torch.Tensor:
     """In-batch loss; row a's positive is column a; neg_ok[a, b] says whether b may
     serve as a negative for a. Rows whose query is a zero vector (missing view) are
     skipped."""
@@ -75,7 +77,7 @@ def contrastive(q: torch.Tensor, k: torch.Tensor, neg_ok: torch.Tensor, cfg: Tra
     s = q @ k.t()
     pos = s.diag()
     if cfg.loss == "infonce":
-        logits = (s / cfg.temperature).masked_fill(~neg_ok & ~torch.eye(len(s), dtype=torch.bool), float("-inf"))
+        logits = (s / (temperature or cfg.temperature)).masked_fill(~neg_ok & ~torch.eye(len(s), dtype=torch.bool), float("-inf"))
         target = torch.arange(len(s))
         return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
     viol_q = F.relu(cfg.margin - pos[:, None] + s) * neg_ok
@@ -175,7 +177,7 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
             "pair_fused": cfg.w_fused * contrastive(views["fused"], right, neg_ok, cfg),
             "pair_text": cfg.w_text * contrastive(views["text"], right, neg_ok, cfg),
             "pair_image": cfg.w_image * contrastive(views["image"], right, neg_ok, cfg),
-            "self": cfg.w_self * contrastive(views["text"], views["image"], ~self_same, cfg),
+            "self": cfg.w_self * contrastive(views["text"], views["image"], ~self_same, cfg, cfg.self_temperature),
             "local": cfg.w_local * locality(views["fused"], _backbone_ref(*lt), cfg),
         }
         loss = sum(parts.values())

@@ -82,3 +82,21 @@ def test_train_and_eval_cli(catalogue, tmp_path):
     res = json.loads(r.output[r.output.index("{"):])
     assert set(res["directions"]) == set(ev.DIRECTIONS)
     assert res["queries"] > 50 and "title->own photo" in res["own_pair"]
+
+
+def test_self_temperature_sharpens_only_the_self_term():
+    """--self-temperature: the self-distinctiveness term can use its own (sharper)
+    InfoNCE temperature while the pair terms keep --temperature."""
+    import torch
+
+    from plugin.train import contrastive
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=1)
+    k = torch.nn.functional.normalize(q + 0.3 * torch.randn(8, 16, generator=g), dim=1)
+    neg_ok = ~torch.eye(8, dtype=torch.bool)
+    warm = TrainConfig(loss="infonce", temperature=0.2)
+    sharp = TrainConfig(loss="infonce", temperature=0.05)
+    assert float(contrastive(q, k, neg_ok, warm, 0.05)) == pytest.approx(float(contrastive(q, k, neg_ok, sharp)))
+    assert float(contrastive(q, k, neg_ok, warm, None)) == pytest.approx(float(contrastive(q, k, neg_ok, warm)))
+    assert float(contrastive(q, k, neg_ok, warm, 0.05)) != pytest.approx(float(contrastive(q, k, neg_ok, warm)))
