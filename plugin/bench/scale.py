@@ -277,13 +277,15 @@ def _warm(client, cfg: ScaleConfig) -> None:
 
 def run_size(n: int, cfg: ScaleConfig, work_dir: str, progress: bool = False) -> dict:
     """Measure one catalogue size in a fresh Milvus Lite database under `work_dir`."""
-    from pymilvus import AnnSearchRequest, MilvusClient, WeightedRanker
+    from pymilvus import AnnSearchRequest, WeightedRanker
 
     db_dir = Path(work_dir) / f"size_{n}"
     shutil.rmtree(db_dir, ignore_errors=True)
     db_dir.mkdir(parents=True)
     base = _rss()
-    client = MilvusClient(str(db_dir / "milvus.db"))
+    from ..store.collections import client as milvus_client
+
+    client = milvus_client(str(db_dir / "milvus.db"))
     _warm(client, cfg)
     base_client = _rss()
     spec, prof, create, index_params = _layout(cfg)
@@ -382,11 +384,17 @@ def run_scale(sizes: list[int], cfg: ScaleConfig, work_dir: str | Path | None = 
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     results = []
+    failed = None
     try:
         for n in sizes:
             log.info("scale: %d products", n)
-            with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as ex:
-                r = ex.submit(run_size, n, cfg, str(root), progress).result()
+            try:
+                with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as ex:
+                    r = ex.submit(run_size, n, cfg, str(root), progress).result()
+            except Exception as exc:  # noqa: BLE001 - keep the sizes already measured
+                failed = {"size": n, "error": f"{type(exc).__name__}: {exc}"}
+                log.error("scale: %d products failed (%s); reporting the sizes measured so far", n, exc)
+                break
             results.append(r)
             if on_result:
                 on_result(r)
@@ -402,6 +410,7 @@ def run_scale(sizes: list[int], cfg: ScaleConfig, work_dir: str | Path | None = 
         "config": asdict(cfg),
         "results": results,
         "curve": curve(results),
+        **({"failed": failed} if failed else {}),
         "wall_s": round(time.perf_counter() - t0, 1),
     }
 
@@ -459,6 +468,8 @@ def _human(report: dict) -> None:
     if "search_p50_ratio" in c:
         click.echo(f"search p50 grows {c['search_p50_ratio']}x over a {c['size_ratio']}x larger catalogue "
                    f"(target <= {c['target_search_p50_ratio']}x: {'met' if c['target_met'] else 'missed'})")
+    if report.get("failed"):
+        click.echo(f"size {report['failed']['size']:,} failed: {report['failed']['error']}", err=True)
 
 
 @click.command("scale")
@@ -500,11 +511,14 @@ def command(sizes, quick, queries, hybrid_queries, batch, profile, index_type, w
     show = progress_enabled() and not as_json
 
     def each(r):
-        log.info("scale %d: insert %.0f/s, index %.1fs, p50 %.1fms", r["size"], r["insert_rows_per_s"],
-                 r["index_s"], r["search"]["p50_ms"])
+        # on stderr as each size ends: a 1M run takes an hour and --json prints only at the end
+        click.echo(f"scale {r['size']}: insert {r['insert_rows_per_s']:.0f} rows/s, index {r['index_s']:.1f} s, "
+                   f"search p50 {r['search']['p50_ms']:.1f} ms, hybrid p50 {r['hybrid']['p50_ms']:.1f} ms", err=True)
 
     report = run_scale(size_list, cfg, work_dir, progress=show, keep=keep, on_result=each)
     if do_plot:
         report["plot"] = str(plot(report, plot_file))
         Path(plot_file).with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     emit(report, as_json, _human)
+    if report.get("failed"):
+        raise SystemExit(1)

@@ -54,7 +54,9 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
 
     \b
       samestyle train ../shared/datasets/myntra/products.csv --label-col style_group \\
-          --steps 600 --batch-size 192 --loss infonce --threads 1 --out plugin/model/default
+          --steps 600 --batch-size 192 --loss infonce --temperature 0.2 \\
+          --self-temperature 0.05 --w-self 0.3 --w-image 0.3 --w-local 0.1 \\
+          --threads 1 --out plugin/model/default
     """
     from ..model import checkpoint, dataset, features
     from ..pairs import group_pairs

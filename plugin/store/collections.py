@@ -48,16 +48,33 @@ def _wrap(exc: Exception, what: str, name: str | None) -> SamestyleError:
     return StoreError(f"Milvus {what} on [{name}] failed: {msg}", collection=name, milvus_code=code)
 
 
+# pymilvus pings an idle-looking channel every 10 s; Milvus Lite's gRPC server (like
+# any gRPC server with default enforcement) answers a long call that pings that often
+# with GOAWAY "too_many_pings", which drops the call mid-way: an index build of 100k+
+# rows then failed on its retry with "index already exists". Ping every 5 min instead
+# (the gRPC default minimum the server permits), only while a call is open.
+GRPC_OPTIONS = {
+    "grpc.keepalive_time_ms": 300_000,
+    "grpc.keepalive_timeout_ms": 20_000,
+    "grpc.keepalive_permit_without_calls": False,
+}
+
+
+def client(uri: str, token: str = ""):
+    """A MilvusClient with the project's channel options (see GRPC_OPTIONS)."""
+    from pymilvus import MilvusClient
+
+    return MilvusClient(uri=uri, token=token, grpc_options=dict(GRPC_OPTIONS))
+
+
 def connect(settings: Settings):
     """MilvusClient for the settings: the embedded Milvus Lite file under the data
     directory when SAMESTYLE_MILVUS_URI is unset, else that URI (+ token)."""
-    from pymilvus import MilvusClient
-
     uri = settings.resolved_milvus_uri
     if uri.endswith(".db"):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
     try:
-        return MilvusClient(uri=uri, token=settings.milvus_token or "")
+        return client(uri, settings.milvus_token or "")
     except Exception as exc:  # noqa: BLE001 - pymilvus raises several types on connect
         raise ServerUnavailable(f"cannot connect to Milvus at [{uri}]: {exc}", uri=uri,
                                 fix="check SAMESTYLE_MILVUS_URI (unset = embedded Milvus Lite under "

@@ -69,7 +69,9 @@ def quick_run(tmp_path_factory):
     res = CliRunner().invoke(S.command, ["--quick", "--json", "--plot", "--plot-file", str(png),
                                          "--work-dir", str(out / "work")])
     assert res.exit_code == 0, res.output + repr(res.exception)
-    return json.loads(res.output), png
+    # each size's line goes to stderr as it ends; stdout holds only the JSON report
+    assert res.stderr.count("scale ") == 2, res.stderr
+    return json.loads(res.stdout), png
 
 
 def test_quick_report_structure(quick_run):
