@@ -197,6 +197,10 @@ class Store:
         kw: dict[str, Any] = {}
         if self.profile.partition_key and self.spec.partition_key and self.profile.num_partitions:
             kw["num_partitions"] = self.profile.num_partitions
+        if self.profile.shards_num:
+            kw["shards_num"] = self.profile.shards_num
+        if self.profile.consistency_level:
+            kw["consistency_level"] = self.profile.consistency_level
         log.info("creating collection %s (model %s, %s-d, profile %s)", name, manifest["model_version"],
                  manifest["embed_dim"], self.profile.name)
         self._call("create_collection", name, self.client.create_collection, name, schema=schema,

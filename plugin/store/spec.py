@@ -96,6 +96,11 @@ class IndexProfile:
     num_partitions: int | None = None
     scalar_indexes: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
+    shards_num: int | None = None  # Milvus default when None
+    consistency_level: str | None = None  # Strong / Bounded / Session / Eventually
+
+
+CONSISTENCY_LEVELS = ("Strong", "Bounded", "Session", "Eventually")
 
 
 def _bad(path: Path, msg: str) -> ConfigError:
@@ -152,11 +157,17 @@ def parse_index_profiles(data: Mapping, path: Path = Path("indexes.json")) -> di
         vi = raw.get("vector_index") or {}
         if not vi.get("index_type"):
             raise _bad(path, f"profile [{name}] has no vector_index.index_type")
+        shards = raw.get("shards_num")
+        if shards is not None and (not isinstance(shards, int) or isinstance(shards, bool) or shards < 1):
+            raise _bad(path, f"profile [{name}] has shards_num [{shards}]: want an integer >= 1")
+        level = raw.get("consistency_level")
+        if level is not None and level not in CONSISTENCY_LEVELS:
+            raise _bad(path, f"profile [{name}] has consistency_level [{level}]: want one of {', '.join(CONSISTENCY_LEVELS)}")
         out[name] = IndexProfile(
             name=name, vector_index={"index_type": vi["index_type"], "params": dict(vi.get("params") or {})},
             search_params=dict(raw.get("search_params") or {}), partition_key=bool(raw.get("partition_key", True)),
             num_partitions=raw.get("num_partitions"), scalar_indexes=dict(raw.get("scalar_indexes") or {}),
-            description=str(raw.get("description", "")),
+            description=str(raw.get("description", "")), shards_num=shards, consistency_level=level,
         )
     missing = [p for p in PROFILES if p not in out]
     if missing:

@@ -134,3 +134,37 @@ def test_properties_record_model_and_state():
     props = S.collection_properties(S.load_collection_spec(), MANIFEST)
     assert props == {S.PROP_MODEL_VERSION: "ss-128d-abc", S.PROP_EMBED_DIM: "128",
                      S.PROP_SCHEMA_VERSION: "1", S.PROP_STATE: "building"}
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("shards_num", 0, "shards_num [0]: want an integer >= 1"),
+    ("shards_num", "2", "shards_num [2]: want an integer >= 1"),
+    ("consistency_level", "Eventual", "consistency_level [Eventual]: want one of Strong, Bounded"),
+])
+def test_bad_shards_or_consistency_names_the_profile(key, value, message):
+    raw = json.loads((S.SPEC_DIR / "indexes.json").read_text())
+    raw["profiles"]["hnsw"][key] = value
+    with pytest.raises(ConfigError, match=r"profile \[hnsw\] has " + message.replace("[", r"\[").replace("]", r"\]")):
+        S.parse_index_profiles(raw)
+
+
+def test_shards_and_consistency_are_profile_data():
+    profiles = S.load_index_profiles()
+    assert profiles["lite"].shards_num == 1
+    assert {p.consistency_level for p in profiles.values()} <= set(S.CONSISTENCY_LEVELS)
+
+
+def test_created_collection_carries_the_profile_consistency(tmp_path):
+    """Milvus Lite keeps the consistency level the profile asks for."""
+    from dataclasses import replace
+
+    from plugin.store.collections import Store, client
+
+    profiles = S.load_index_profiles()
+    profiles["lite"] = replace(profiles["lite"], consistency_level="Strong")
+    c = client(str(tmp_path / "m.db"))
+    try:
+        Store(c, profile="lite", profiles=profiles).create("probe_v1", {"model_version": "ss-16d-test", "embed_dim": 16})
+        assert c.describe_collection("probe_v1")["consistency_level"] in (0, "Strong")
+    finally:
+        c.close()
