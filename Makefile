@@ -53,7 +53,7 @@ test-quick: setup
 # Long jobs, documented in docs/model.md and docs/benchmarks/README.md.
 MYNTRA ?= ../shared/datasets/myntra/products.csv
 train-default: setup
-	$(BIN)/samestyle train $(MYNTRA) --label-col style_group --steps 600 --batch-size 192 --loss infonce --temperature 0.2 --self-temperature 0.05 \
+	$(BIN)/samestyle train $(MYNTRA) --label-col style_group --heldout 0.27 --steps 600 --batch-size 192 --loss infonce --temperature 0.2 --self-temperature 0.05 \
 	    --w-self 0.3 --w-image 0.3 --w-local 0.1 --threads 1 \
 	    --out plugin/model/default
 	$(BIN)/samestyle export --backend python --out triton_models

@@ -54,7 +54,7 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
 
     \b
       samestyle train ../shared/datasets/myntra/products.csv --label-col style_group \\
-          --steps 600 --batch-size 192 --loss infonce --temperature 0.2 \\
+          --heldout 0.27 --steps 600 --batch-size 192 --loss infonce --temperature 0.2 \\
           --self-temperature 0.05 --w-self 0.3 --w-image 0.3 --w-local 0.1 \\
           --threads 1 --out plugin/model/default
     """
