@@ -279,12 +279,12 @@ def run_size(n: int, cfg: ScaleConfig, work_dir: str, progress: bool = False) ->
     """Measure one catalogue size in a fresh Milvus Lite database under `work_dir`."""
     from pymilvus import AnnSearchRequest, WeightedRanker
 
+    from ..store.collections import client as milvus_client
+
     db_dir = Path(work_dir) / f"size_{n}"
     shutil.rmtree(db_dir, ignore_errors=True)
     db_dir.mkdir(parents=True)
     base = _rss()
-    from ..store.collections import client as milvus_client
-
     client = milvus_client(str(db_dir / "milvus.db"))
     _warm(client, cfg)
     base_client = _rss()

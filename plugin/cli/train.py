@@ -45,7 +45,8 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
 @json_option
 @click.pass_obj
 def command(settings, catalogue, id_col, title_col, image_col, category_col, attr_cols, label_col, pairs_file,
-            heldout, split_seed, steps, batch_size, lr, loss, margin, temperature, self_temperature, w_fused, w_text, w_image, w_self, w_local, embed_dim, skip,
+            heldout, split_seed, steps, batch_size, lr, loss, margin, temperature, self_temperature, w_fused,
+            w_text, w_image, w_self, w_local, embed_dim, skip,
             seed, threads, limit, out, as_json):
     """Train the fusion encoder (frozen backbones, cached features) and write a
     versioned checkpoint (fusion.safetensors + manifest.json) to --out.
@@ -79,7 +80,9 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
                     pairs.append((r[0], r[1]))
     pair_idx = np.array([(index[a], index[b]) for a, b in pairs], dtype=np.int64).reshape(-1, 2)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, loss=loss, margin=margin, temperature=temperature,
-                      self_temperature=self_temperature, w_fused=w_fused, w_text=w_text, w_image=w_image, w_self=w_self, w_local=w_local, seed=seed, threads=threads, fusion={"embed_dim": embed_dim, "skip": skip})
+                      self_temperature=self_temperature, w_fused=w_fused, w_text=w_text, w_image=w_image,
+                      w_self=w_self, w_local=w_local, seed=seed, threads=threads,
+                      fusion={"embed_dim": embed_dim, "skip": skip})
     cat_sha = hashlib.sha256(catalogue.read_bytes()).hexdigest()
     model, history = train(feats, data.labels, train_idx, pair_idx, cfg, progress=progress_enabled())
     manifest = checkpoint.save(out, model, training={

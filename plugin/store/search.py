@@ -11,7 +11,7 @@ from typing import Iterator, Sequence
 
 from .. import contract as C
 from ..errors import SamestyleError
-from ..query.filters import ids_expr, quote
+from ..query.filters import ids_expr
 from .collections import CollectionNotFound
 from .collections import _wrap as _wrap_store
 
@@ -163,21 +163,22 @@ def scan(client, collection: str, output_fields: Sequence[str], *, expr: str = "
         except Exception as exc:  # noqa: BLE001
             raise _wrap(exc, "query", collection) from None
 
+    def batches(rows: list[dict]) -> Iterator[list[dict]]:
+        rows.sort(key=lambda r: r[PK])
+        for i in range(0, len(rows), batch_size):
+            yield rows[i : i + batch_size]
+
     def bucket(prefix: str) -> Iterator[list[dict]]:
         rows = query(f'(content_hash like "{prefix}%"){extra}')
         if len(rows) >= SCAN_CAP and len(prefix) < 8:
             for c in _HEX:
                 yield from bucket(prefix + c)
             return
-        rows.sort(key=lambda r: r[PK])
-        for i in range(0, len(rows), batch_size):
-            yield rows[i : i + batch_size]
+        yield from batches(rows)
 
     for c in _HEX:
         yield from bucket(c)
-    rest = query(f'(content_hash == ""){extra}')
-    for i in range(0, len(rest), batch_size):
-        yield rest[i : i + batch_size]
+    yield from batches(query(f'(content_hash == ""){extra}'))
 
 
 def count(client, collection: str) -> int:

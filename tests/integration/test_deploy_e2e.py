@@ -31,13 +31,13 @@ def titles(catalogue) -> dict[str, str]:
 
 
 def test_ingest_loads_every_product(deployed_stack, catalogue, ingested):
-    from pymilvus import MilvusClient
+    from plugin.store.collections import client as milvus_client
 
     n = catalogue.n_products
     assert (ingested["read"], ingested["loaded"], ingested["failed"]) == (n, n, 0), ingested
     assert ingested["alias"] == C.COLLECTION_ALIAS and ingested["count"] == n
     # Read back from the server itself, not from the report.
-    client = MilvusClient(uri=deployed_stack.milvus_uri)
+    client = milvus_client(deployed_stack.milvus_uri)
     try:
         assert client.describe_alias(C.COLLECTION_ALIAS)["collection_name"].startswith(C.COLLECTION_PREFIX)
         assert client.query(C.COLLECTION_ALIAS, filter="", output_fields=["count(*)"])[0]["count(*)"] == n

@@ -202,16 +202,15 @@ def test_encoder_for_uses_the_configured_server(triton_url):
 
 
 def test_local_stack_serves_milvus_and_stops_it(tmp_path):
-    from pymilvus import MilvusClient
-
     from plugin.serve import local_stack
     from plugin.serve.process import port_is_free
+    from plugin.store.collections import client as milvus_client
 
     settings = Settings(data_dir=tmp_path / "data")
     with local_stack(settings, need_triton=False) as stack:
         uri = stack.settings.milvus_uri
         assert stack.milvus is not None and uri == stack.milvus.uri
-        client = MilvusClient(uri)
+        client = milvus_client(uri)
         client.create_collection("probe", dimension=4)
         assert "probe" in client.list_collections()
         client.close()
