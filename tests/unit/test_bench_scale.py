@@ -86,6 +86,10 @@ def test_quick_report_structure(quick_run):
             st = r[kind]
             assert st["n"] > 0 and 0 < st["p50_ms"] <= st["p95_ms"] <= st["p99_ms"]
         assert 0.0 <= r["recall_at_10"] <= 1.0
+        b = r["batched"]  # the same queries again, 10 to a call
+        assert b["queries"] == r["search"]["n"] and b["queries_per_call"] == 10 and b["calls"] == 3
+        assert b["per_query_ms"] > 0 and b["call_p50_ms"] > 0
+        assert 0.0 <= r["batched_recall_at_10"] <= 1.0
         assert r["memory"]["peak_rss_mb"] >= r["memory"]["rss_after_load_mb"] > r["memory"]["process_baseline_mb"]
         assert r["memory"]["raw_vectors_mb"] == pytest.approx(r["size"] * 3 * 256 * 4 / 2**20, abs=0.1)
         assert r["disk_mb"] > 0
@@ -98,6 +102,14 @@ def test_quick_writes_plot_and_json(quick_run):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads(png.with_suffix(".json").read_text())
     assert saved["results"] == report["results"]
+
+
+def test_batched_stats_cost_per_query():
+    st = S.batched_stats([(0.5, 50), (0.3, 50), (0.1, 10)])
+    assert st["calls"] == 3 and st["queries"] == 110 and st["queries_per_call"] == 50
+    assert st["call_p50_ms"] == 300.0
+    assert st["per_query_ms"] == round(900.0 / 110, 3)
+    assert S.batched_stats([]) == {"calls": 0}
 
 
 def test_bad_sizes_is_a_clear_usage_error():
