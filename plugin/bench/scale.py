@@ -403,6 +403,20 @@ def run_size(n: int, cfg: ScaleConfig, work_dir: str, progress: bool = False) ->
     }
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: the size's process gets SIGTERM when the bench process dies,
+    so a killed run leaves no orphan loading the cores (Linux; elsewhere a no-op)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
 def run_scale(sizes: list[int], cfg: ScaleConfig, work_dir: str | Path | None = None, *,
               progress: bool = False, keep: bool = False, on_result=None) -> dict:
     """Run every size (each in a fresh spawned process) and return the full report."""
@@ -416,7 +430,8 @@ def run_scale(sizes: list[int], cfg: ScaleConfig, work_dir: str | Path | None = 
         for n in sizes:
             log.info("scale: %d products", n)
             try:
-                with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as ex:
+                with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
+                                         initializer=_die_with_parent, initargs=(os.getpid(),)) as ex:
                     r = ex.submit(run_size, n, cfg, str(root), progress).result()
             except Exception as exc:  # noqa: BLE001 - keep the sizes already measured
                 failed = {"size": n, "error": f"{type(exc).__name__}: {exc}"}

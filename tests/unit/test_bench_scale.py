@@ -4,6 +4,11 @@ embedded Milvus Lite (structure only: timings on a shared machine are not assert
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,3 +121,43 @@ def test_bad_sizes_is_a_clear_usage_error():
     res = CliRunner().invoke(S.command, ["--sizes", "lots"])
     assert res.exit_code == 2
     assert "--sizes" in res.output and "[lots] is not a number" in res.output
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_killed_run_leaves_no_worker_behind(tmp_path):
+    """SIGTERM to the bench process also ends the spawned process measuring a size (it
+    used to live on and load the cores for minutes)."""
+    proc = subprocess.Popen([sys.executable, "-m", "plugin.cli.main", "bench", "scale", "--sizes", "200k",
+                             "--work-dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        worker = None
+        deadline = time.monotonic() + 120
+        # the worker makes its database directory once it runs the size
+        while (worker is None or not (tmp_path / "size_200000").exists()) and time.monotonic() < deadline:
+            worker = _child_of(proc.pid)
+            time.sleep(0.2)
+        assert worker is not None, "the size's worker process never started"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(worker), f"worker {worker} outlived the bench process"
+    finally:
+        proc.kill()
+
+
+def _child_of(pid: int) -> int | None:
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        kids = (task / "children").read_text().split() if (task / "children").exists() else []
+        for k in kids:
+            if "spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace"):
+                return int(k)
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
