@@ -481,11 +481,15 @@ def plot(report: dict, path: str | Path) -> Path:
         a = ax[pos]
         for label, ys, style in lines:
             a.plot(x, ys, style, label=label or None)
+        if pos == (1, 0) and len(rs) > 1:
+            a.axhline(CURVE_TARGET * rs[0]["search"]["p50_ms"], color="grey", lw=0.8, ls="-.",
+                      label=f"target: {CURVE_TARGET:g}x the smallest p50")
         if pos == (1, 0) and all("batched" in r for r in rs):
             qpc = rs[0]["batched"].get("queries_per_call")
             a.plot(x, [r["batched"]["per_query_ms"] for r in rs], "^:", label=f"search, {qpc} per call (per query)")
-            a.legend(fontsize=8)
-        a.set(title=title, xscale="log", xlabel="products")
+        # latency, build time and memory span decades between 10k and 1M: log-log shows
+        # the slope (1 = linear in the catalogue); the insert rate stays linear
+        a.set(title=title, xscale="log", yscale="linear" if pos == (0, 0) else "log", xlabel="products")
         a.grid(alpha=0.3)
         if len(lines) > 1:
             a.legend(fontsize=8)
