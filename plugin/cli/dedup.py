@@ -92,6 +92,7 @@ def command(settings, threshold, vector_field, out_path, label_col, labels_path,
         from ..store import search as store
 
         total = store.count(client, name)
+        model = store.model_version(store.describe(client, name))
         with tqdm(total=total, desc="fetch", unit="rows", disable=not progress_enabled(), file=sys.stderr) as bar:
             cat = D.load(client, name, vector_field=vector_field, label_field=None if labels_path else label_col,
                          expr=expr, progress=bar.update)
@@ -117,7 +118,8 @@ def command(settings, threshold, vector_field, out_path, label_col, labels_path,
             for rec in D.cluster_records(cat.ids, cat.groups, main_cids, main_pairs, cat.labels):
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
                 written += 1
-    report = {"collection": name, "field": vector_field, "products": len(cat.ids), "threshold": threshold,
+    report = {"collection": name, "model_version": model, "field": vector_field, "products": len(cat.ids),
+              "threshold": threshold,
               "out": str(out_path) if out_path else None, "clusters_written": written,
               "label": label_col, **results[threshold].to_dict(),
               "sweep": [results[t].to_dict() for t in thresholds]}

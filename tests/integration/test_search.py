@@ -299,7 +299,7 @@ def test_cli_input_errors_are_one_line(cli_env):
     assert r.exit_code == 2 and "unknown filter field [colr]" in r.output
 
 
-def test_cli_dedup_finds_the_near_duplicates(search_catalogue, cli_env, tmp_path):
+def test_cli_dedup_finds_the_near_duplicates(search_catalogue, cli_env, tmp_path, onnx_encoder):
     import json
 
     # Threshold from the data: just under the least similar near-duplicate pair, so the
@@ -314,6 +314,7 @@ def test_cli_dedup_finds_the_near_duplicates(search_catalogue, cli_env, tmp_path
     rep = json.loads(r.stdout)
     clusters = [json.loads(line) for line in out.read_text().splitlines()]
     assert rep["products"] == len(search_catalogue.rows)
+    assert rep["model_version"] == onnx_encoder.model_version  # the model that made the vectors
     assert rep["clusters_written"] == len(clusters) == rep["clusters"] > 0
     together = {frozenset(c["members"]) for c in clusters}
     for orig, dup in search_catalogue.duplicates:
