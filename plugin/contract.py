@@ -77,6 +77,7 @@ CATEGORY_FIELD = "category"  # leaf category: partition key, dedup scope, weight
 # --- search limits (query layer, HTTP API) --------------------------------------------
 MAX_SEARCH_K = 1000
 MAX_SEARCH_OFFSET = 10_000  # offset + k stays far below Milvus's 16,384 cap
+MAX_BATCH_IDS = 1000  # product ids in one HTTP batch search request
 SEARCH_TIMEOUT_S = 10.0  # HTTP request timeout for one search
 
 

@@ -66,6 +66,12 @@ class ProductQuery(Options):
     exclude_self: bool = True
 
 
+class ProductsQuery(Options):
+    ids: list[str] = Field(..., min_length=1, max_length=C.MAX_BATCH_IDS,
+                           description="stored product ids; searched together in as few Milvus calls as possible")
+    exclude_self: bool = True
+
+
 class TextQuery(Options):
     text: str = Field(..., min_length=1, max_length=C.MAX_TITLE_CHARS)
     target: Literal["text", "image", "fused", "all"] = "text"
@@ -105,6 +111,19 @@ class SearchOut(BaseModel):
     filter: str
     took_ms: float
     query: dict[str, Any]
+
+
+class ErrorOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    code: str
+    message: str
+
+
+class BatchOut(BaseModel):
+    results: dict[str, SearchOut] = Field(description="one result per product found, in request order")
+    errors: dict[str, ErrorOut] = Field(description="ids that could not be searched (not found, malformed)")
+    calls: int = Field(description="Milvus search calls made")
+    took_ms: float
 
 
 def _status(exc: SamestyleError) -> int:
@@ -245,6 +264,12 @@ def create_app(settings: Settings, *, searcher=None, timeout: float | None = Non
     @app.post("/v1/search/product", response_model=SearchOut)
     async def search_product(q: ProductQuery):
         return await run(lambda s: s.by_product(q.id, _opts(q, exclude_self=q.exclude_self)))
+
+    @app.post("/v1/search/products", response_model=BatchOut)
+    async def search_products(q: ProductsQuery):
+        """Same-style search for many stored products at once; an id that fails is
+        reported under `errors` and never fails the request."""
+        return await run(lambda s: s.by_products(q.ids, _opts(q, exclude_self=q.exclude_self)))
 
     @app.post("/v1/search/text", response_model=SearchOut)
     async def search_text(q: TextQuery):

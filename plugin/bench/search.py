@@ -105,6 +105,18 @@ def recall_at_k(client, collection: str, ids: list[str], x: np.ndarray, field: s
     return {"queries": len(rec), "recall": round(float(np.mean(rec)), 4) if rec else None}
 
 
+def batched_products(searcher, ids: list[str], k: int) -> dict:
+    """The product queries again through `Searcher.by_products` (many to a Milvus call):
+    what a bulk same-style job pays per product, against one call each above."""
+    _say(f"  product, batched: {len(ids)} queries")
+    t = time.perf_counter()
+    res = searcher.by_products(ids, k=k)
+    sec = time.perf_counter() - t
+    return {"products": len(ids), "answered": len(res.results), "errors": len(res.errors), "calls": res.calls,
+            "seconds": round(sec, 3), "per_product_ms": round(sec * 1000 / max(1, len(ids)), 2),
+            "products_per_s": round(len(ids) / max(sec, 1e-9), 1)}
+
+
 def _load_rows(client, collection: str, label_col: str | None):
     from ..store import search as store
 
@@ -249,6 +261,8 @@ def command(settings, n, concurrency, types, k, recall_queries, label_col, hit_q
             for c in conc:
                 _say(f"  {t}, concurrency {c}: {len(queries)} queries")
                 report["latency"][t].append(run_load(fn, queries, c))
+        if "product" in wanted:
+            report["product_batched"] = batched_products(searcher, runs["product"][0], k)
         if recall_queries:
             _say("  recall@k against exact search...")
             idx = rng.sample(range(len(rows)), min(recall_queries, len(rows)))
@@ -284,6 +298,10 @@ def _human(r: dict) -> None:
             lat = s.get("latency_ms", {})
             click.echo(f"{t:12s} {s['concurrency']:>4} {s['qps'] or 0:>8.1f} {lat.get('p50', 0):>8.1f} "
                        f"{lat.get('p95', 0):>8.1f} {lat.get('p99', 0):>8.1f} {s['errors']:>6}")
+    if r.get("product_batched"):
+        b = r["product_batched"]
+        click.echo(f"product, batched: {b['products']} products in {b['calls']} calls, {b['per_product_ms']} ms a "
+                   f"product ({b['products_per_s']} products/s)")
     for f, v in (r.get("recall") or {}).items():
         click.echo(f"recall@{r['k']} {f}: {v['recall']} ({v['queries']} queries)")
     if r.get("hit_rate"):

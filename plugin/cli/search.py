@@ -54,8 +54,21 @@ def _table(res: dict) -> None:
                    f"{str(e.get('brand') or '')[:12]:<12} {str(e.get('title') or '')[:60]}")
 
 
+def _batch_table(res: dict) -> None:
+    for r in res["results"].values():
+        _table(r)
+        click.echo()
+    for pid, e in res["errors"].items():
+        click.echo(f"product [{pid}]: {e['message']}", err=True)
+    click.echo(f"{len(res['results'])} products searched, {len(res['errors'])} failed, {res['calls']} Milvus calls, "
+               f"{res['took_ms']:.0f} ms")
+
+
 @click.command("search")
 @click.option("--product", "product_id", metavar="ID", help="Find the same style as this stored product.")
+@click.option("--products", "products_file", type=click.File("r", encoding="utf-8"), metavar="FILE",
+              help="Same-style search for every product id in FILE (one per line, - for stdin), batched into as "
+                   "few Milvus calls as possible. Ids that fail are reported and never stop the others.")
 @click.option("--text", metavar="T", help="Find products matching a phrase.")
 @click.option("--image", "image", type=click.Path(exists=True, dir_okay=False), metavar="PATH",
               help="Find products that look like this photo.")
@@ -84,8 +97,8 @@ def _table(res: dict) -> None:
 @click.option("--collection", metavar="NAME", help="Collection or alias. [default: SAMESTYLE_COLLECTION or products]")
 @json_option
 @click.pass_obj
-def command(settings, product_id, text, image, modifier, target, fields, weights, ranker, filters, group_by, floor,
-            k, offset, exclude, keep_self, collection, as_json):
+def command(settings, product_id, products_file, text, image, modifier, target, fields, weights, ranker, filters,
+            group_by, floor, k, offset, exclude, keep_self, collection, as_json):
     """Same-style search: by product, phrase, photo, or photo + modifier.
 
     \b
@@ -94,21 +107,32 @@ def command(settings, product_id, text, image, modifier, target, fields, weights
       samestyle search --text "red striped polo" --target all --filter gender=Men
       samestyle search --image dress.jpg --modifier "but white" -k 20
       samestyle search --product 15970 --fields image,text --weights 0.7,0.3 --group-by brand
+      samestyle search --products new_listings.txt --json > matches.json
 
     A product search needs only Milvus; text and photo searches also need the encoder
     (SAMESTYLE_TRITON_URL, or a local Triton started for the command).
     """
     from ..query.search import Searcher, SearchOptions
 
-    given = [n for n, v in (("--product", product_id), ("--text", text), ("--image", image)) if v]
+    given = [n for n, v in (("--product", product_id), ("--products", products_file), ("--text", text),
+                            ("--image", image)) if v]
     if len(given) != 1:
-        raise click.UsageError("give exactly one of --product, --text, --image")
+        raise click.UsageError("give exactly one of --product, --products, --text, --image")
     if modifier and not image:
         raise click.UsageError("--modifier goes with --image")
     opts = SearchOptions(k=k, offset=offset, fields=_split(fields) or None, weights=parse_weights(weights),
                          ranker=ranker, filters=list(filters), group_by=group_by, floor=floor,
                          exclude=list(exclude), exclude_self=not keep_self, target=target)
     searcher = Searcher.from_settings(settings, collection=collection)
+    if products_file:
+        ids = [line.strip() for line in products_file if line.strip()]
+        try:
+            searcher.check(opts)
+            batch = searcher.by_products(ids, opts)
+        finally:
+            searcher.close()
+        emit(batch.to_dict(), as_json, _batch_table)
+        return
     encoder = None
     try:
         searcher.check(opts)  # a missing collection or a bad filter fails here, before an encoder starts

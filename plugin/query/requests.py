@@ -185,19 +185,60 @@ def query_vectors(views: Mapping[str, object], fields: Sequence[str]) -> tuple[d
 
 def plan(views: Mapping[str, object], fields: Sequence[str], *, k: int = 10, offset: int = 0, expr: str = "",
          weights: Mapping[str, float] | Sequence[float] | None = None, profile: Mapping[str, float] | None = None,
-         ranker: str = "weighted", params: Mapping | None = None) -> SearchPlan:
-    """The general builder: any set of fields as one (hybrid) search."""
+         ranker: str = "weighted", params: Mapping | None = None, reserve: int = 0) -> SearchPlan:
+    """The general builder: any set of fields as one (hybrid) search. `reserve` more
+    hits are fetched, in total and in each sub-request, for hits the caller will drop
+    itself (a batch's query products, which a shared filter cannot exclude)."""
     fields = check_fields(fields, FIELDS)
     if k < 1 or offset < 0:
         raise InputError(f"k must be >= 1 and offset >= 0, got k={k} offset={offset}", field="k")
     vecs, used = query_vectors(views, fields)
     ws = normalise_weights(fields, weights, profile)
     limit = offset + k
-    per_req = candidates(limit) if len(fields) > 1 else limit
+    per_req = (candidates(limit) if len(fields) > 1 else limit) + reserve
+    limit += reserve
     sp = search_params(per_req, params)
     reqs = [AnnSearchRequest(data=[vecs[f]], anns_field=f, param=sp, limit=per_req, expr=expr or None)
             for f in fields]
     return SearchPlan(fields, vecs, used, ws, ranker, reqs, make_ranker(ranker, ws), limit, expr, sp)
+
+
+@dataclass
+class BatchPlan:
+    """Plans that differ only in their query vectors, as one set of requests: each
+    AnnSearchRequest carries every plan's vector for its field (nq = len(plans)), so
+    one Milvus call answers them all. Milvus Lite makes a pass over every stored row
+    per call, so this is what makes many queries cheap there (docs/benchmarks)."""
+
+    plans: tuple[SearchPlan, ...]
+    data: dict[str, list[list[float]]]  # field -> one query vector per plan
+    requests: list[AnnSearchRequest]
+
+    @property
+    def head(self) -> SearchPlan:
+        return self.plans[0]
+
+
+def batch_key(p: SearchPlan) -> tuple:
+    """Plans with equal keys can share a call (same fields, ranking, page and filter).
+    RRF ignores the weights, so they do not split an RRF batch."""
+    weights = None if p.ranker_kind == "rrf" else p.weights
+    return (p.fields, weights, p.ranker_kind, p.limit, p.expr, repr(sorted(p.search_params.items())))
+
+
+def batch(plans: Sequence[SearchPlan]) -> BatchPlan:
+    if not plans:
+        raise ValueError("batch() needs at least one plan")
+    key = batch_key(plans[0])
+    if any(batch_key(p) != key for p in plans[1:]):
+        raise ValueError("plans in one batch must share fields, weights, ranker, limit, filter and params "
+                         "(group them by batch_key first)")
+    head = plans[0]
+    data = {f: [p.vectors[f] for p in plans] for f in head.fields}
+    per_req = head.requests[0].limit
+    reqs = [AnnSearchRequest(data=data[f], anns_field=f, param=head.search_params, limit=per_req,
+                             expr=head.expr or None) for f in head.fields]
+    return BatchPlan(tuple(plans), data, reqs)
 
 
 # --- one builder per search type --------------------------------------------------------------

@@ -140,6 +140,29 @@ def run(client, collection: str, plan, *, offset: int = 0, group_by: str | None 
     return hits
 
 
+def run_batch(client, collection: str, bplan, *, output_fields: Sequence[str] | None = None,
+              timeout: float | None = None) -> list[list[dict]]:
+    """Execute a `plugin.query.requests.BatchPlan` in one call: one hit list per plan,
+    in plan order, `limit` hits each at most."""
+    p = bplan.head
+    out = list(output_fields or [])
+    try:
+        if len(p.requests) == 1:
+            f = p.fields[0]
+            res = client.search(collection, data=bplan.data[f], anns_field=f, filter=p.expr or "", limit=p.limit,
+                                output_fields=out, search_params=p.search_params, timeout=timeout)
+        else:
+            res = client.hybrid_search(collection, bplan.requests, p.ranker, limit=p.limit, output_fields=out,
+                                       timeout=timeout)
+    except Exception as exc:  # noqa: BLE001
+        raise _wrap(exc, "search", collection) from None
+    hits = [[_flatten(h) for h in q] for q in res]
+    if len(hits) != len(bplan.plans):
+        raise _wrap(RuntimeError(f"{len(hits)} result lists for {len(bplan.plans)} queries"), "search", collection)
+    log.debug("batch search %s fields=%s nq=%d", collection, p.fields, len(hits))
+    return hits
+
+
 SCAN_CAP = 16_384  # Milvus caps offset + limit of one query here
 _HEX = "0123456789abcdef"
 

@@ -32,7 +32,8 @@ def test_health_ready_and_openapi(api):
     ready = api.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
     spec = api.get("/openapi.json").json()
-    assert {"/v1/search/product", "/v1/search/text", "/v1/search/photo", "/v1/search/hybrid"} <= set(spec["paths"])
+    assert {"/v1/search/product", "/v1/search/products", "/v1/search/text", "/v1/search/photo",
+            "/v1/search/hybrid"} <= set(spec["paths"])
     photo = spec["paths"]["/v1/search/photo"]["post"]["requestBody"]["content"]
     assert {"application/json", "multipart/form-data"} <= set(photo)
 
@@ -45,6 +46,20 @@ def test_product_search(api, search_catalogue):
     ids = [h["id"] for h in body["hits"]]
     assert dup in ids and orig not in ids
     assert set(body["hits"][0]["scores"]) == {"image_vec", "text_vec", "fused_vec"}
+
+
+def test_products_search_batches_and_reports_bad_ids(api, search_catalogue):
+    pairs = search_catalogue.duplicates[:3]
+    r = api.post("/v1/search/products", json={"ids": [o for o, _ in pairs] + ["NOPE"], "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert list(body["results"]) == [o for o, _ in pairs] and body["calls"] == 1
+    assert body["errors"]["NOPE"]["code"] == "not_found" and body["errors"]["NOPE"]["field"] == "product_id"
+    for orig, dup in pairs:
+        ids = [h["id"] for h in body["results"][orig]["hits"]]
+        assert dup in ids and orig not in ids
+    too_many = api.post("/v1/search/products", json={"ids": ["P00001"] * 1001})
+    assert too_many.status_code == 422 and "ids" in too_many.text
 
 
 def test_text_search(api, search_catalogue):

@@ -347,6 +347,9 @@ def test_bench_search_quick(search_catalogue, cli_env, tmp_path):
         assert [x["concurrency"] for x in runs] == [1, 2] and all(x["errors"] == 0 for x in runs), runs
         assert all(x["latency_ms"]["p50"] <= x["latency_ms"]["p99"] for x in runs)
     assert all(0 <= v["recall"] <= 1 for v in rep["recall"].values())
+    b = rep["product_batched"]  # the product queries again, many to a call
+    assert b["products"] == rep["latency"]["product"][0]["queries"] == b["answered"] and b["errors"] == 0
+    assert 1 <= b["calls"] < b["products"] and b["per_product_ms"] > 0
     assert rep["hit_rate"]["queries"] > 0 and plot.stat().st_size > 0
 
 
@@ -373,3 +376,81 @@ def test_contract_worked_example_runs(search_catalogue, monkeypatch, capsys):
     assert len(ns["modified"]) == 10
     assert ns["hybrid"][0]["id"] == orig  # its own photo and title
     assert "same style" in capsys.readouterr().out
+
+
+# --- many products in one call ---------------------------------------------------------------
+
+def _same(batch_res, single):
+    assert batch_res.ids == single.ids
+    assert [h.score for h in batch_res.hits] == pytest.approx([h.score for h in single.hits], abs=1e-5)
+    assert batch_res.weights == pytest.approx(single.weights) and batch_res.profile == single.profile
+    assert batch_res.views_used == single.views_used and [h.rank for h in batch_res.hits] == [h.rank for h in single.hits]
+
+
+@pytest.mark.parametrize("kw", [
+    {},  # fused -> fused, the product search default
+    {"fields": ["image_vec", "text_vec", "fused_vec"]},  # hybrid: categories bring their own weights
+    {"fields": ["image_vec", "text_vec"], "ranker": "rrf", "k": 5, "offset": 3},
+    {"fields": ["image_vec", "text_vec"], "ranker": "rrf", "exclude_self": False},
+    {"filters": ["price<=2500"], "exclude_self": False},
+])
+def test_by_products_gives_each_product_its_by_product_hits(searcher, search_catalogue, kw):
+    ids = [r["id"] for r in search_catalogue.rows[:30]]
+    res = searcher.by_products(ids, **kw)
+    assert list(res.results) == ids and not res.errors
+    groups = {(r["category"] if r["category"] in searcher.profiles.categories else "-")
+              for r in search_catalogue.rows[:30]}
+    # weighted: one call per weight profile in play when several fields are ranked
+    # together, else one; RRF (which ignores weights): one call, or one per product
+    # when the product itself is excluded
+    if kw.get("ranker") == "rrf":
+        assert res.calls == (len(ids) if kw.get("exclude_self", True) else 1)
+    else:
+        assert res.calls == (len(groups) if len(kw.get("fields", ())) > 1 else 1)
+    for pid in ids:
+        single = searcher.by_product(pid, **kw)
+        _same(res.results[pid], single)
+        if "filters" not in kw:
+            assert (pid in res.results[pid].ids) == (kw.get("exclude_self") is False)
+        else:
+            assert all(h.entity["price"] <= 2500 for h in res.results[pid].hits)
+
+
+def test_by_products_reports_bad_ids_and_answers_the_good_ones(searcher, search_catalogue):
+    good = [r["id"] for r in search_catalogue.rows[:3]]
+    res = searcher.by_products([good[0], "NOPE\" or id != \"x", good[1], "", good[0], good[2]], k=4)
+    assert list(res.results) == good  # request order, the repeated id once
+    assert set(res.errors) == {"NOPE\" or id != \"x", ""}
+    assert isinstance(res.errors["NOPE\" or id != \"x"], ProductNotFound)
+    assert res.errors[""].field == "product_id"
+    d = res.to_dict()
+    assert d["errors"]["NOPE\" or id != \"x"]["field"] == "product_id" and len(d["results"]) == 3
+
+
+def test_by_products_with_group_by_searches_one_by_one(searcher, search_catalogue):
+    ids = [r["id"] for r in search_catalogue.rows[:3]]
+    res = searcher.by_products(ids + ["NOPE"], k=4, fields=["image_vec", "fused_vec"], group_by="category")
+    assert res.calls == 4 and list(res.errors) == ["NOPE"]
+    for pid in ids:
+        _same(res.results[pid], searcher.by_product(pid, k=4, fields=["image_vec", "fused_vec"], group_by="category"))
+
+
+def test_cli_products_file_searches_each_and_reports_bad_ids(search_catalogue, cli_env, tmp_path):
+    import json
+
+    ids = [r["id"] for r in search_catalogue.rows[:5]]
+    f = tmp_path / "ids.txt"
+    f.write_text("\n".join(ids[:3] + ["", "NOPE"] + ids[3:]) + "\n")
+    r = _cli(["search", "--products", str(f), "-k", "3", "--json"], cli_env)
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert list(rep["results"]) == ids and list(rep["errors"]) == ["NOPE"]
+    assert rep["errors"]["NOPE"]["code"] == "not_found" and rep["calls"] == 1
+    for pid in ids:
+        single = json.loads(_cli(["search", "--product", pid, "-k", "3", "--json"], cli_env).stdout)
+        assert [h["id"] for h in rep["results"][pid]["hits"]] == [h["id"] for h in single["hits"]]
+    human = _cli(["search", "--products", str(f), "-k", "3"], cli_env)
+    assert human.exit_code == 0 and "5 products searched, 1 failed, 1 Milvus calls" in human.output
+    assert "product [NOPE]: product [NOPE] is not in collection" in human.output
+    both = _cli(["search", "--products", str(f), "--product", ids[0]], cli_env)
+    assert both.exit_code == 2 and "exactly one of" in both.output
