@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 
+from plugin import contract as C
 from plugin.bench import scale as S
 from plugin.store.collections import client as milvus_client
 
@@ -24,13 +25,13 @@ vf = spec.vector_fields
 c = milvus_client(tempfile.mkdtemp() + "/milvus.db")
 c.create_collection("t", **create)
 for start, m in S.batches(n, cfg.batch):
-    vecs = {vf[v]: S.unit_vectors(cfg.seed, k, start, m, cfg.dim) for k, v in enumerate(("image", "text", "fused"))}
+    vecs = {vf[v]: S.unit_vectors(cfg.seed, k, start, m, cfg.dim) for k, v in enumerate(C.VIEWS)}
     c.insert("t", S._rows(spec, start, m, vecs))
 c.flush("t")
 c.create_index("t", index_params)
 c.load_collection("t")
 q = S.unit_vectors(1, 2, 0, 55, cfg.dim)
-sp = {"metric_type": "IP", "params": dict(prof.search_params)}
+sp = {"metric_type": C.METRIC, "params": dict(prof.search_params)}
 for x in q[:5]:  # warm-up
     c.search("t", data=[x.tolist()], anns_field=vf["fused"], limit=10, search_params=sp)
 t = time.perf_counter()

@@ -31,6 +31,7 @@ import numpy as np
 from .. import contract as C
 from ..cli.common import emit, json_option, progress_enabled
 from ..config import ROOT
+from ..serve.process import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -403,20 +404,6 @@ def run_size(n: int, cfg: ScaleConfig, work_dir: str, progress: bool = False) ->
     }
 
 
-def _die_with_parent(parent: int) -> None:
-    """Worker initializer: the size's process gets SIGTERM when the bench process dies,
-    so a killed run leaves no orphan loading the cores (Linux; elsewhere a no-op)."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os._exit(1)
-
-
 def run_scale(sizes: list[int], cfg: ScaleConfig, work_dir: str | Path | None = None, *,
               progress: bool = False, keep: bool = False, on_result=None) -> dict:
     """Run every size (each in a fresh spawned process) and return the full report."""
@@ -430,8 +417,9 @@ def run_scale(sizes: list[int], cfg: ScaleConfig, work_dir: str | Path | None = 
         for n in sizes:
             log.info("scale: %d products", n)
             try:
+                # the size's worker goes when we do: a killed run leaves no orphan on the cores
                 with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
-                                         initializer=_die_with_parent, initargs=(os.getpid(),)) as ex:
+                                         initializer=die_with_parent, initargs=(os.getpid(),)) as ex:
                     r = ex.submit(run_size, n, cfg, str(root), progress).result()
             except Exception as exc:  # noqa: BLE001 - keep the sizes already measured
                 failed = {"size": n, "error": f"{type(exc).__name__}: {exc}"}
@@ -481,12 +469,13 @@ def plot(report: dict, path: str | Path) -> Path:
         a = ax[pos]
         for label, ys, style in lines:
             a.plot(x, ys, style, label=label or None)
-        if pos == (1, 0) and len(rs) > 1:
-            a.axhline(CURVE_TARGET * rs[0]["search"]["p50_ms"], color="grey", lw=0.8, ls="-.",
-                      label=f"target: {CURVE_TARGET:g}x the smallest p50")
-        if pos == (1, 0) and all("batched" in r for r in rs):
-            qpc = rs[0]["batched"].get("queries_per_call")
-            a.plot(x, [r["batched"]["per_query_ms"] for r in rs], "^:", label=f"search, {qpc} per call (per query)")
+        if pos == (1, 0):  # latency: the batched pass, and the curve target against the smallest size
+            if all("batched" in r for r in rs):
+                qpc = rs[0]["batched"].get("queries_per_call")
+                a.plot(x, [r["batched"]["per_query_ms"] for r in rs], "^:", label=f"search, {qpc} per call (per query)")
+            if len(rs) > 1:
+                a.axhline(CURVE_TARGET * rs[0]["search"]["p50_ms"], color="grey", lw=0.8, ls="-.",
+                          label=f"target: {CURVE_TARGET:g}x the smallest p50")
         # latency, build time and memory span decades between 10k and 1M: log-log shows
         # the slope (1 = linear in the catalogue); the insert rate stays linear
         a.set(title=title, xscale="log", yscale="linear" if pos == (0, 0) else "log", xlabel="products")
@@ -560,8 +549,7 @@ def command(sizes, quick, queries, hybrid_queries, queries_per_call, batch, prof
     if quick:
         queries, hybrid_queries, queries_per_call = min(queries, 30), min(hybrid_queries, 10), min(queries_per_call, 10)
     cfg = ScaleConfig(queries=queries, hybrid_queries=hybrid_queries, queries_per_call=queries_per_call, batch=batch,
-                      profile=profile,
-                      index_type=index_type)
+                      profile=profile, index_type=index_type)
     show = progress_enabled() and not as_json
 
     def each(r):

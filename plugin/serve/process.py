@@ -56,9 +56,15 @@ except (OSError, AttributeError):
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def die_with_parent(parent: int | None = None) -> None:
+    """Ask the kernel for SIGTERM when our parent dies. Runs in the child: between
+    fork and exec for a server, or as a worker pool's initializer. With `parent`
+    (its pid), a child whose parent died before the signal was armed exits now."""
+    if _PRCTL is None:
+        return
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
 _LIVE: "weakref.WeakSet[ManagedProcess]" = weakref.WeakSet()
@@ -92,7 +98,7 @@ class ManagedProcess:
             main = threading.current_thread() is threading.main_thread()
             self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
-                                         preexec_fn=_die_with_parent if main else None)
+                                         preexec_fn=die_with_parent if main else None)
         _LIVE.add(self)
         log.info("started %s (pid %d), log %s", self.name, self.proc.pid, self.log_path)
 
