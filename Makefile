@@ -20,7 +20,7 @@ $(VENV)/.installed: requirements/app.txt pyproject.toml
 	# torch alone first, exactly pinned: 2.13.0 is the CPU wheel (a looser pin pulls a CUDA build)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -r requirements/app.txt
-	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 $(SERVE)/.installed: requirements/serve.txt

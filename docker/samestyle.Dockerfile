@@ -29,11 +29,13 @@ RUN grep -vE '^(pytest|testcontainers)' /tmp/app.txt > /tmp/app-runtime.txt \
     && pip install -r /tmp/app-runtime.txt \
     && rm -f /tmp/app.txt /tmp/app-runtime.txt
 
-# The source tree, installed editable: milvus/ (collection and index definitions) and
+# The source tree, installed editable (pyproject.toml maps plugin/ to the package
+# `samestyle`, loaders/ to samestyle.loaders): milvus/ (collection and index definitions) and
 # triton_models/ (the repository skeleton) are read from beside the package.
 COPY pyproject.toml ./
 COPY plugin ./plugin
 COPY loaders ./loaders
+COPY requirements ./requirements
 COPY milvus ./milvus
 COPY triton_models ./triton_models
 RUN pip install --no-deps -e . \

@@ -26,7 +26,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from plugin.errors import StoreError
+from samestyle.errors import StoreError
 
 log = logging.getLogger(__name__)
 FORMAT = 1

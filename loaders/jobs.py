@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from plugin.encoders.base import Encoder
-from plugin.errors import ConfigError
-from plugin.store import spec as S
-from plugin.store.collections import Store
+from samestyle.encoders.base import Encoder
+from samestyle.errors import ConfigError
+from samestyle.store import spec as S
+from samestyle.store.collections import Store
 
 from .checkpoint import Checkpoint
 from .photos import PhotoLoader, PhotoOptions
@@ -79,12 +79,12 @@ def manifest_of(encoder: Encoder) -> dict:
 
 @contextlib.contextmanager
 def open_encoder(settings, kind: str = "triton", model_dir: str | Path | None = None) -> Iterator[Encoder]:
-    """`onnx`: in-process ONNX Runtime (no server). `triton`: plugin.serve's client,
+    """`onnx`: in-process ONNX Runtime (no server). `triton`: samestyle.serve's client,
     which starts a local Triton when SAMESTYLE_TRITON_URL is unset."""
     settings = settings.with_(model_dir=Path(model_dir) if model_dir else None)
     if kind == "onnx":
-        from plugin.encoders.onnx import OnnxEncoder
-        from plugin.export import ensure_onnx
+        from samestyle.encoders.onnx import OnnxEncoder
+        from samestyle.export import ensure_onnx
 
         enc = OnnxEncoder(ensure_onnx(settings.model_dir))
         try:
@@ -95,7 +95,7 @@ def open_encoder(settings, kind: str = "triton", model_dir: str | Path | None = 
     if kind != "triton":
         raise ConfigError(f"unknown encoder [{kind}]", fix="use --encoder triton or --encoder onnx")
     try:
-        from plugin.serve import encoder_for
+        from samestyle.serve import encoder_for
     except ImportError as exc:
         raise ConfigError(f"the Triton client is not available ({exc})",
                           fix="use --encoder onnx (in-process ONNX Runtime)") from None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, unquote_to_bytes, urlparse
 
-from plugin import contract as C
+from samestyle import contract as C
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from plugin.encoders.base import EncodedBatch, Encoder
-from plugin.errors import ServerUnavailable, StoreError
-from plugin.store.collections import Store
+from samestyle.encoders.base import EncodedBatch, Encoder
+from samestyle.errors import ServerUnavailable, StoreError
+from samestyle.store.collections import Store
 
 from .checkpoint import Checkpoint
 from .photos import PhotoError, PhotoLoader

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from plugin.errors import ConfigError
+from samestyle.errors import ConfigError
 
 log = logging.getLogger(__name__)
 FORMATS = ("csv", "jsonl", "parquet")

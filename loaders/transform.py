@@ -1,5 +1,5 @@
 """Catalogue record -> checked product (or a rejection naming field and reason) ->
-Milvus row. Pure: photos are fetched by the caller (loaders.photos) and handed in.
+Milvus row. Pure: photos are fetched by the caller (samestyle.loaders.photos) and handed in.
 
 Rules, in the order they are checked:
 - id: required; a string (JSON integers are accepted and written as text), no
@@ -26,11 +26,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from plugin import contract as C
-from plugin.encoders.base import EncodedBatch, ProductInput
-from plugin.errors import ConfigError
-from plugin.model import preprocess as pp
-from plugin.store.spec import CollectionSpec
+from samestyle import contract as C
+from samestyle.encoders.base import EncodedBatch, ProductInput
+from samestyle.errors import ConfigError
+from samestyle.model import preprocess as pp
+from samestyle.store.spec import CollectionSpec
 
 from .sources import RawRecord
 

@@ -9,8 +9,38 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "model" / "default"
+PACKAGE = Path(__file__).resolve().parent
+# The repository root when running from a checkout (plugin/ is the package folder);
+# in an installed wheel, site-packages. Only checkout-side defaults use it.
+ROOT = PACKAGE.parent
+IN_CHECKOUT = (ROOT / "pyproject.toml").is_file() and (ROOT / "milvus").is_dir()
+DEFAULT_MODEL_DIR = PACKAGE / "model" / "default"
+
+
+def resource(name: str) -> Path:
+    """A data folder the package reads: `milvus` (collection and index definitions),
+    `triton_models` (the repository skeleton), `requirements`. A wheel ships them as
+    samestyle/_data/<name>; a checkout (editable install) reads <repo>/<name>."""
+    packaged = PACKAGE / "_data" / name
+    return packaged if packaged.is_dir() else ROOT / name
+
+
+def cache_dir() -> Path:
+    """Where an installed package keeps what it builds once (ONNX export, the Triton
+    repository): $SAMESTYLE_CACHE_DIR, else $XDG_CACHE_HOME/samestyle, else ~/.cache/samestyle."""
+    if os.environ.get("SAMESTYLE_CACHE_DIR"):
+        return Path(os.environ["SAMESTYLE_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "samestyle"
+
+
+def _default_triton_repo() -> Path:
+    return ROOT / "triton_models" if IN_CHECKOUT else cache_dir() / "triton_models"
+
+
+def _default_serve_python() -> Path:
+    return (ROOT if IN_CHECKOUT else Path.cwd()) / ".venv-serve" / "bin" / "python"
+
 
 ENV_VARS = {
     "SAMESTYLE_DATA_DIR": "data directory: embedded Milvus Lite file, logs, ingest checkpoints (default ./.samestyle)",
@@ -19,8 +49,9 @@ ENV_VARS = {
     "SAMESTYLE_MILVUS_TOKEN": "Milvus token (user:password or API key)",
     "SAMESTYLE_MILVUS_PROFILE": "index profile in milvus/indexes.json: lite, hnsw, diskann, gpu_cagra",
     "SAMESTYLE_TRITON_URL": "Triton gRPC host:port; unset = start a local Triton",
-    "SAMESTYLE_TRITON_REPO": "Triton model repository (default ./triton_models)",
-    "SAMESTYLE_SERVE_PYTHON": "python of the serving environment (default ./.venv-serve/bin/python)",
+    "SAMESTYLE_TRITON_REPO": "Triton model repository (default: triton_models/ of a checkout, else ~/.cache/samestyle/triton_models)",
+    "SAMESTYLE_SERVE_PYTHON": "python of the serving environment (default .venv-serve/bin/python of a checkout, else of the working directory)",
+    "SAMESTYLE_CACHE_DIR": "where an installed package builds the ONNX export and Triton repository (default ~/.cache/samestyle)",
     "SAMESTYLE_COLLECTION": "collection alias to use (default products)",
     "SAMESTYLE_SEARCH_PROFILES": "JSON file of per-category search weights (default plugin/query/profiles.json)",
     "SAMESTYLE_LOG_LEVEL": "log level (default WARNING)",
@@ -35,8 +66,8 @@ class Settings:
     milvus_token: str | None = None
     milvus_profile: str | None = None
     triton_url: str | None = None
-    triton_repo: Path = ROOT / "triton_models"
-    serve_python: Path = ROOT / ".venv-serve" / "bin" / "python"
+    triton_repo: Path = field(default_factory=_default_triton_repo)
+    serve_python: Path = field(default_factory=_default_serve_python)
     collection: str = "products"
     search_profiles: Path | None = None
     log_level: str = "WARNING"

@@ -3,7 +3,7 @@ with named inputs/outputs and a dynamic batch axis, plus the files the serving s
 needs beside them (tokenizer.json, preprocess.json, manifest.json).
 
 `export_onnx` is the pure-ish builder used by `samestyle export` (which then lays
-out a Triton model repository, see plugin.triton_repo) and by the in-process ONNX
+out a Triton model repository, see samestyle.triton_repo) and by the in-process ONNX
 Runtime encoder."""
 
 from __future__ import annotations
@@ -78,10 +78,12 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, image_weights=Non
 
 
 def bundle_dir(manifest: dict, root: str | Path | None = None) -> Path:
-    """Where the ONNX bundle of a model version lives: build/onnx/<model_version>."""
-    from .config import ROOT
+    """Where the ONNX bundle of a model version lives: build/onnx/<model_version> in a
+    checkout, <cache dir>/onnx/<model_version> for an installed package."""
+    from .config import IN_CHECKOUT, ROOT, cache_dir
 
-    return Path(root or ROOT / "build" / "onnx") / manifest["model_version"]
+    default = ROOT / "build" / "onnx" if IN_CHECKOUT else cache_dir() / "onnx"
+    return Path(root or default) / manifest["model_version"]
 
 
 def ensure_onnx(model_dir: str | Path, root: str | Path | None = None) -> Path:

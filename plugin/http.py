@@ -197,7 +197,7 @@ class _Backend:
 
 def create_app(settings: Settings, *, searcher=None, timeout: float | None = None) -> FastAPI:
     """The API over `settings` (Milvus at SAMESTYLE_MILVUS_URI, encoder from
-    plugin.serve.encoder_for). Tests and embedders may pass a ready `searcher`."""
+    samestyle.serve.encoder_for). Tests and embedders may pass a ready `searcher`."""
     from contextlib import asynccontextmanager
 
     limit_s = timeout or C.SEARCH_TIMEOUT_S

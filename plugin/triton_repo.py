@@ -3,7 +3,7 @@
 Two halves: pure builders (`model_configs`, `repo_contract`) that turn
 plugin/contract.py + the manifest (embed dim, text length, model version) into the
 text of every `config.pbtxt`, and `build_repository`, the one function here that
-touches the disk, laying out a repository from an ONNX bundle (see plugin.export).
+touches the disk, laying out a repository from an ONNX bundle (see samestyle.export).
 
 Layout, the same in both flavours:
 
@@ -30,13 +30,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import contract as C
+from .config import resource
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 FLAVOURS = ("python", "onnxruntime")
 KINDS = ("KIND_CPU", "KIND_GPU")
-SKELETON = Path(__file__).resolve().parent.parent / "triton_models"
+SKELETON = resource("triton_models")
 ONNX_FILE = "model.onnx"
 PREPROCESS_SRC = Path(__file__).resolve().parent / "model" / "preprocess.py"
 # What export writes into product_encoder/1 beside the committed model.py.
@@ -191,7 +192,7 @@ def model_configs(manifest: dict, tuning: Tuning | None = None) -> dict[str, str
 
 def repo_contract(manifest: dict) -> dict:
     """contract.json for the entry model: the names it needs, since it cannot import
-    plugin.contract in the serving environment."""
+    samestyle.contract in the serving environment."""
     return {
         "model_version": manifest["model_version"],
         "embed_dim": int(manifest["embed_dim"]),
@@ -262,7 +263,7 @@ def _write(dst: Path, text: str) -> None:
 def build_repository(bundle: str | Path, out: str | Path, tuning: Tuning | None = None,
                      skeleton: str | Path = SKELETON) -> Path:
     """Lay out a Triton model repository in `out` from an ONNX bundle (the folder
-    `plugin.export.ensure_onnx` returns). The committed model.py files come from
+    `samestyle.export.ensure_onnx` returns). The committed model.py files come from
     `skeleton`. Building into the skeleton itself refreshes the generated files."""
     t = (tuning or default_tuning()).check()
     b, o, sk = Path(bundle), Path(out), Path(skeleton)

@@ -14,9 +14,9 @@ import sys
 import tempfile
 import time
 
-from plugin import contract as C
-from plugin.bench import scale as S
-from plugin.store.collections import client as milvus_client
+from samestyle import contract as C
+from samestyle.bench import scale as S
+from samestyle.store.collections import client as milvus_client
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 cfg = S.ScaleConfig()

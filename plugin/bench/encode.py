@@ -57,7 +57,7 @@ def load_products(photos: Path | None, n: int) -> tuple[list[ProductInput], str]
     """n products (photo + title), cycling through the source if it is smaller."""
     tmp = None
     if photos is None:
-        from loaders.synthetic import generate
+        from samestyle.loaders.synthetic import generate
 
         tmp = tempfile.TemporaryDirectory(prefix="bench-encode-")
         cat = generate(tmp.name)

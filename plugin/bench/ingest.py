@@ -138,9 +138,9 @@ def encoder_ceiling(encoder, catalogue: Path, n: int, batch: int = 32) -> dict:
 def naive_path(encoder, catalogue: Path, n: int, work: Path) -> dict:
     """One product per encode call, one insert per product: the loop a first script
     writes. Shares the pipeline's checks and row layout, so only batching differs."""
-    from loaders.photos import PhotoLoader
-    from loaders.sources import Source
-    from loaders.transform import ColumnMap, Parsed, Product, Transformer
+    from samestyle.loaders.photos import PhotoLoader
+    from samestyle.loaders.sources import Source
+    from samestyle.loaders.transform import ColumnMap, Parsed, Product, Transformer
 
     from ..config import Settings
     from ..store import Store
@@ -171,9 +171,9 @@ def naive_path(encoder, catalogue: Path, n: int, work: Path) -> dict:
 
 
 def end_to_end(settings, encoder, catalogue: Path, work: Path, batch: int, workers: int) -> dict:
-    from loaders.jobs import ingest_catalogue
-    from loaders.pipeline import IngestOptions
-    from loaders.transform import ColumnMap
+    from samestyle.loaders.jobs import ingest_catalogue
+    from samestyle.loaders.pipeline import IngestOptions
+    from samestyle.loaders.transform import ColumnMap
 
     from ..store import Store
 
@@ -228,7 +228,7 @@ def memory_run(settings, catalogue: Path, work: Path, encoder_kind: str, marks: 
     server, uri = _start_milvus(milvus_dir or work / "memory-milvus")
     env = dict(os.environ, SAMESTYLE_DATA_DIR=str(data), SAMESTYLE_LOG_LEVEL="WARNING", SAMESTYLE_MILVUS_URI=uri,
                SAMESTYLE_MILVUS_PROFILE="lite")
-    cmd = [sys.executable, "-c", "from plugin.cli.main import main; main()", "ingest", str(catalogue),
+    cmd = [sys.executable, "-c", "from samestyle.cli.main import main; main()", "ingest", str(catalogue),
            "--encoder", encoder_kind, "--batch-size", str(batch), "--json", "--no-progress"]
     ck_dir = data / "checkpoints"
     last = [0]
@@ -320,7 +320,7 @@ def command(settings, src, photos, n, ceiling_products, naive_products, memory_p
             batch_size, keep_milvus, quick, do_plot, plot_file, as_json):
     """End-to-end ingest products/s against the in-process encoder ceiling and the
     naive path, and resident memory against products done (flat = bounded)."""
-    from loaders.jobs import open_encoder
+    from samestyle.loaders.jobs import open_encoder
 
     from ..encoders.onnx import OnnxEncoder
     from ..export import ensure_onnx

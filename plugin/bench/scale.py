@@ -1,7 +1,7 @@
 """`samestyle bench scale`: how Milvus Lite behaves as the catalogue grows.
 
 Per catalogue size (10k -> 100k -> 1M by default), a fresh collection laid out as
-plugin.store lays out the product collection is filled with synthetic unit vectors,
+samestyle.store lays out the product collection is filled with synthetic unit vectors,
 indexed, loaded and searched: insert rate, flush / index build / load time, single-
 field and 3-field hybrid latency (p50/p95/p99), recall@10 against exact search over
 the same vectors, memory. Each size runs in its own spawned process, so its resident
@@ -229,7 +229,7 @@ def _dir_mb(path: Path) -> float:
 
 
 def _layout(cfg: ScaleConfig):
-    """The product collection exactly as plugin.store builds it (milvus/collection.json
+    """The product collection exactly as samestyle.store builds it (milvus/collection.json
     + the index profile), with the vector index swapped when --index-type asks."""
     from ..store.spec import build_index_params, build_schema, index_profile, load_collection_spec
 
@@ -241,7 +241,7 @@ def _layout(cfg: ScaleConfig):
                        search_params=dict(search))
     schema = build_schema(spec, {"embed_dim": cfg.dim}, prof)
     create = {"schema": schema}
-    if prof.partition_key and spec.partition_key and prof.num_partitions:  # as plugin.store creates it
+    if prof.partition_key and spec.partition_key and prof.num_partitions:  # as samestyle.store creates it
         create["num_partitions"] = prof.num_partitions
     return spec, prof, create, build_index_params(spec, prof)
 

@@ -79,9 +79,9 @@ class Progress:
 
 def build_jobs_args(settings, *, fmt, id_col, title_col, image_col, category_col, attr_cols, batch_size,
                     encode_workers, encoder_kind, limit, photo_concurrency, photo_timeout, photo_retries):
-    from loaders.photos import PhotoOptions
-    from loaders.pipeline import IngestOptions
-    from loaders.transform import ColumnMap
+    from samestyle.loaders.photos import PhotoOptions
+    from samestyle.loaders.pipeline import IngestOptions
+    from samestyle.loaders.transform import ColumnMap
 
     columns = ColumnMap.from_options(id_col, title_col, image_col, category_col, attr_cols)
     options = IngestOptions(batch_size=batch_size, limit=limit,

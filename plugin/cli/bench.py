@@ -1,5 +1,5 @@
 """`samestyle bench <name>`: benchmarks. Each is a module plugin/bench/<name>.py with a
-click command named `command`, found here like the verbs in plugin.cli.main, so
+click command named `command`, found here like the verbs in samestyle.cli.main, so
 adding a benchmark is adding a file. Figures go to stdout as JSON, not into tests."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ _CACHE: dict | None = None
 def _benchmarks() -> dict:
     global _CACHE
     if _CACHE is None:
-        import plugin.bench as pkg
+        import samestyle.bench as pkg
 
         found = {}
         for mod in pkgutil.iter_modules(pkg.__path__):

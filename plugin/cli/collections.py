@@ -15,7 +15,7 @@ from .common import emit, json_option
 def command(settings, drop, as_json):
     """List the product collections: version, aliases, row count, model version,
     dimension and state (building / complete)."""
-    from plugin.store import Store
+    from samestyle.store import Store
 
     with Store.open(settings) as store:
         for name in drop:

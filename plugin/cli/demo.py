@@ -23,9 +23,9 @@ def command(settings, n_groups, fresh, as_json):
 
     Everything is started for you and stopped at the end; run it twice and the second
     ingest skips every unchanged product."""
-    from loaders.jobs import ingest_catalogue
-    from loaders.synthetic import generate
-    from loaders.transform import ColumnMap
+    from samestyle.loaders.jobs import ingest_catalogue
+    from samestyle.loaders.synthetic import generate
+    from samestyle.loaders.transform import ColumnMap
 
     from ..query.search import Searcher, SearchOptions
     from ..serve import encoder_for

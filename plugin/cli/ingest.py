@@ -34,8 +34,8 @@ def command(settings, catalogue, fmt, id_col, title_col, image_col, category_col
     A product without a photo stores a zero image_vec and has_image=false (queries
     filter on has_image / has_text).
     """
-    from loaders.jobs import ingest_catalogue, open_encoder
-    from plugin.store import Store
+    from samestyle.loaders.jobs import ingest_catalogue, open_encoder
+    from samestyle.store import Store
 
     args = build_jobs_args(settings, fmt=fmt, id_col=id_col, title_col=title_col, image_col=image_col,
                            category_col=category_col, attr_cols=attr_cols, batch_size=batch_size,

@@ -27,8 +27,8 @@ def command(settings, catalogue, fmt, id_col, title_col, image_col, category_col
     a re-run resumes into the same new collection. Old versions stay until dropped
     with `samestyle collections --drop products_v<N>`.
     """
-    from loaders.jobs import open_encoder, reindex_catalogue
-    from plugin.store import Store
+    from samestyle.loaders.jobs import open_encoder, reindex_catalogue
+    from samestyle.store import Store
 
     args = build_jobs_args(settings, fmt=fmt, id_col=id_col, title_col=title_col, image_col=image_col,
                            category_col=category_col, attr_cols=attr_cols, batch_size=batch_size,

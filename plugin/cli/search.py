@@ -1,5 +1,5 @@
 """`samestyle search`: same-style search by product id, phrase, photo, or photo plus
-modifier words, over the Python API in plugin.query.search."""
+modifier words, over the Python API in samestyle.query.search."""
 
 from __future__ import annotations
 

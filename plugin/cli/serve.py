@@ -15,12 +15,12 @@ log = logging.getLogger(__name__)
 
 
 def _http_app(settings):
-    """plugin.http:create_app, when that module exists (imported lazily: it pulls in
+    """samestyle.http:create_app, when that module exists (imported lazily: it pulls in
     FastAPI and the query layer, which serving encoders alone does not need)."""
-    if importlib.util.find_spec("plugin.http") is None:
-        log.warning("plugin.http not found: serving Triton and Milvus without the HTTP API")
+    if importlib.util.find_spec("samestyle.http") is None:
+        log.warning("samestyle.http not found: serving Triton and Milvus without the HTTP API")
         return None
-    from plugin.http import create_app
+    from samestyle.http import create_app
 
     return create_app(settings)
 
@@ -62,7 +62,7 @@ def command(settings, triton_grpc_port, milvus_port, http_port, http_host, expor
     from ..serve import local_stack
     from ..serve.process import check_port
 
-    if importlib.util.find_spec("plugin.http") is not None:
+    if importlib.util.find_spec("samestyle.http") is not None:
         check_port(http_port, "the HTTP API", "--http-port")  # before minutes of start-up, not after
     with local_stack(settings, triton_grpc_port=triton_grpc_port, milvus_port=milvus_port, export=export) as stack:
         info = stack.describe()

@@ -41,7 +41,7 @@ def _retriable(exc: Exception) -> bool:
 
 
 def error_from_row(product_id: str, reason: str) -> EncodeError:
-    """The model writes "field: reason" (see plugin.model.preprocess.PreprocessError)."""
+    """The model writes "field: reason" (see samestyle.model.preprocess.PreprocessError)."""
     field = reason.split(":", 1)[0] if ":" in reason else None
     return EncodeError(f"product [{product_id}]: {reason}", product_id=product_id, field=field)
 

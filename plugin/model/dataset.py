@@ -34,8 +34,8 @@ class Labelled:
 
 def _rows(path: Path):
     """Parsed records of the catalogue, through the same reader as ingestion
-    (loaders.sources); records that cannot be parsed at all are skipped."""
-    from loaders.sources import Source
+    (samestyle.loaders.sources); records that cannot be parsed at all are skipped."""
+    from samestyle.loaders.sources import Source
 
     for rec in Source(path):
         if rec.fields is not None:

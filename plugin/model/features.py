@@ -168,7 +168,7 @@ def backbone_vectors(f: Features, batch: int = 2048) -> dict[str, np.ndarray]:
 
 
 def for_catalogue(labelled, cache_dir: Path, progress: bool = True) -> Features:
-    """Cached backbone features of a labelled catalogue (plugin.model.dataset),
+    """Cached backbone features of a labelled catalogue (samestyle.model.dataset),
     computed with the shipped model's exported backbones (the backbones are frozen,
     so every fusion checkpoint shares them)."""
     from ..config import DEFAULT_MODEL_DIR

@@ -3,7 +3,7 @@
 This file depends only on numpy, Pillow and `tokenizers`, because `samestyle export`
 copies it verbatim into the Triton model repository, where the python-backend models
 import it in the serving environment. Constants come in as a dict (see
-`plugin.contract.preprocess_constants`), never from this package, so the copy and
+`samestyle.contract.preprocess_constants`), never from this package, so the copy and
 the original cannot disagree.
 """
 

@@ -1,7 +1,7 @@
 """Same-style search: typed filters (`filters`), pure Milvus request builders for
 other services (`requests`), per-category weight profiles (`profiles`), and the
 Python API (`search.Searcher`). Nothing here talks to Milvus except through
-plugin.store.search."""
+samestyle.store.search."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ __all__ = ["Searcher", "SearchOptions", "SearchResult", "Hit"]
 
 
 def __getattr__(name: str):
-    # Lazy, so `import plugin.query.filters` (used by plugin.store) stays light.
+    # Lazy, so `import samestyle.query.filters` (used by samestyle.store) stays light.
     if name in __all__:
         from . import search
 

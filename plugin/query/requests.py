@@ -1,7 +1,7 @@
 """Pure builders of Milvus search requests for every same-style search type.
 
 Importable by other services that query the collection themselves: give them query
-vectors (from any `plugin.encoders` encoder, or fetched from the collection) and
+vectors (from any `samestyle.encoders` encoder, or fetched from the collection) and
 they return pymilvus `AnnSearchRequest`s plus a ranker, ready for
 `MilvusClient.hybrid_search(collection, plan.requests, plan.ranker, limit=k)`.
 No I/O here; see docs/collection-contract.md for the contract they implement.
@@ -63,7 +63,7 @@ _EPS = 1e-6
 class SearchPlan:
     """Everything a same-style search sends to Milvus. `requests` has one
     AnnSearchRequest per field; with a single field a plain `search` on
-    `requests[0]` is equivalent (and what plugin.store.search does)."""
+    `requests[0]` is equivalent (and what samestyle.store.search does)."""
 
     fields: tuple[str, ...]
     vectors: dict[str, list[float]]  # field -> query vector
@@ -142,7 +142,7 @@ def make_ranker(kind: str, weights: Sequence[float]) -> WeightedRanker | RRFRank
 
 def search_params(limit: int, extra: Mapping | None = None) -> dict:
     """The metric from the contract plus the index profile's params (`extra`, see
-    plugin.store.search_params), with an HNSW `ef` raised to at least `limit`
+    samestyle.store.search_params), with an HNSW `ef` raised to at least `limit`
     (Milvus requires ef >= limit)."""
     params = dict(extra or {})
     if not params or "ef" in params:  # HNSW (the default profiles); other indexes have their own knobs

@@ -262,7 +262,7 @@ class Searcher:
     def _encode(self, *, photo: bytes | None = None, text: str | None = None) -> dict[str, np.ndarray]:
         if self.encoder is None:
             raise InputError("this search needs an encoder (text or photo query) but none was given",
-                             fix="pass encoder=... (plugin.serve.encoder_for(settings))")
+                             fix="pass encoder=... (samestyle.serve.encoder_for(settings))")
         self.schema()
         if self._model_version and self.encoder.model_version != self._model_version:
             # Vectors of two models live in different spaces: comparing them returns noise.

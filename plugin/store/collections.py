@@ -1,5 +1,5 @@
 """Collection management: the one module that creates, checks, fills and switches
-Milvus collections (searching is plugin.store.search).
+Milvus collections (searching is samestyle.store.search).
 
 Layout: physical collections `products_v<N>` (one per model version; the vectors of
 two models never share a collection) behind the alias `products` that readers use.
@@ -313,7 +313,7 @@ class Store:
         return int(res.get("upsert_count", len(rows))) if isinstance(res, Mapping) else len(rows)
 
     def fetch(self, name: str, ids: Iterable[str], fields: Sequence[str] | None = None) -> dict[str, dict]:
-        """Rows by id (missing ids are absent). Ids are escaped by plugin.query.filters
+        """Rows by id (missing ids are absent). Ids are escaped by samestyle.query.filters
         (pymilvus' own `get` does not escape quotes)."""
         ids = list(dict.fromkeys(ids))
         out_fields = list(fields) if fields is not None else self.spec.scalar_output_fields

@@ -1,6 +1,6 @@
 """The pymilvus calls of the query layer: search / hybrid_search, fetch by id, scan.
 
-The only place `plugin.query` talks to Milvus. Every call maps pymilvus errors onto
+The only place `samestyle.query` talks to Milvus. Every call maps pymilvus errors onto
 the project's exceptions, so the CLI and the HTTP API can report them in one line.
 """
 
@@ -115,7 +115,7 @@ def _flatten(hit: dict) -> dict:
 def run(client, collection: str, plan, *, offset: int = 0, group_by: str | None = None,
         output_fields: Sequence[str] | None = None, timeout: float | None = None,
         group_size: int | None = None) -> list[dict]:
-    """Execute a `plugin.query.requests.SearchPlan`: a plain search for one field, a
+    """Execute a `samestyle.query.requests.SearchPlan`: a plain search for one field, a
     hybrid search for several. Returns hits as {id, score, entity} in rank order,
     `plan.limit - offset` of them at most."""
     k = plan.limit - offset
@@ -142,7 +142,7 @@ def run(client, collection: str, plan, *, offset: int = 0, group_by: str | None 
 
 def run_batch(client, collection: str, bplan, *, output_fields: Sequence[str] | None = None,
               timeout: float | None = None) -> list[list[dict]]:
-    """Execute a `plugin.query.requests.BatchPlan` in one call: one hit list per plan,
+    """Execute a `samestyle.query.requests.BatchPlan` in one call: one hit list per plan,
     in plan order, `limit` hits each at most."""
     p = bplan.head
     out = list(output_fields or [])

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .. import contract as C
-from ..config import ROOT
+from ..config import resource
 from ..errors import ConfigError
 
-SPEC_DIR = ROOT / "milvus"
+SPEC_DIR = resource("milvus")
 PROFILES = ("lite", "hnsw", "diskann", "gpu_cagra")
 SCALAR_TYPES = ("VARCHAR", "BOOL", "INT64", "FLOAT", "DOUBLE", "JSON")
 VECTOR_TYPES = ("FLOAT_VECTOR",)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from plugin import config
-from plugin import contract as C
+from samestyle import config
+from samestyle import contract as C
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -231,7 +231,7 @@ def test_samestyle_service_points_at_the_other_services(services):
 
 
 def test_samestyle_image_runs_a_real_verb():
-    from plugin.cli.main import _commands
+    from samestyle.cli.main import _commands
 
     instr = dict(_instructions(DOCKER / "samestyle.Dockerfile"))
     entry = yaml.safe_load(instr["ENTRYPOINT"])
@@ -247,7 +247,7 @@ def test_onnxruntime_repository_passes_the_image_build_checks(onnx_bundle, tmp_p
     """What `samestyle export --backend onnxruntime` writes is what triton.Dockerfile
     accepts: the entry model on the python backend, the encoders on the native
     onnxruntime backend on the GPU, batching within the contract's limits."""
-    from plugin.triton_repo import build_repository, default_tuning, missing_files
+    from samestyle.triton_repo import build_repository, default_tuning, missing_files
 
     repo = build_repository(onnx_bundle, tmp_path / "model_repository", default_tuning("onnxruntime"))
     assert missing_files(repo) == []
@@ -266,7 +266,7 @@ def test_onnxruntime_repository_passes_the_image_build_checks(onnx_bundle, tmp_p
 def test_samestyle_health_checks_probe_a_real_route(services):
     """The image and the compose service probe a path the HTTP API serves, on the
     port `samestyle serve` is told to listen on."""
-    from plugin.http import create_app
+    from samestyle.http import create_app
 
     routes = {getattr(r, "path", None) for r in create_app(config.Settings()).routes}
     cmd = yaml.safe_load(dict(_instructions(DOCKER / "samestyle.Dockerfile"))["CMD"])

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from plugin import contract as C
-from plugin.store import spec as S
+from samestyle import contract as C
+from samestyle.store import spec as S
 
 
 def test_collection_fields_match_the_contract():

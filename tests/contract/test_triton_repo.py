@@ -13,10 +13,10 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from plugin import contract as C
-from plugin.config import DEFAULT_MODEL_DIR, ROOT
-from plugin.model.checkpoint import read_manifest
-from plugin.triton_repo import (ENTRY_FILES, ONNX_SOURCES, SKELETON, build_repository, default_tuning,
+from samestyle import contract as C
+from samestyle.config import DEFAULT_MODEL_DIR, ROOT
+from samestyle.model.checkpoint import read_manifest
+from samestyle.triton_repo import (ENTRY_FILES, ONNX_SOURCES, SKELETON, build_repository, default_tuning,
                                 missing_files, model_configs, strip_dynamic_batching, with_tuning,
                                 without_dynamic_batching)
 
@@ -132,7 +132,7 @@ def test_missing_onnx_is_reported(triton_repo, tmp_path):
 def test_onnxruntime_flavour_export(tmp_path):
     from click.testing import CliRunner
 
-    from plugin.cli.main import cli
+    from samestyle.cli.main import cli
 
     out = tmp_path / "ngc"
     res = CliRunner().invoke(cli, ["export", "--backend", "onnxruntime", "--out", str(out), "--json"])
@@ -156,7 +156,7 @@ def test_onnxruntime_flavour_export(tmp_path):
 
 
 def test_onnxruntime_flavour_refuses_the_committed_skeleton(onnx_bundle):
-    from plugin.errors import ConfigError
+    from samestyle.errors import ConfigError
 
     with pytest.raises(ConfigError, match="--out"):
         build_repository(onnx_bundle, SKELETON, default_tuning("onnxruntime"))
@@ -171,7 +171,7 @@ def test_without_dynamic_batching_only_drops_that_block():
 
 
 def test_tuning_is_checked():
-    from plugin.errors import ConfigError
+    from samestyle.errors import ConfigError
 
     for bad in ({"flavour": "tensorrt"}, {"kind": "KIND_TPU"}, {"instances": 0}, {"queue_delay_us": -1}):
         with pytest.raises(ConfigError):

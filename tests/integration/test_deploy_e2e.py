@@ -2,7 +2,7 @@
 Triton from the Docker images where a Docker engine exists, as local processes
 everywhere. The same bodies run on both; they talk to the servers only the way a
 user does: `samestyle ingest` / `samestyle search` in a subprocess, the public Python
-API (plugin.query.Searcher, plugin.encoders.triton.TritonEncoder), and pymilvus."""
+API (samestyle.query.Searcher, samestyle.encoders.triton.TritonEncoder), and pymilvus."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import csv
 
 import pytest
 
-from plugin import contract as C
+from samestyle import contract as C
 
 
 def descending(scores: list[float], tol: float = 1e-5) -> bool:
@@ -31,7 +31,7 @@ def titles(catalogue) -> dict[str, str]:
 
 
 def test_ingest_loads_every_product(deployed_stack, catalogue, ingested):
-    from plugin.store.collections import client as milvus_client
+    from samestyle.store.collections import client as milvus_client
 
     n = catalogue.n_products
     assert (ingested["read"], ingested["loaded"], ingested["failed"]) == (n, n, 0), ingested
@@ -51,7 +51,7 @@ def test_ingest_loads_every_product(deployed_stack, catalogue, ingested):
 
 def test_product_search_finds_near_duplicates(deployed_stack, catalogue, ingested):
     """A re-listed product (same photo, reworded title) is what same-style search is for."""
-    from plugin.query.search import Searcher
+    from samestyle.query.search import Searcher
 
     searcher = Searcher.from_settings(deployed_stack.settings)
     found = 0
@@ -65,8 +65,8 @@ def test_product_search_finds_near_duplicates(deployed_stack, catalogue, ingeste
 
 def test_text_search_encodes_on_the_deployed_triton(deployed_stack, catalogue, ingested, titles):
     """A title, encoded by the stack's Triton, finds the product stored with it."""
-    from plugin.encoders.triton import TritonEncoder
-    from plugin.query.search import Searcher
+    from samestyle.encoders.triton import TritonEncoder
+    from samestyle.query.search import Searcher
 
     sample = [ids[0] for ids in list(catalogue.groups.values())[:5]]
     with TritonEncoder(deployed_stack.triton_url) as enc:

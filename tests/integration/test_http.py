@@ -10,13 +10,13 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from plugin import contract as C
-from plugin.config import Settings
+from samestyle import contract as C
+from samestyle.config import Settings
 
 
 @pytest.fixture(scope="module")
 def api(searcher, tmp_path_factory):
-    from plugin.http import create_app
+    from samestyle.http import create_app
 
     app = create_app(Settings(data_dir=tmp_path_factory.mktemp("http")), searcher=searcher)
     with TestClient(app) as client:
@@ -150,7 +150,7 @@ def test_photo_over_the_size_limit_is_413(api):
 
 
 def test_timeout_is_504(searcher, tmp_path):
-    from plugin.http import create_app
+    from samestyle.http import create_app
 
     app = create_app(Settings(data_dir=tmp_path), searcher=searcher, timeout=1e-4)
     with TestClient(app) as client:
@@ -159,8 +159,8 @@ def test_timeout_is_504(searcher, tmp_path):
 
 
 def test_not_ready_without_collection(milvus_client, tmp_path):
-    from plugin.http import create_app
-    from plugin.query.search import Searcher
+    from samestyle.http import create_app
+    from samestyle.query.search import Searcher
 
     app = create_app(Settings(data_dir=tmp_path), searcher=Searcher(milvus_client, "no_such_collection"))
     with TestClient(app) as client:

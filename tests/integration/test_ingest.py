@@ -21,16 +21,16 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from loaders.jobs import ingest_catalogue, open_encoder, reindex_catalogue
-from loaders.photos import PhotoOptions
-from loaders.pipeline import IngestOptions
-from loaders.transform import ColumnMap
-from plugin import contract as C
-from plugin.config import Settings
-from plugin.encoders.base import Encoder, ProductInput
-from plugin.errors import ConfigError, SchemaMismatch, StoreError
-from plugin.store import Store
-from plugin.store import spec as S
+from samestyle.loaders.jobs import ingest_catalogue, open_encoder, reindex_catalogue
+from samestyle.loaders.photos import PhotoOptions
+from samestyle.loaders.pipeline import IngestOptions
+from samestyle.loaders.transform import ColumnMap
+from samestyle import contract as C
+from samestyle.config import Settings
+from samestyle.encoders.base import Encoder, ProductInput
+from samestyle.errors import ConfigError, SchemaMismatch, StoreError
+from samestyle.store import Store
+from samestyle.store import spec as S
 from tests.fixtures.milvus import subprocess_env
 
 VECTORS = list(C.VECTOR_FIELDS.values())
@@ -241,7 +241,7 @@ def _bad_catalogue(root: Path, catalogue) -> tuple[Path, dict[int, tuple], int]:
 
 
 def test_bad_records_go_to_the_dead_letter_file_and_good_ones_load(tmp_path, catalogue):
-    from plugin.cli.main import cli
+    from samestyle.cli.main import cli
 
     path, bad, n_good = _bad_catalogue(tmp_path / "cat", catalogue)
     env = subprocess_env(Settings(data_dir=tmp_path / "data"))
@@ -277,7 +277,7 @@ def test_crash_between_dead_letters_and_checkpoint_resumes_without_duplicates(tm
     """A crash after a batch's dead letters are written but before its checkpoint is
     saved (the narrowest window): the resumed run cuts the file back and rewrites
     them, so each bad record is reported once and the report equals a clean run's."""
-    from loaders.checkpoint import Checkpoint
+    from samestyle.loaders.checkpoint import Checkpoint
 
     path, bad, n_good = _bad_catalogue(tmp_path / "cat", catalogue)
     settings = Settings(data_dir=tmp_path / "data")
@@ -372,7 +372,7 @@ def test_ingest_through_triton_stores_the_same_vectors(request, tmp_path, catalo
 
 # --- reindex and collections ----------------------------------------------------------------
 def test_reindex_switches_the_alias_only_when_complete(tmp_path, catalogue, onnx_encoder, onnx_encoder_128):
-    from plugin.cli.main import cli
+    from samestyle.cli.main import cli
 
     rows = _rows(catalogue.csv_path)[:20]
     path = _write(catalogue.root / "first20.csv", rows)
@@ -420,9 +420,9 @@ def test_reindex_switches_the_alias_only_when_complete(tmp_path, catalogue, onnx
 
 
 def test_a_row_milvus_refuses_does_not_keep_its_batch_out(tmp_path, onnx_encoder):
-    from loaders.pipeline import upsert_isolating
-    from loaders.sources import RawRecord
-    from loaders.transform import Transformer
+    from samestyle.loaders.pipeline import upsert_isolating
+    from samestyle.loaders.sources import RawRecord
+    from samestyle.loaders.transform import Transformer
 
     settings = Settings(data_dir=tmp_path / "data")
     with Store.open(settings) as store:
@@ -451,8 +451,8 @@ def test_a_collection_not_made_by_samestyle_is_refused(tmp_path, onnx_encoder):
 
 # --- the benchmark's smoke run -------------------------------------------------------------
 def test_bench_ingest_quick(tmp_path, catalogue):
-    from plugin.bench.ingest import prepare_catalogue
-    from plugin.cli.main import cli
+    from samestyle.bench.ingest import prepare_catalogue
+    from samestyle.cli.main import cli
 
     out = tmp_path / "sub.csv"
     assert prepare_catalogue(catalogue.csv_path, catalogue.root / "images", 5, out) == 5

@@ -15,11 +15,11 @@ ROWS = 400
 
 @pytest.fixture(scope="module")
 def myntra_slice(myntra_dir, tmp_path_factory, onnx_encoder):
-    from loaders.jobs import ingest_catalogue
-    from loaders.transform import ColumnMap
-    from plugin.config import Settings
-    from plugin.store import Store
-    from loaders.pipeline import IngestOptions
+    from samestyle.loaders.jobs import ingest_catalogue
+    from samestyle.loaders.transform import ColumnMap
+    from samestyle.config import Settings
+    from samestyle.store import Store
+    from samestyle.loaders.pipeline import IngestOptions
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("myntra"))
     store = Store.open(settings)
@@ -38,7 +38,7 @@ def test_slice_ingests_whole(myntra_slice):
 def test_same_style_found_by_product(myntra_slice, myntra_dir, onnx_encoder):
     import csv
 
-    from plugin.query.search import Searcher, SearchOptions
+    from samestyle.query.search import Searcher, SearchOptions
 
     settings, _, _ = myntra_slice
     rows = []

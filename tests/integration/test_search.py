@@ -11,9 +11,9 @@ import itertools
 import numpy as np
 import pytest
 
-from plugin.errors import InputError
-from plugin.query import filters as F
-from plugin.query.search import ProductNotFound
+from samestyle.errors import InputError
+from samestyle.query import filters as F
+from samestyle.query.search import ProductNotFound
 
 K = 10
 
@@ -29,7 +29,7 @@ def test_product_search_finds_near_duplicates_and_excludes_itself(searcher, sear
 
 
 def test_product_without_photo_falls_back_to_views_it_has(milvus_client, filter_collection):
-    from plugin.query.search import Searcher
+    from samestyle.query.search import Searcher
     from tests.fixtures.search import TEXT_ONLY_ID
 
     s = Searcher(milvus_client, "filters_v1")
@@ -68,7 +68,7 @@ def test_photo_search_finds_near_duplicates(searcher, search_catalogue):
 
 
 def test_photo_plus_modifier_is_one_fused_query(searcher, search_catalogue, onnx_encoder):
-    from plugin.encoders.base import ProductInput
+    from samestyle.encoders.base import ProductInput
 
     pid = search_catalogue.rows[0]["id"]
     photo = search_catalogue.photos[pid].read_bytes()
@@ -201,7 +201,7 @@ def test_bad_photo_is_input_error_naming_the_field(searcher):
 
 # --- filter injection: values stay literals --------------------------------------------------
 def test_adversarial_filter_values_match_only_literal_rows(milvus_client, filter_collection):
-    from plugin.query.search import Searcher
+    from samestyle.query.search import Searcher
 
     s = Searcher(milvus_client, "filters_v1")
     any_id = next(iter(filter_collection))
@@ -219,8 +219,8 @@ def test_adversarial_filter_values_match_only_literal_rows(milvus_client, filter
 
 
 def test_encoder_of_another_model_is_refused(milvus_client, filter_collection, onnx_encoder):
-    from plugin.errors import SchemaMismatch
-    from plugin.query.search import Searcher
+    from samestyle.errors import SchemaMismatch
+    from samestyle.query.search import Searcher
 
     s = Searcher(milvus_client, "filters_v1", encoder=onnx_encoder)
     with pytest.raises(SchemaMismatch) as e:
@@ -238,7 +238,7 @@ def cli_env(search_catalogue, tmp_path):
 def _cli(args, env):
     from click.testing import CliRunner
 
-    from plugin.cli.main import cli
+    from samestyle.cli.main import cli
 
     return CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
 
@@ -258,11 +258,11 @@ def test_cli_product_search_json_and_table(search_catalogue, cli_env):
 
 
 def test_cli_text_and_photo_search(search_catalogue, cli_env, onnx_encoder, monkeypatch):
-    """The CLI gets its encoder from plugin.serve.encoder_for (Triton); here that
+    """The CLI gets its encoder from samestyle.serve.encoder_for (Triton); here that
     returns the in-process ONNX encoder, whose vectors are the same."""
     import json
 
-    import plugin.serve as serve
+    import samestyle.serve as serve
 
     class Borrowed:  # the session encoder, not closed by the command
         def __getattr__(self, name):
@@ -357,7 +357,7 @@ def test_contract_worked_example_runs(search_catalogue, monkeypatch, capsys):
     """docs/collection-contract.md's worked example, executed as written."""
     import re
 
-    from plugin.config import ROOT
+    from samestyle.config import ROOT
 
     doc = (ROOT / "docs" / "collection-contract.md").read_text()
     code = re.search(r"<!-- worked-example -->\s*```python\n(.*?)```", doc, re.S).group(1)

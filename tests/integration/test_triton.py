@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from plugin import contract as C
-from plugin.config import Settings
-from plugin.encoders.base import ProductInput
-from plugin.encoders.triton import TritonEncoder
-from plugin.errors import ServerUnavailable, ServeError
+from samestyle import contract as C
+from samestyle.config import Settings
+from samestyle.encoders.base import ProductInput
+from samestyle.encoders.triton import TritonEncoder
+from samestyle.errors import ServerUnavailable, ServeError
 
 pytestmark = pytest.mark.triton
 TOL = 1e-4
@@ -128,7 +128,7 @@ def test_bad_photo_fails_only_its_product(encoder, onnx_encoder):
 
 
 def test_unreachable_server_is_a_clear_error(tmp_path):
-    from plugin.serve.process import free_port
+    from samestyle.serve.process import free_port
 
     url = f"127.0.0.1:{free_port()}"
     t0 = time.monotonic()
@@ -139,8 +139,8 @@ def test_unreachable_server_is_a_clear_error(tmp_path):
 
 
 def test_taken_port_and_incomplete_repository_are_clear_errors(triton_server, triton_repo, tmp_path):
-    from plugin.serve import TritonServer
-    from plugin.triton_repo import without_dynamic_batching
+    from samestyle.serve import TritonServer
+    from samestyle.triton_repo import without_dynamic_batching
 
     s = Settings()
     busy = TritonServer(triton_repo, serve_python=s.serve_python, log_dir=tmp_path, grpc_port=triton_server.grpc_port)
@@ -156,7 +156,7 @@ def test_taken_port_and_incomplete_repository_are_clear_errors(triton_server, tr
 def test_restart_during_a_stream_costs_no_product(triton_repo, catalogue, onnx_encoder, tmp_path):
     """Kill -9 the server mid-stream, start it again on the same port: the client
     retries, every product comes back encoded, and nothing is left running."""
-    from plugin.serve import TritonServer
+    from samestyle.serve import TritonServer
 
     products = _products(catalogue, 36)
     server = TritonServer(triton_repo, serve_python=Settings().serve_python, log_dir=tmp_path).start()
@@ -182,7 +182,7 @@ def test_restart_during_a_stream_costs_no_product(triton_repo, catalogue, onnx_e
             t.join(timeout=240)
         assert not errors, errors
         assert any(d > killed_at for d in done), "the stream finished before the kill"
-        from plugin.encoders.base import EncodedBatch
+        from samestyle.encoders.base import EncodedBatch
 
         got = EncodedBatch.concat(results, enc.dim)
         assert got.ids == [p.id for p in products] and all(e is None for e in got.errors)
@@ -194,7 +194,7 @@ def test_restart_during_a_stream_costs_no_product(triton_repo, catalogue, onnx_e
 
 
 def test_encoder_for_uses_the_configured_server(triton_url):
-    from plugin.serve import encoder_for
+    from samestyle.serve import encoder_for
 
     with encoder_for(Settings(triton_url=triton_url)) as enc:
         assert enc.url == triton_url and enc._on_close is None  # nothing started
@@ -202,9 +202,9 @@ def test_encoder_for_uses_the_configured_server(triton_url):
 
 
 def test_local_stack_serves_milvus_and_stops_it(tmp_path):
-    from plugin.serve import local_stack
-    from plugin.serve.process import port_is_free
-    from plugin.store.collections import client as milvus_client
+    from samestyle.serve import local_stack
+    from samestyle.serve.process import port_is_free
+    from samestyle.store.collections import client as milvus_client
 
     settings = Settings(data_dir=tmp_path / "data")
     with local_stack(settings, need_triton=False) as stack:
@@ -222,7 +222,7 @@ def test_local_stack_serves_milvus_and_stops_it(tmp_path):
 def test_bench_encode_quick(triton_url, tmp_path):
     from click.testing import CliRunner
 
-    from plugin.cli.main import cli
+    from samestyle.cli.main import cli
 
     env = {"SAMESTYLE_TRITON_URL": triton_url, "SAMESTYLE_DATA_DIR": str(tmp_path)}
     res = CliRunner().invoke(cli, ["bench", "encode", "--quick", "--json", "--plot", "--plot-file",

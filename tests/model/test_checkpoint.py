@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from plugin.errors import CheckpointError
-from plugin.model import checkpoint
-from plugin.model.fusion import FusionConfig, FusionEncoder
+from samestyle.errors import CheckpointError
+from samestyle.model import checkpoint
+from samestyle.model.fusion import FusionConfig, FusionEncoder
 
 
 @pytest.fixture()

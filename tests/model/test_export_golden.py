@@ -6,12 +6,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from plugin import contract as C
-from plugin.config import DEFAULT_MODEL_DIR
-from plugin.encoders.base import ProductInput
-from plugin.model import checkpoint
-from plugin.model import preprocess as pp
-from plugin.model.backbones import ImageBackbone, TextBackbone
+from samestyle import contract as C
+from samestyle.config import DEFAULT_MODEL_DIR
+from samestyle.encoders.base import ProductInput
+from samestyle.model import checkpoint
+from samestyle.model import preprocess as pp
+from samestyle.model.backbones import ImageBackbone, TextBackbone
 
 TOL = 1e-4
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from plugin import contract as C
-from plugin.model.fusion import FusionConfig, FusionEncoder
+from samestyle import contract as C
+from samestyle.model.fusion import FusionConfig, FusionEncoder
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["transformer", "with-skip"])

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from plugin.errors import InputError
-from plugin.pairs import Click, MinerConfig, group_pairs, mine, read_click_log, synthetic_click_log
+from samestyle.errors import InputError
+from samestyle.pairs import Click, MinerConfig, group_pairs, mine, read_click_log, synthetic_click_log
 
 CAT = {"a": "Tshirts", "b": "Tshirts", "c": "Tshirts", "d": "Jeans", "e": "Tshirts"}
 

@@ -4,9 +4,9 @@ hand-made cases; the CLI writes a loadable checkpoint."""
 import numpy as np
 import pytest
 
-from plugin import evaluate as ev
-from plugin.model import checkpoint, dataset, features
-from plugin.train import TrainConfig, train
+from samestyle import evaluate as ev
+from samestyle.model import checkpoint, dataset, features
+from samestyle.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def tiny(catalogue, tmp_path_factory):
 
 def test_loss_decreases(tiny):
     data, feats = tiny
-    from plugin.pairs import group_pairs
+    from samestyle.pairs import group_pairs
 
     index = {p: i for i, p in enumerate(data.ids)}
     pairs = np.array([(index[a], index[b]) for a, b in group_pairs(data.ids, data.labels)])
@@ -67,7 +67,7 @@ def test_train_and_eval_cli(catalogue, tmp_path):
 
     from click.testing import CliRunner
 
-    from plugin.cli.main import cli
+    from samestyle.cli.main import cli
 
     env = {"SAMESTYLE_DATA_DIR": str(tmp_path / "data")}
     out = tmp_path / "ck"
@@ -89,7 +89,7 @@ def test_self_temperature_sharpens_only_the_self_term():
     InfoNCE temperature while the pair terms keep --temperature."""
     import torch
 
-    from plugin.train import contrastive
+    from samestyle.train import contrastive
 
     g = torch.Generator().manual_seed(0)
     q = torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=1)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from plugin.bench import scale as S
+from samestyle.bench import scale as S
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -127,7 +127,7 @@ def test_bad_sizes_is_a_clear_usage_error():
 def test_killed_run_leaves_no_worker_behind(tmp_path):
     """SIGTERM to the bench process also ends the spawned process measuring a size (it
     used to live on and load the cores for minutes)."""
-    proc = subprocess.Popen([sys.executable, "-m", "plugin.cli.main", "bench", "scale", "--sizes", "200k",
+    proc = subprocess.Popen([sys.executable, "-m", "samestyle.cli.main", "bench", "scale", "--sizes", "200k",
                              "--work-dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         worker = None

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from loaders.checkpoint import Checkpoint
-from loaders.jobs import Threshold
-from plugin.errors import ConfigError, StoreError
+from samestyle.loaders.checkpoint import Checkpoint
+from samestyle.loaders.jobs import Threshold
+from samestyle.errors import ConfigError, StoreError
 
 JOB = dict(collection="products_v1", model_version="m1", columns="[]", limit=None)
 

@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from plugin import dedup as D
+from samestyle import dedup as D
 
 
 def _data(n=300, d=16, seed=0):

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from plugin.errors import InputError
-from plugin.query import filters as F
+from samestyle.errors import InputError
+from samestyle.query import filters as F
 
 SCHEMA = F.FilterSchema({"id": "str", "brand": "str", "category": "str", "price": "float", "year": "int",
                          "has_image": "bool", "note": None})

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from loaders.photos import PhotoError, PhotoLoader, PhotoOptions
+from samestyle.loaders.photos import PhotoError, PhotoLoader, PhotoOptions
 
 JPEG = b"\xff\xd8\xff\xe0" + b"photo" * 100
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
 
-from plugin import contract as C
-from plugin.errors import InputError
-from plugin.query import requests as R
+from samestyle import contract as C
+from samestyle.errors import InputError
+from samestyle.query import requests as R
 
 D = 8
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from loaders.sources import Source, detect_format
-from plugin.errors import ConfigError
+from samestyle.loaders.sources import Source, detect_format
+from samestyle.errors import ConfigError
 
 
 def _records(path, fmt=None):

@@ -1,4 +1,4 @@
-"""Pure builders of plugin.store.spec: the collection definition and index profiles
+"""Pure builders of samestyle.store.spec: the collection definition and index profiles
 as data -> pymilvus schema and index parameters. Table-driven."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from plugin import contract as C
-from plugin.errors import ConfigError
-from plugin.store import spec as S
+from samestyle import contract as C
+from samestyle.errors import ConfigError
+from samestyle.store import spec as S
 
 MANIFEST = {"model_version": "ss-128d-abc", "embed_dim": 128}
 
@@ -158,7 +158,7 @@ def test_created_collection_carries_the_profile_consistency(tmp_path):
     """Milvus Lite keeps the consistency level the profile asks for."""
     from dataclasses import replace
 
-    from plugin.store.collections import Store, client
+    from samestyle.store.collections import Store, client
 
     profiles = S.load_index_profiles()
     profiles["lite"] = replace(profiles["lite"], consistency_level="Strong")

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from loaders.sources import RawRecord
-from loaders.transform import ColumnMap, Parsed, Product, Rejected, Transformer, attribute_name, check_photo
-from plugin import contract as C
-from plugin.encoders.base import EncodedBatch
-from plugin.errors import ConfigError
-from plugin.store.spec import load_collection_spec
+from samestyle.loaders.sources import RawRecord
+from samestyle.loaders.transform import ColumnMap, Parsed, Product, Rejected, Transformer, attribute_name, check_photo
+from samestyle import contract as C
+from samestyle.encoders.base import EncodedBatch
+from samestyle.errors import ConfigError
+from samestyle.store.spec import load_collection_spec
 
 SPEC = load_collection_spec()
 CONSTS = C.preprocess_constants()

@@ -2,7 +2,7 @@
 out, per-product errors beside them.
 
 Runs in Triton's python backend (serving environment) and calls the encoders through
-BLS. It mirrors `plugin.encoders.onnx.OnnxEncoder.encode_batch` step for step, so the
+BLS. It mirrors `samestyle.encoders.onnx.OnnxEncoder.encode_batch` step for step, so the
 vectors match the in-process runtime: decode + tokenize here (preprocess.py, copied
 in by `samestyle export`, with constants from preprocess.json and tokenizer.json
 beside it; nothing is fetched at load), run the image encoder only for products with
