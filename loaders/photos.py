@@ -6,6 +6,14 @@ Downloads have a timeout, bounded retries with backoff (connection errors, timeo
 429 and 5xx only: a 404 will not heal by retrying) and a size cap that stops reading
 at the limit rather than after it. Concurrency is bounded by the caller's thread
 pool (the pipeline's photo stage) and by the HTTP client's connection limit.
+
+Confinement (a catalogue is untrusted input): a local path must resolve, symlinks
+followed, inside the catalogue's folder or a folder given in `PhotoOptions.roots`;
+`file://` is refused unless `allow_file_uri`; an http(s) URL is refused when its host
+resolves to a loopback, private, link-local, multicast or otherwise reserved address
+unless `allow_private_hosts`, checked for every address the name resolves to, on every
+redirect (followed here, at most MAX_REDIRECTS), and the connection goes to the address
+that was checked (no second lookup an attacker's DNS could answer differently).
 """
 
 from __future__ import annotations
@@ -13,17 +21,21 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, unquote_to_bytes, urlparse
+from urllib.parse import unquote, unquote_to_bytes, urljoin, urlparse
 
 from samestyle import contract as C
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+REDIRECT_STATUS = {301, 302, 303, 307, 308}
+MAX_REDIRECTS = 5
 
 
 class PhotoError(Exception):
@@ -42,6 +54,10 @@ class PhotoOptions:
     backoff: float = 0.5  # seconds before the first retry, doubled each time
     concurrency: int = 8  # parallel photo loads (pipeline pool size and HTTP connections)
     max_bytes: int = C.MAX_PHOTO_BYTES
+    roots: tuple[str, ...] = ()  # folders local photos may come from, besides the catalogue's own
+    allow_file_uri: bool = False  # file:// references (still confined to the roots)
+    allow_private_hosts: bool = False  # http(s) to loopback / private / link-local addresses
+    allow_networks: tuple[str, ...] = ()  # CIDRs allowed even when not public (an in-house image server)
 
 
 def _oversize(n: int, limit: int) -> PhotoError:
@@ -58,6 +74,8 @@ class PhotoLoader:
     def __init__(self, base_dir: str | Path, options: PhotoOptions | None = None):
         self.base_dir = Path(base_dir)
         self.options = options or PhotoOptions()
+        self.roots = [Path(r).resolve() for r in (self.base_dir, *self.options.roots)]
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in self.options.allow_networks]
         self._client = None
         self._lock = threading.Lock()
 
@@ -76,6 +94,9 @@ class PhotoLoader:
         if low.startswith(("http://", "https://")):
             return self._http(ref)
         if low.startswith("file://"):
+            if not self.options.allow_file_uri:
+                raise PhotoError("refused_photo", f"file:// photo references are off: [{ref[:80]}]; use a path "
+                                                  "relative to the catalogue, or pass --allow-file-uri")
             return self._file(Path(unquote(urlparse(ref).path)))
         if "://" in ref[:16]:
             raise PhotoError("unreadable_photo", f"unsupported photo URI scheme in [{ref[:40]}]; "
@@ -89,7 +110,16 @@ class PhotoLoader:
         return ref.strip()
 
     # -- sources ----------------------------------------------------------------------
+    def _confined(self, path: Path) -> Path:
+        """The real path, when it lies inside one of the roots; PhotoError otherwise."""
+        real = path.resolve()  # symlinks and .. resolved: a link pointing out is out
+        if not any(real.is_relative_to(r) for r in self.roots):
+            raise PhotoError("refused_photo", f"photo path [{path}] is outside the catalogue's folder "
+                                              f"{self.roots[0]}; pass --photo-root to allow another folder")
+        return real
+
     def _file(self, path: Path) -> bytes:
+        path = self._confined(path)
         try:
             size = path.stat().st_size
         except FileNotFoundError:
@@ -131,9 +161,37 @@ class PhotoLoader:
                 self._client = httpx.Client(
                     timeout=httpx.Timeout(self.options.timeout),
                     limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
-                    follow_redirects=True, headers={"User-Agent": "samestyle-ingest/0.1"},
+                    follow_redirects=False, headers={"User-Agent": "samestyle-ingest/0.1"},
                 )
             return self._client
+
+    def _pinned(self, url: str) -> tuple[str, dict, dict]:
+        """(URL with the host replaced by a checked address, headers, extensions) for
+        one request; PhotoError when the host resolves to an address we refuse."""
+        parts = urlparse(url)
+        host = parts.hostname
+        if parts.scheme not in ("http", "https") or not host:
+            raise PhotoError("unreadable_photo", f"not an http(s) URL: {url[:80]}")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError, ValueError) as exc:
+            raise PhotoError("unreadable_photo", f"photo host [{host}] does not resolve ({exc})") from None
+        addrs = [ipaddress.ip_address(i[4][0].split("%")[0]) for i in infos]
+        # ::ffff:127.0.0.1 is loopback too, whatever this Python's is_global says of it
+        addrs = [a.ipv4_mapped if a.version == 6 and a.ipv4_mapped else a for a in addrs]
+        if not self.options.allow_private_hosts:
+            for a in addrs:
+                if (not a.is_global or a.is_multicast) and not any(a in n for n in self.networks):
+                    raise PhotoError("refused_photo", f"photo URL host [{host}] resolves to {a}, a loopback, private "
+                                                      "or link-local address; pass --allow-private-hosts (or "
+                                                      "--allow-network CIDR) to allow it")
+        a = addrs[0]
+        ip = f"[{a}]" if a.version == 6 else str(a)
+        netloc = ip + (f":{parts.port}" if parts.port else "")
+        headers = {"Host": parts.netloc.rpartition("@")[2]}
+        ext = {"sni_hostname": host} if parts.scheme == "https" else {}
+        return parts._replace(netloc=netloc).geturl(), headers, ext
 
     def _http(self, url: str) -> bytes:
         import httpx
@@ -141,11 +199,24 @@ class PhotoLoader:
         client = self._http_client()
         opts = self.options
         last = ""
-        for attempt in range(opts.retries + 1):
+        original = url
+        redirects = 0
+        attempt = 0
+        while attempt <= opts.retries:
             if attempt:
                 time.sleep(opts.backoff * (2 ** (attempt - 1)))
+            attempt += 1
             try:
-                with client.stream("GET", url) as resp:
+                target, headers, ext = self._pinned(url)
+                with client.stream("GET", target, headers=headers, extensions=ext) as resp:
+                    if resp.status_code in REDIRECT_STATUS and resp.headers.get("location"):
+                        redirects += 1
+                        if redirects > MAX_REDIRECTS:
+                            raise PhotoError("unreadable_photo", f"photo URL redirects more than {MAX_REDIRECTS} "
+                                                                 f"times: {original}")
+                        url = urljoin(url, resp.headers["location"])  # checked by _pinned on the next turn
+                        attempt -= 1  # a redirect is not a failed attempt
+                        continue
                     if resp.status_code in RETRY_STATUS:
                         last = f"HTTP {resp.status_code}"
                         continue
@@ -166,7 +237,7 @@ class PhotoLoader:
                 last = f"{type(exc).__name__}: {exc}"
             except httpx.HTTPError as exc:  # invalid URL and the like: not retriable
                 raise PhotoError("unreadable_photo", f"photo URL {url}: {exc}") from None
-            log.debug("photo %s attempt %d failed: %s", url, attempt + 1, last)
+            log.debug("photo %s attempt %d failed: %s", url, attempt, last)
         raise PhotoError("unreadable_photo", f"photo URL failed after {opts.retries + 1} attempts ({last}): {url}")
 
     def close(self) -> None:

@@ -18,7 +18,6 @@ model version: equal hash = nothing to re-encode.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -342,20 +341,16 @@ class Transformer:
 
 
 def check_photo(data: bytes, consts: Mapping) -> tuple[str, str] | None:
-    """(kind, reason) when the photo is over the limits or does not open as an image.
-    Reads the header and verifies the file structure; the full decode is the encoder's."""
+    """(kind, reason) when the photo is over the limits, does not decode in full, or
+    its header claims more pixels than its bytes can hold (preprocess.open_photo: the
+    same checks the encoder makes, so a bad photo is dead-lettered here, not stored)."""
     if len(data) > consts["max_photo_bytes"]:
         return "oversize_photo", f"photo is {len(data)} bytes, over the limit of {consts['max_photo_bytes']}"
-    from PIL import Image
-
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size
-            if w * h > consts["max_photo_pixels"]:
-                return "oversize_photo", f"photo is {w}x{h} px, over the limit of {consts['max_photo_pixels']} px"
-            im.verify()
-    except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt data
-        return "unreadable_photo", f"undecodable photo ({type(exc).__name__}: {exc})"
+        pp.open_photo(data, consts).close()
+    except pp.PreprocessError as exc:
+        kind = "oversize_photo" if "over the limit" in exc.reason else "unreadable_photo"
+        return kind, exc.reason
     return None
 
 

@@ -34,6 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from . import contract as C
 from .config import Settings
 from .errors import InputError, SamestyleError, SchemaMismatch, ServerUnavailable
+from .http_guard import ERROR_RESPONSES, BodyLimit, install_error_handlers, safe, secure
+from .http_guard import error as _guard_error
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,8 @@ FieldName = Literal["image_vec", "text_vec", "fused_vec", "image", "text", "fuse
 class Options(BaseModel):
     """Options every search accepts."""
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN/Infinity are valid to Python's JSON parser, never a valid option
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     k: int = Field(10, ge=1, le=C.MAX_SEARCH_K, description="hits per page")
     offset: int = Field(0, ge=0, le=C.MAX_SEARCH_OFFSET, description="hits to skip (pagination)")
     fields: list[FieldName] | None = Field(None, max_length=3, description="vector fields; several = one hybrid search")
@@ -140,8 +143,7 @@ def _status(exc: SamestyleError) -> int:
 
 
 def _error(status: int, code: str, message: str, **extra) -> JSONResponse:
-    body = {"code": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}
-    return JSONResponse({"error": body}, status_code=status)
+    return _guard_error(status, code, message, **extra)
 
 
 def _b64(data: str) -> bytes:
@@ -208,12 +210,18 @@ def create_app(settings: Settings, *, searcher=None, timeout: float | None = Non
         yield
         backend.close()
 
-    app = FastAPI(title="samestyle", version="1", lifespan=lifespan,
+    app = FastAPI(title="samestyle", version="1", lifespan=lifespan, responses=ERROR_RESPONSES, docs_url=None,  # /docs: web.mount, offline
                   description="Same-style product search over Milvus: by product, text, photo, photo + modifier.")
+
+    install_error_handlers(app)  # 404/405, deep JSON, last-resort 500: all in the error shape
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)  # chunked bodies too, and JSON depth
+    secure(app)  # SAMESTYLE_API_KEY, SAMESTYLE_CORS_ORIGINS
 
     @app.exception_handler(SamestyleError)
     async def _samestyle(request, exc: SamestyleError):
-        return JSONResponse({"error": exc.to_dict()}, status_code=_status(exc))
+        status = _status(exc)
+        headers = {"Retry-After": "5"} if status == 503 else None
+        return JSONResponse(safe({"error": exc.to_dict()}), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request, exc: RequestValidationError):
@@ -222,16 +230,9 @@ def create_app(settings: Settings, *, searcher=None, timeout: float | None = Non
         loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         if first.get("type") == "json_invalid":  # its loc is a character position, not a field
             loc = ""
+        detail = [{k: v for k, v in e.items() if k not in ("input", "url")} for e in errs[:20]]  # no echo of megabytes
         return _error(422, "invalid_request", f"{loc or 'body'}: {first.get('msg', 'invalid request')}",
-                      field=loc or None, detail=json.loads(json.dumps(errs, default=str)))
-
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if size and size.isdigit() and int(size) > MAX_BODY_BYTES:
-            return _error(413, "invalid_input", f"request body is {size} bytes, over the limit of {MAX_BODY_BYTES}",
-                          field="photo")
-        return await call_next(request)
+                      field=loc or None, detail=detail)
 
     async def run(fn, *args, need_encoder: bool = False):
         def call():
@@ -305,6 +306,9 @@ def create_app(settings: Settings, *, searcher=None, timeout: float | None = Non
         return await run(lambda s: s.hybrid(text=q.text, photo=photo, product_id=q.product_id, opts=_opts(q)),
                          need_encoder=need)
 
+    from .web import mount  # the search page at /, thumbnails, facets, dedup, offline /docs
+
+    mount(app, settings, backend, limit_s)
     return app
 
 
@@ -318,7 +322,7 @@ def _validate(model, obj):
 async def _json(request: Request):
     try:
         return json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limit
         raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": f"invalid JSON: {exc}",
                                        "input": None}]) from None
 

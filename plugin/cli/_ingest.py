@@ -40,11 +40,37 @@ def ingest_options(f):
                      envvar="SAMESTYLE_PHOTO_RETRIES", help="Retries of a photo download (timeouts, 429, 5xx)."),
         click.option("--progress/--no-progress", default=None,
                      help="Progress bar on stderr [default: when stderr is a terminal]."),
+        *photo_policy_options,
         json_option,
     ]
     for o in reversed(opts):
         f = o(f)
     return f
+
+
+def _photo_policy(name: str):
+    """Callback of the photo-confinement options: they land in ctx.meta (not in every
+    verb's signature) and build_jobs_args reads them there."""
+    def store(ctx, param, value):
+        ctx.meta.setdefault("photo_policy", {})[name] = value
+        return value
+    return store
+
+
+photo_policy_options = [
+    click.option("--photo-root", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+                 expose_value=False, callback=_photo_policy("roots"),
+                 help="A folder local photo paths may point into, besides the catalogue's own (repeatable)."),
+    click.option("--allow-file-uri", is_flag=True, default=False, envvar="SAMESTYLE_ALLOW_FILE_URI",
+                 expose_value=False, callback=_photo_policy("allow_file_uri"),
+                 help="Accept file:// photo references (still confined to the photo roots)."),
+    click.option("--allow-private-hosts", is_flag=True, default=False, envvar="SAMESTYLE_ALLOW_PRIVATE_HOSTS",
+                 expose_value=False, callback=_photo_policy("allow_private_hosts"),
+                 help="Fetch photo URLs on loopback, private and link-local addresses (refused by default)."),
+    click.option("--allow-network", multiple=True, expose_value=False, callback=_photo_policy("allow_networks"),
+                 help="A network (CIDR, e.g. 10.1.2.0/24) photo URLs may point into although it is private "
+                      "(repeatable)."),
+]
 
 
 class Progress:
@@ -86,7 +112,20 @@ def build_jobs_args(settings, *, fmt, id_col, title_col, image_col, category_col
     columns = ColumnMap.from_options(id_col, title_col, image_col, category_col, attr_cols)
     options = IngestOptions(batch_size=batch_size, limit=limit,
                             encode_workers=encode_workers or (2 if encoder_kind == "triton" else 1))
-    photos = PhotoOptions(timeout=photo_timeout, retries=photo_retries, concurrency=photo_concurrency)
+    policy = click.get_current_context(silent=True)
+    policy = dict(policy.meta.get("photo_policy", {})) if policy is not None else {}
+    try:
+        import ipaddress
+
+        for net in policy.get("allow_networks", ()):
+            ipaddress.ip_network(net, strict=False)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--allow-network") from None
+    photos = PhotoOptions(timeout=photo_timeout, retries=photo_retries, concurrency=photo_concurrency,
+                          roots=tuple(str(r) for r in policy.get("roots", ())),
+                          allow_file_uri=bool(policy.get("allow_file_uri")),
+                          allow_private_hosts=bool(policy.get("allow_private_hosts")),
+                          allow_networks=tuple(policy.get("allow_networks", ())))
     return dict(columns=columns, data_dir=settings.data_dir, fmt=fmt, options=options, photo_options=photos)
 
 

@@ -30,7 +30,9 @@ def command(settings, catalogue, fmt, id_col, title_col, image_col, category_col
       dead-letter JSONL with line, id, field and reason; all good records load.
     - Exit code 1 only when rejected records pass --max-failures.
 
-    Photos: a path relative to the catalogue, a data: URI or an http(s) URL.
+    Photos: a path relative to the catalogue (it must stay inside the catalogue's
+    folder or a --photo-root), a data: URI or an http(s) URL (loopback, private and
+    link-local hosts refused unless --allow-private-hosts / --allow-network).
     A product without a photo stores a zero image_vec and has_image=false (queries
     filter on has_image / has_text).
     """

@@ -14,7 +14,13 @@ import io
 import numpy as np
 from PIL import Image
 
-Image.MAX_IMAGE_PIXELS = None  # checked below against the contract's own limit
+# PIL's own decompression-bomb guard (Image.MAX_IMAGE_PIXELS) stays as it is: it is far
+# above the contract's limit, which is checked below on every photo.
+
+# SOF markers of Huffman-coded JPEGs (baseline, extended sequential, progressive): every
+# 8x8 luma block costs at least one bit of entropy-coded data in them.
+_HUFFMAN_SOF = {0xC0, 0xC1, 0xC2}
+_OTHER_SOF = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 class PreprocessError(ValueError):
@@ -26,9 +32,46 @@ class PreprocessError(ValueError):
         self.reason = reason
 
 
-def decode_image(data: bytes, consts: dict) -> np.ndarray:
-    """Encoded JPEG/PNG/WebP bytes -> float32 [3, S, S], padded to a square on white,
-    resized bilinearly and normalised. Raises PreprocessError on bad bytes."""
+def _jpeg_sof(data: bytes) -> int | None:
+    """The SOF marker (0xC0..0xCF) of a JPEG, or None when not found in its headers."""
+    i = 2
+    n = len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _HUFFMAN_SOF or marker in _OTHER_SOF:
+            return marker
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no SOF before it
+            return None
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return None
+
+
+def check_header(data: bytes, fmt: str | None, w: int, h: int) -> str | None:
+    """Why the header's size cannot be true for the bytes behind it, or None.
+
+    A JPEG cut short (or one whose header was rewritten to claim more pixels) decodes
+    without an error: libjpeg fills what is missing with grey. A Huffman-coded JPEG
+    spends at least one bit per 8x8 luma block, so fewer bits than blocks means the
+    header lies."""
+    if fmt == "JPEG" and _jpeg_sof(data) in _HUFFMAN_SOF:
+        blocks = -(-w // 8) * -(-h // 8)
+        if len(data) * 8 < blocks:
+            return (f"photo header claims {w}x{h} px, but its {len(data)} bytes cannot hold that many "
+                    f"({blocks} blocks need at least {blocks // 8 + 1} bytes): truncated or forged")
+    return None
+
+
+def open_photo(data: bytes, consts: dict) -> Image.Image:
+    """Encoded JPEG/PNG/WebP bytes -> a fully decoded RGB image within the contract's
+    limits, transparency composited on white (the pad colour). Raises PreprocessError."""
     if len(data) > consts["max_photo_bytes"]:
         raise PreprocessError(
             "image", f"photo is {len(data)} bytes, over the limit of {consts['max_photo_bytes']}"
@@ -40,11 +83,32 @@ def decode_image(data: bytes, consts: dict) -> np.ndarray:
                 raise PreprocessError(
                     "image", f"photo is {w}x{h} px, over the limit of {consts['max_photo_pixels']} px"
                 )
-            im = im.convert("RGB")
+            lie = check_header(data, im.format, w, h)
+            if lie:
+                raise PreprocessError("image", lie)
+            im.load()  # the whole photo: a truncated PNG/GIF/WebP raises here
+            if im.size != (w, h):
+                raise PreprocessError("image", f"photo header says {w}x{h} px, decoded {im.size[0]}x{im.size[1]}")
+            if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info):
+                pad = int(consts["image_pad_value"])
+                rgba = im.convert("RGBA")
+                out = Image.new("RGB", (w, h), (pad, pad, pad))
+                out.paste(rgba, mask=rgba.getchannel("A"))
+                return out
+            return im.convert("RGB")
     except PreprocessError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise PreprocessError("image", f"photo is over PIL's decompression-bomb limit ({exc})") from None
     except Exception as exc:  # PIL raises many types for corrupt data
         raise PreprocessError("image", f"undecodable photo ({type(exc).__name__}: {exc})") from None
+
+
+def decode_image(data: bytes, consts: dict) -> np.ndarray:
+    """Encoded JPEG/PNG/WebP bytes -> float32 [3, S, S], padded to a square on white,
+    resized bilinearly and normalised. Raises PreprocessError on bad bytes."""
+    im = open_photo(data, consts)
+    w, h = im.size
     size = int(consts["image_size"])
     side = max(w, h)
     pad = int(consts["image_pad_value"])

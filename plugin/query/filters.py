@@ -127,6 +127,9 @@ def quote(value: str, field_name: str | None = None) -> str:
     return '"' + "".join(out) + '"'
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _coerce(value: Any, kind: str | None, field_name: str, record: str | None) -> Any:
     """A Python value of `kind`; strings from the CLI are parsed. Kind None (a dynamic
     field) keeps str/int/float/bool as given."""
@@ -154,20 +157,27 @@ def _coerce(value: Any, kind: str | None, field_name: str, record: str | None) -
     if kind == "int":
         if isinstance(value, bool):
             raise bad("int")
-        if isinstance(value, int):
-            return value
         if isinstance(value, str) and re.fullmatch(r"[+-]?\d{1,19}", value.strip()):
-            return int(value)
+            value = int(value)
+        if isinstance(value, int):
+            if not INT64_MIN <= value <= INT64_MAX:  # Milvus would fail the whole call (a 502, not a 400)
+                shown = str(value) if abs(value) < 10**30 else f"a {len(str(abs(value)))}-digit integer"
+                raise InputError(f"filter [{field_name}]: {shown} is outside the 64-bit integer range",
+                                 record=record, field=field_name)
+            return value
         raise bad("int")
     if kind == "float":
         if isinstance(value, bool):
             raise bad("float")
         if isinstance(value, (int, float)):
-            v = float(value)
+            try:
+                v = float(value)
+            except OverflowError:
+                raise bad("finite float") from None
         elif isinstance(value, str):
             try:
                 v = float(value)
-            except ValueError:
+            except (ValueError, OverflowError):
                 raise bad("float") from None
         else:
             raise bad("float")
