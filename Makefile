@@ -12,7 +12,20 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: setup demo test test-quick export train-default eval-default bench clean
 
-setup: $(VENV)/.installed $(SERVE)/.installed triton_models/.exported
+CHROMIUM := /usr/bin/chromium
+
+setup: $(VENV)/.installed $(SERVE)/.installed triton_models/.exported $(CHROMIUM)
+
+# Debian's Chromium for the browser tests (tests/integration/test_web_page.py drives it
+# with Playwright through executable_path; `playwright install` is never run). Skipped
+# when it is there; CI runs as root with no stdin. Without apt-get (not Debian) the
+# browser tests skip, saying why.
+$(CHROMIUM):
+	@if command -v apt-get >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver; \
+	else echo "no apt-get: install Chromium at $(CHROMIUM) for the browser tests"; fi
 
 $(VENV)/.installed: requirements/app.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -23,6 +23,7 @@ from samestyle.encoders.base import Encoder
 from samestyle.errors import ConfigError
 from samestyle.store import spec as S
 from samestyle.store.collections import Store
+from samestyle.thumbs import Thumbnails
 
 from .checkpoint import Checkpoint
 from .photos import PhotoLoader, PhotoOptions
@@ -122,7 +123,7 @@ def _run(catalogue: Path, target: str, *, store: Store, encoder: Encoder, column
         if progress is not None:
             progress.start(source, ck)
         report = run_pipeline(source, transformer, photos, encoder, store, target, ck, dl, options,
-                              progress.update if progress is not None else None)
+                              progress.update if progress is not None else None, thumbs=Thumbnails(data_dir))
         store.flush_and_load(target)
         ck.clear()
         return report

@@ -37,6 +37,7 @@ from typing import Callable
 from samestyle.encoders.base import EncodedBatch, Encoder
 from samestyle.errors import ServerUnavailable, StoreError
 from samestyle.store.collections import Store
+from samestyle.thumbs import Thumbnails
 
 from .checkpoint import Checkpoint
 from .photos import PhotoError, PhotoLoader
@@ -185,9 +186,11 @@ def upsert_isolating(store: Store, collection: str, rows: list[dict], products: 
 
 def run_pipeline(source: Source, transformer: Transformer, photos: PhotoLoader, encoder: Encoder, store: Store,
                  collection: str, checkpoint: Checkpoint, dead_letter: Path, options: IngestOptions | None = None,
-                 progress: Callable[[IngestReport, int], None] | None = None) -> IngestReport:
+                 progress: Callable[[IngestReport, int], None] | None = None,
+                 thumbs: Thumbnails | None = None) -> IngestReport:
     """Ingest `source` into `collection`; returns the report. Raises on infrastructure
-    failure (Milvus or the encoder down); bad records never raise."""
+    failure (Milvus or the encoder down); bad records never raise. With `thumbs`, the
+    photo stage also writes each product's thumbnail (for the search page)."""
     opts = options or IngestOptions()
     bs = max(1, opts.batch_size)
     report = IngestReport(str(source.path), collection, encoder.model_version, dead_letter=str(dead_letter))
@@ -212,7 +215,10 @@ def run_pipeline(source: Source, transformer: Transformer, photos: PhotoLoader, 
             data = photos.load(p.image_ref)
         except PhotoError as exc:
             return transformer.reject_photo(p, exc.kind, exc.reason)
-        return transformer.finish(p, data, photos.uri(p.image_ref, data))
+        prod = transformer.finish(p, data, photos.uri(p.image_ref, data))
+        if thumbs is not None and isinstance(prod, Product):
+            thumbs.save(prod.content_hash, data)  # skips one that exists; never rejects
+        return prod
 
     def done(value) -> Future:
         f: Future = Future()

@@ -76,6 +76,8 @@ def make(photo: bytes, size: int = SIZE, quality: int = QUALITY) -> bytes:
 
     with Image.open(io.BytesIO(photo)) as im:
         im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much cheaper
+        if im.mode not in ("RGB", "RGBA", "LA", "L", "P"):
+            im = im.convert("RGB")  # CMYK, 16-bit, float: resampling wants an 8-bit mode
         im.thumbnail((size, size))
         if im.mode in ("RGBA", "LA", "P"):
             im = im.convert("RGBA")

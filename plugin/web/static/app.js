@@ -143,6 +143,8 @@ async function run() {
     if (seq !== state.seq) return;
     showError(err);
   }
+  // Finished searches, counted: lets a test (or a screen reader hook) wait for "the next result".
+  document.body.dataset.runs = String(Number(document.body.dataset.runs || 0) + 1);
 }
 
 // -- rendering ----------------------------------------------------------------------------------
