@@ -84,8 +84,20 @@ def command(settings, triton_grpc_port, milvus_port, http_port, http_host, expor
         else:
             import uvicorn
 
-            # uvicorn handles Ctrl-C itself and returns; the stack then stops below.
-            uvicorn.run(app, host=http_host, port=http_port, log_level=settings.log_level.lower())
+            # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with
+            # the handler it found installed. With the default SIGTERM handler that kills us
+            # before the stack below is stopped (Triton and Milvus orphaned); with this one it
+            # unwinds through local_stack's clean-up and exits 0, as Ctrl-C does.
+            def _stop(signum, frame):
+                raise SystemExit(0)
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, _stop)
+            try:
+                uvicorn.run(app, host=http_host, port=http_port, log_level=settings.log_level.lower())
+            except SystemExit as exc:
+                if exc.code not in (0, None):
+                    raise
             code = 0
     if code:
         raise SystemExit(code)

@@ -105,6 +105,29 @@ def remove_shm(prefix: str) -> None:
         p.unlink(missing_ok=True)
 
 
+def remove_stale_shm(root: Path = Path("/dev/shm")) -> list[str]:
+    """Regions of our servers whose owning samestyle process is gone (SIGKILLed before
+    it could clean up): removed at every start. The owner's pid is in the name."""
+    removed = []
+    for p in root.glob("samestyle_triton_*"):
+        parts = p.name.split("_")
+        if len(parts) < 4 or not parts[2].isdigit():
+            continue
+        pid = int(parts[2])
+        try:
+            os.kill(pid, 0)
+            continue  # alive: its regions are in use
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # someone else's live process
+        p.unlink(missing_ok=True)
+        removed.append(p.name)
+    if removed:
+        log.info("removed %d stale Triton shared-memory regions of dead processes", len(removed))
+    return removed
+
+
 def triton_command(env: ServeEnv, repo: Path, grpc_port: int, base_env: dict) -> tuple[list[str], dict]:
     """argv and environment of tritonserver (pure). gRPC only: the client, the
     statistics and the readiness probe all use it, so HTTP and metrics stay off."""
@@ -116,6 +139,7 @@ def triton_command(env: ServeEnv, repo: Path, grpc_port: int, base_env: dict) ->
         f"--backend-directory={env.backends}",
         "--model-control-mode=none",
         f"--grpc-port={grpc_port}",
+        "--grpc-address=127.0.0.1",  # a local encoder server: never reachable from other machines
         "--allow-http=false",
         "--allow-metrics=false",
         "--allow-gpu-metrics=false",
@@ -166,6 +190,7 @@ class TritonServer:
 
     def start(self) -> "TritonServer":
         self.check_repository()
+        remove_stale_shm()
         env = serve_env(self.serve_python)
         ensure_stub(env)
         if self.grpc_port is None:
