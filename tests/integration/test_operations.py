@@ -4,6 +4,7 @@ and `samestyle serve` stops its children and exits 0 on SIGTERM, as on Ctrl-C.""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -105,3 +106,43 @@ def test_serve_stops_its_stack_and_exits_0_on_sigterm(tmp_path, samestyle_cli):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_ingest_dead_letters_forged_and_escaping_photos(tmp_path, catalogue, onnx_encoder):
+    """Through the real pipeline into Milvus Lite: the forged JPEG, a traversal path and
+    a loopback URL are dead-lettered with their reason; the good rows load."""
+    import csv
+
+    from samestyle.config import Settings
+    from samestyle.loaders.jobs import ingest_catalogue
+    from samestyle.loaders.pipeline import IngestOptions
+    from samestyle.loaders.transform import ColumnMap
+    from samestyle.store import Store
+    from tests.unit.test_confinement import forged_jpeg
+
+    with catalogue.csv_path.open(newline="") as f:
+        rows = list(csv.DictReader(f))[:5]
+    root = tmp_path / "cat"
+    (root / "img").mkdir(parents=True)
+    for r in rows:
+        (root / r["image"]).parent.mkdir(parents=True, exist_ok=True)
+        (root / r["image"]).write_bytes((catalogue.root / r["image"]).read_bytes())
+    (root / "img" / "forged.jpg").write_bytes(forged_jpeg())
+    (tmp_path / "outside.jpg").write_bytes((catalogue.root / rows[0]["image"]).read_bytes())
+    rows[1]["image"] = "img/forged.jpg"
+    rows[2]["image"] = "../outside.jpg"
+    rows[3]["image"] = "http://127.0.0.1:9/a.jpg"
+    path = root / "cat.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    settings = Settings(data_dir=tmp_path / "data")
+    with Store.open(settings) as store:
+        rep = ingest_catalogue(path, store=store, encoder=onnx_encoder, columns=ColumnMap(),
+                               data_dir=settings.data_dir, options=IngestOptions(batch_size=8), max_failures="3")
+    assert rep["loaded"] == 2 and rep["failed"] == 3, rep
+    letters = {json.loads(x)["id"]: json.loads(x) for x in Path(rep["dead_letter"]).read_text().splitlines()}
+    assert "forged" in letters[rows[1]["id"]]["reason"]
+    assert letters[rows[2]["id"]]["kind"] == "refused_photo"
+    assert letters[rows[3]["id"]]["kind"] == "refused_photo"
