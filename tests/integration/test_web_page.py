@@ -153,8 +153,14 @@ def assert_photos_loaded(pg, sel: str = "#grid img") -> int:
 
 def shot(pg, name: str) -> None:
     if SHOTS:
+        from PIL import Image
+
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        pg.screenshot(path=str(Path(SHOTS) / name), full_page=False)
+        path = Path(SHOTS) / name
+        pg.evaluate("window.scrollTo(0, 0)")
+        pg.screenshot(path=str(path), full_page=False)
+        with Image.open(path) as im:  # a palette PNG: a third of the size
+            im.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
 def search_text(pg, text: str) -> None:
@@ -176,7 +182,7 @@ def test_text_search_shows_photos_score_bars_and_a_cli_that_agrees(site, page):
     for b in bars:
         assert b["fields"] == ["image", "text", "fused"] and b["matched"] == 1
     assert any(w > 0 for b in bars for w in b["widths"]), "no score bar has a visible length"
-    shot(page, "page-text-search.png")
+    shot(page, "demo-text-search.png")
 
     page.click("button[data-copy=cli]")
     cli = page.evaluate("navigator.clipboard.readText()")
@@ -199,7 +205,7 @@ def test_photo_upload_with_modifier(site, page):
     assert assert_photos_loaded(page) == len(on_screen(page)) > 0
     assert "--modifier 'but in black'" in page.inner_text("#cli")
     assert json.loads(page.inner_text("#json"))["modifier"] == "but in black"
-    shot(page, "page-photo-modifier.png")
+    shot(page, "demo-photo-modifier.png")
 
 
 def test_clicking_a_result_gives_its_same_style_results(site, page):
@@ -270,7 +276,7 @@ def test_duplicates_view(site, page):
     assert together, f"no known duplicate pair {site.catalogue.duplicates[:3]} is shown in one cluster"
     assert_photos_loaded(page, ".cluster img")
     assert page.inner_text("#cli").startswith("samestyle dedup --threshold 0.95")
-    shot(page, "page-duplicates.png")
+    shot(page, "demo-duplicates.png")
     before = runs(page)
     page.fill("#d-threshold", "1")
     settle(page, before)
@@ -299,7 +305,7 @@ def test_keyboard_and_phone_width(site):
         cols = pg.evaluate("getComputedStyle(document.querySelector('#grid')).gridTemplateColumns.split(' ').length")
         assert cols == 2
         assert pg.evaluate("document.documentElement.scrollWidth") <= 390, "the page scrolls sideways on a phone"
-        shot(pg, "page-phone.png")
+        shot(pg, "demo-phone.png")
     finally:
         ctx.close()
 
@@ -344,7 +350,7 @@ def test_bad_photo_and_stopped_triton_show_the_api_message(site, page, tmp_path)
     msg = page.inner_text("#error")
     api = httpx.post(site.url + "/v1/search/text", json={"text": "red dress"}, timeout=120).json()["error"]
     assert api["message"] in msg and api["code"] in msg
-    shot(page, "page-error.png")
+    shot(page, "demo-error.png")
     # product searches need no encoder: they still work, and the error goes away
     _product_mode(page, site.catalogue.duplicates[0][0] if site.catalogue.duplicates else "P00001")
     assert not page.is_visible("#error") and on_screen(page)

@@ -183,9 +183,11 @@ function renderHits(data) {
     li.querySelector("img").replaceWith(photo(ent, 160));
     li.querySelector(".title").textContent = ent.title || "(no title)";
     li.querySelector(".sub").textContent = `${hit.rank}. ${hit.id} · ${ent.category || ""}`;
-    li.querySelector(".attrs").textContent = Object.entries(ent)
+    const attrs = li.querySelector(".attrs");
+    attrs.textContent = Object.entries(ent)
       .filter(([k, v]) => !HIDDEN.has(k) && v !== null && v !== "" && typeof v !== "object")
       .map(([k, v]) => `${k}: ${v}`).join(" · ");
+    attrs.title = attrs.textContent;  // clipped to three lines; the whole list on hover
     const bars = li.querySelector(".bars");
     bars.setAttribute("aria-label", `per-field similarity, ${short(hit.matched)} carried it`);
     for (const f of FIELDS) {
