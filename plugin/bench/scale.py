@@ -234,7 +234,9 @@ def _layout(cfg: ScaleConfig):
     from ..store.spec import build_index_params, build_schema, index_profile, load_collection_spec
 
     spec = load_collection_spec()
-    prof = index_profile(cfg.profile)
+    # The per-field layout only: its hybrid figures are hybrid_search's (the composite
+    # field a profile may add is measured by `bench search`, on real vectors).
+    prof = replace(index_profile(cfg.profile), composite=None)
     if cfg.index_type:
         build, search = INDEX_DEFAULTS[cfg.index_type]
         prof = replace(prof, vector_index={"index_type": cfg.index_type, "params": dict(build)},

@@ -75,6 +75,21 @@ class SearchPlan:
     limit: int  # hits to ask for (offset + k)
     expr: str = ""
     search_params: dict = field(default_factory=dict)
+    # A weighted multi-field search on a collection with a composite field (see
+    # samestyle.store.spec.CompositeSpec): `requests` is then one request on that field
+    # with the weighted query views side by side, and its score is the exact weighted sum.
+    composite: str | None = None
+
+    @property
+    def anns_field(self) -> str | None:
+        """The one field a plain `search` runs on; None for a hybrid search."""
+        if self.composite:
+            return self.composite
+        return self.fields[0] if len(self.fields) == 1 else None
+
+    @property
+    def single_vector(self) -> list[float]:
+        return self.requests[0].data[0] if self.composite else self.vectors[self.fields[0]]
 
 
 # --- small pure helpers -------------------------------------------------------------------
@@ -183,18 +198,42 @@ def query_vectors(views: Mapping[str, object], fields: Sequence[str]) -> tuple[d
     return vecs, used
 
 
+def composite_query(vectors: Mapping[str, Sequence[float]], fields: Sequence[str],
+                    weights: Sequence[float]) -> list[float]:
+    """[w_image q_image, w_text q_text, w_fused q_fused]: its inner product with a stored
+    composite [v_image, v_text, v_fused] is the weighted sum of the per-field cosines;
+    a field not searched contributes zeros."""
+    w = dict(zip(fields, weights))
+    dim = len(next(iter(vectors.values())))
+    parts = [np.asarray(vectors[f], np.float32) * np.float32(w[f]) if f in w else np.zeros(dim, np.float32)
+             for f in FIELDS]
+    return np.concatenate(parts).tolist()
+
+
 def plan(views: Mapping[str, object], fields: Sequence[str], *, k: int = 10, offset: int = 0, expr: str = "",
          weights: Mapping[str, float] | Sequence[float] | None = None, profile: Mapping[str, float] | None = None,
-         ranker: str = "weighted", params: Mapping | None = None, reserve: int = 0) -> SearchPlan:
+         ranker: str = "weighted", params: Mapping | None = None, reserve: int = 0,
+         composite: str | None = None, composite_params: Mapping | None = None) -> SearchPlan:
     """The general builder: any set of fields as one (hybrid) search. `reserve` more
     hits are fetched, in total and in each sub-request, for hits the caller will drop
-    itself (a batch's query products, which a shared filter cannot exclude)."""
+    itself (a batch's query products, which a shared filter cannot exclude).
+
+    `composite` names the collection's composite field (None: it has none): a weighted
+    search over several fields then becomes one search on it (`composite_params`: its
+    index's search params), exact for any weights; RRF still needs hybrid_search."""
     fields = check_fields(fields, FIELDS)
     if k < 1 or offset < 0:
         raise InputError(f"k must be >= 1 and offset >= 0, got k={k} offset={offset}", field="k")
     vecs, used = query_vectors(views, fields)
     ws = normalise_weights(fields, weights, profile)
     limit = offset + k
+    if composite and ranker == "weighted" and len(fields) > 1:
+        limit += reserve
+        sp = search_params(limit, composite_params if composite_params is not None else params)
+        cq = composite_query(vecs, fields, ws)
+        req = AnnSearchRequest(data=[cq], anns_field=composite, param=sp, limit=limit, expr=expr or None)
+        return SearchPlan(fields, vecs, used, ws, ranker, [req], make_ranker(ranker, ws), limit, expr, sp,
+                          composite=composite)
     per_req = (candidates(limit) if len(fields) > 1 else limit) + reserve
     limit += reserve
     sp = search_params(per_req, params)
@@ -222,6 +261,8 @@ class BatchPlan:
 def batch_key(p: SearchPlan) -> tuple:
     """Plans with equal keys can share a call (same fields, ranking, page and filter).
     RRF ignores the weights, so they do not split an RRF batch."""
+    if p.composite:  # the weights live in the query vector: any weights share a call
+        return (p.composite, p.limit, p.expr, repr(sorted(p.search_params.items())))
     weights = None if p.ranker_kind == "rrf" else p.weights
     return (p.fields, weights, p.ranker_kind, p.limit, p.expr, repr(sorted(p.search_params.items())))
 
@@ -234,6 +275,11 @@ def batch(plans: Sequence[SearchPlan]) -> BatchPlan:
         raise ValueError("plans in one batch must share fields, weights, ranker, limit, filter and params "
                          "(group them by batch_key first)")
     head = plans[0]
+    if head.composite:
+        data = {head.composite: [p.single_vector for p in plans]}
+        reqs = [AnnSearchRequest(data=data[head.composite], anns_field=head.composite, param=head.search_params,
+                                 limit=head.limit, expr=head.expr or None)]
+        return BatchPlan(tuple(plans), data, reqs)
     data = {f: [p.vectors[f] for p in plans] for f in head.fields}
     per_req = head.requests[0].limit
     reqs = [AnnSearchRequest(data=data[f], anns_field=f, param=head.search_params, limit=per_req,

@@ -191,13 +191,20 @@ class Searcher:
 
     def __init__(self, client, collection: str = C.COLLECTION_ALIAS, encoder: Encoder | None = None,
                  profiles: Profiles | None = None, timeout: float | None = None,
-                 index_params: Mapping | None = None):
+                 index_params: Mapping | None = None, composite_params: Mapping | None = None,
+                 use_composite: bool = True):
         self.client = client
         self.collection = collection
         self.encoder = encoder
         self.profiles = profiles or Profiles.load()
         self.timeout = timeout
         self.index_params = dict(index_params or {})  # search params of the index profile (ef, ...)
+        # A weighted multi-field search runs as one call on the collection's composite
+        # field when it has one (samestyle.store.spec.CompositeSpec); False forces
+        # hybrid_search (benchmarks compare the two).
+        self.use_composite = use_composite
+        self.composite_params = dict(composite_params) if composite_params is not None else None
+        self._composite: str | None = None
         self._schema: F.FilterSchema | None = None
         self._scalars: list[str] | None = None
         self._model_version: str | None = None
@@ -208,8 +215,11 @@ class Searcher:
 
         client = store_pkg.connect(settings)
         params = store_pkg.search_params(settings.resolved_profile)["params"]
+        from ..store.spec import index_profile
+
+        comp = index_profile(settings.resolved_profile).composite
         return cls(client, collection or settings.collection, encoder, Profiles.load(settings.search_profiles),
-                   index_params=params)
+                   index_params=params, composite_params=dict(comp.search_params) if comp else None)
 
     def close(self) -> None:
         try:
@@ -223,16 +233,24 @@ class Searcher:
             store.ensure_loaded(self.client, self.collection)
             desc = store.describe(self.client, self.collection)
             self._model_version = store.model_version(desc)
+            self._composite = store.composite_field(desc)
             base = F.FilterSchema.from_description(desc)
             self._scalars = list(base.fields)
             fields = dict(base.fields)
             if base.dynamic:
                 # Names outside the schema are checked against the attributes rows
                 # actually carry, so a typo is an error rather than zero hits.
-                for k, kind in store.dynamic_keys(self.client, self.collection, list(fields)).items():
+                known = [*fields, self._composite] if self._composite else list(fields)
+                for k, kind in store.dynamic_keys(self.client, self.collection, known).items():
                     fields.setdefault(k, kind)
             self._schema = F.FilterSchema(fields, dynamic=False)
         return self._schema
+
+    @property
+    def composite(self) -> str | None:
+        """The composite field weighted multi-field searches run on (None: hybrid_search)."""
+        self.schema()
+        return self._composite if self.use_composite else None
 
     def _filters(self, raw) -> list:
         schema = self.schema()
@@ -259,7 +277,22 @@ class Searcher:
                              field="group_by", fix=f"use one of {', '.join(sorted(self._scalars or ()))}")
 
     # -- encoding ---------------------------------------------------------------------
-    def _encode(self, *, photo: bytes | None = None, text: str | None = None) -> dict[str, np.ndarray]:
+    def _encode_many(self, inputs: Sequence[ProductInput]) -> list[dict[str, np.ndarray] | InputError]:
+        """Views of many queries from one encoder call (batches of the encoder's
+        max_batch: one Triton request per 64 queries); a query that fails to encode
+        gets its error, the others their views."""
+        self._check_encoder()
+        enc = self.encoder.encode(inputs)
+        out: list[dict[str, np.ndarray] | InputError] = []
+        for i, err in enumerate(enc.errors):
+            if err is not None:
+                fld = {"image": "photo"}.get(err.field or "", err.field)
+                out.append(InputError(f"cannot encode the query: {err.message}", field=fld, record=inputs[i].id))
+            else:
+                out.append({v: enc.view(v)[i] for v in C.VIEWS})
+        return out
+
+    def _check_encoder(self) -> None:
         if self.encoder is None:
             raise InputError("this search needs an encoder (text or photo query) but none was given",
                              fix="pass encoder=... (samestyle.serve.encoder_for(settings))")
@@ -270,6 +303,9 @@ class Searcher:
                 f"collection [{self.collection}] holds vectors of model [{self._model_version}], the encoder "
                 f"serves [{self.encoder.model_version}]",
                 fix="point SAMESTYLE_TRITON_URL / SAMESTYLE_MODEL at the collection's model, or reindex")
+
+    def _encode(self, *, photo: bytes | None = None, text: str | None = None) -> dict[str, np.ndarray]:
+        self._check_encoder()
         if text is not None and len(text) > C.MAX_TITLE_CHARS:
             raise InputError(f"text has {len(text)} characters, over the limit of {C.MAX_TITLE_CHARS}", field="text")
         try:
@@ -360,6 +396,100 @@ class Searcher:
                  len(out.errors), out.calls, out.took_ms)
         return out
 
+    def by_texts(self, texts: Sequence[str], target: str | None = None, opts: SearchOptions | None = None,
+                 **kw) -> "BatchResult":
+        """`by_text` for many phrases: encoded together (one Triton request per 64) and
+        searched in as few Milvus calls as their plans allow (`MAX_BATCH` to a call),
+        each with the hits `by_text` gives it. Results and errors are keyed by the
+        phrase's position ("0", "1", ...); a phrase that fails never stops the others."""
+        o = _opts(opts, kw)
+        target = target or o.target
+        if target not in R.TEXT_TARGETS:
+            raise InputError(f"unknown text target [{target}]", field="target",
+                             fix=f"use one of {', '.join(R.TEXT_TARGETS)}")
+        t0 = time.perf_counter()
+        out = BatchResult()
+        good: list[tuple[str, str]] = []
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                out.errors[str(i)] = InputError("text is empty", field="text", record=str(i))
+            elif len(text) > C.MAX_TITLE_CHARS:
+                out.errors[str(i)] = InputError(f"text has {len(text)} characters, over the limit of "
+                                                f"{C.MAX_TITLE_CHARS}", field="text", record=str(i))
+            else:
+                good.append((str(i), text))
+        views = self._encode_many([ProductInput(key, text=text) for key, text in good]) if good else []
+        queries = []
+        for (key, text), v in zip(good, views):
+            if isinstance(v, InputError):
+                out.errors[key] = v
+            else:
+                queries.append((key, {"text": v["text"]}, {"text": text, "target": target}))
+        self._run_many("text", queries, R.TEXT_TARGETS[target], o, out)
+        return self._finish(out, len(texts), t0)
+
+    def by_photos(self, photos: Sequence[bytes | str | Path], opts: SearchOptions | None = None,
+                  **kw) -> "BatchResult":
+        """`by_photo` for many photos (bytes or paths), encoded together and searched in
+        as few Milvus calls as their plans allow; keyed by position like `by_texts`."""
+        o = _opts(opts, kw)
+        t0 = time.perf_counter()
+        out = BatchResult()
+        good: list[tuple[str, bytes]] = []
+        for i, photo in enumerate(photos):
+            try:
+                good.append((str(i), _read_photo(photo)))
+            except InputError as exc:
+                exc.record = str(i)
+                out.errors[str(i)] = exc
+        views = self._encode_many([ProductInput(key, image=data) for key, data in good]) if good else []
+        queries = []
+        for (key, _), v in zip(good, views):
+            if isinstance(v, InputError):
+                out.errors[key] = v
+            else:
+                queries.append((key, {"image": v["image"], "fused": v["fused"]}, {"photo": True}))
+        self._run_many("photo", queries, R.DEFAULT_FIELDS["photo"], o, out)
+        return self._finish(out, len(photos), t0)
+
+    def _run_many(self, kind: str, queries: Sequence[tuple[str, Mapping, dict]], default_fields: Sequence[str],
+                  o: SearchOptions, out: "BatchResult") -> None:
+        """Search encoded queries (key, views, query echo) sharing options: plans with
+        one batch_key go MAX_BATCH to a Milvus call; with group_by, one call each."""
+        groups: dict[tuple, list[tuple[str, R.SearchPlan, str, Mapping, dict]]] = {}
+        for key, views, query in queries:
+            try:
+                plan, profile_name = self._plan(views, default_fields, o, list(o.exclude), o.category)
+            except InputError as exc:
+                out.errors[key] = exc
+                continue
+            if o.group_by is not None:
+                t1 = time.perf_counter()
+                raw = store.run(self.client, self.collection, plan, offset=0, group_by=o.group_by,
+                                output_fields=["*"], timeout=o.timeout or self.timeout)
+                out.calls += 1
+                out.results[key] = self._result(kind, plan, profile_name, raw, views, o, query, t1)
+                continue
+            groups.setdefault(R.batch_key(plan), []).append((key, plan, profile_name, views, query))
+        for members in groups.values():
+            for i in range(0, len(members), MAX_BATCH):
+                chunk = members[i:i + MAX_BATCH]
+                t1 = time.perf_counter()
+                raws = store.run_batch(self.client, self.collection, R.batch([m[1] for m in chunk]),
+                                       output_fields=["*"], timeout=o.timeout or self.timeout)
+                out.calls += 1
+                for (key, plan, profile_name, views, query), raw in zip(chunk, raws):
+                    out.results[key] = self._result(kind, plan, profile_name, raw, views, o, query, t1)
+
+    @staticmethod
+    def _finish(out: "BatchResult", n: int, t0: float) -> "BatchResult":
+        out.results = {str(i): out.results[str(i)] for i in range(n) if str(i) in out.results}  # request order
+        out.errors = {str(i): out.errors[str(i)] for i in range(n) if str(i) in out.errors}
+        out.took_ms = (time.perf_counter() - t0) * 1000
+        log.info("batch search: %d queries, %d errors, %d calls in %.1f ms", len(out.results), len(out.errors),
+                 out.calls, out.took_ms)
+        return out
+
     def by_text(self, text: str, target: str | None = None, opts: SearchOptions | None = None, **kw) -> SearchResult:
         o = _opts(opts, kw)
         target = target or o.target
@@ -436,7 +566,9 @@ class Searcher:
         # land on two pages. Pages are therefore cut here from one stable order (score,
         # then id) over offset + k + TIE_SLACK hits, not with Milvus's own offset.
         plan = R.plan(views, fields, k=o.offset + o.k + TIE_SLACK, offset=0, expr=expr, weights=o.weights,
-                      profile=profile, ranker=o.ranker, params=self.index_params, reserve=extra_hits)
+                      profile=profile, ranker=o.ranker, params=self.index_params, reserve=extra_hits,
+                      composite=self._composite if self.use_composite else None,
+                      composite_params=self.composite_params)
         return plan, profile_name
 
     def _result(self, kind: str, plan: R.SearchPlan, profile_name: str, raw: list[dict], views: Mapping,
@@ -452,7 +584,7 @@ class Searcher:
         for i, h in enumerate(raw):
             ent = h["entity"]
             scores = field_scores(all_q, ent)
-            for f in R.FIELDS:
+            for f in (*R.FIELDS, self._composite):
                 ent.pop(f, None)
             sim = float(sum(w[f] * scores.get(f, 0.0) for f in plan.fields))
             if o.floor is not None and sim < o.floor:

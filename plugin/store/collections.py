@@ -105,6 +105,7 @@ class Store:
         self.alias = alias
         self.spec = spec or S.load_collection_spec()
         self.profile = S.index_profile(profile, profiles)
+        self._composite: dict[str, str | None] = {}
 
     @classmethod
     def open(cls, settings: Settings, alias: str | None = None) -> "Store":
@@ -192,6 +193,7 @@ class Store:
         return name
 
     def create(self, name: str, manifest: Mapping) -> None:
+        self._composite.pop(name, None)
         schema = S.build_schema(self.spec, manifest, self.profile)
         index = S.build_index_params(self.spec, self.profile)
         kw: dict[str, Any] = {}
@@ -204,7 +206,7 @@ class Store:
         log.info("creating collection %s (model %s, %s-d, profile %s)", name, manifest["model_version"],
                  manifest["embed_dim"], self.profile.name)
         self._call("create_collection", name, self.client.create_collection, name, schema=schema,
-                   properties=S.collection_properties(self.spec, manifest), **kw)
+                   properties=S.collection_properties(self.spec, manifest, profile=self.profile), **kw)
         # sync=False: the collection is empty, there is nothing to wait for, and the
         # wait itself calls AllocTimestamp, which Milvus Lite does not implement.
         self._call("create_index", name, self.client.create_index, name, index, sync=False)
@@ -304,11 +306,23 @@ class Store:
             raise StoreError(f"collection [{name}] is behind the alias {aliases}; refusing to drop it",
                              collection=name, fix="switch the alias away first (`samestyle reindex`)")
         self._call("drop_collection", name, self.client.drop_collection, name)
+        self._composite.pop(name, None)
 
     # -- data ---------------------------------------------------------------------------
+    def composite_field(self, name: str) -> str | None:
+        """The collection's composite field (see spec.CompositeSpec), from its own
+        description: a collection made under another profile is filled as it was built."""
+        if name not in self._composite:
+            self._composite[name] = S.composite_field(self.describe(name))
+        return self._composite[name]
+
     def upsert(self, name: str, rows: Sequence[dict]) -> int:
         if not rows:
             return 0
+        comp = self.composite_field(name)
+        if comp:
+            fields = list(self.spec.vector_fields.values())
+            rows = [{**r, comp: S.composite_vector([r.get(f) for f in fields])} for r in rows]
         res = self._call("upsert", name, self.client.upsert, name, list(rows))
         return int(res.get("upsert_count", len(rows))) if isinstance(res, Mapping) else len(rows)
 

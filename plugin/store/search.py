@@ -56,6 +56,13 @@ def ensure_loaded(client, collection: str) -> None:
         raise _wrap(exc, "load", collection) from None
 
 
+def composite_field(desc: dict) -> str | None:
+    """The collection's composite field, None when it has none (spec.CompositeSpec)."""
+    from .spec import composite_field as _composite
+
+    return _composite(desc)
+
+
 def scalar_fields(desc: dict) -> list[str]:
     """Scalar fields worth returning with a hit (everything but vectors)."""
     out = []
@@ -126,8 +133,8 @@ def run(client, collection: str, plan, *, offset: int = 0, group_by: str | None 
             kw["group_size"] = group_size
     out = list(output_fields or [])
     try:
-        if len(plan.requests) == 1:
-            res = client.search(collection, data=[plan.vectors[plan.fields[0]]], anns_field=plan.fields[0],
+        if plan.anns_field:
+            res = client.search(collection, data=[plan.single_vector], anns_field=plan.anns_field,
                                 filter=plan.expr or "", limit=k, offset=offset, output_fields=out,
                                 search_params=plan.search_params, timeout=timeout, **kw)
         else:
@@ -147,8 +154,8 @@ def run_batch(client, collection: str, bplan, *, output_fields: Sequence[str] | 
     p = bplan.head
     out = list(output_fields or [])
     try:
-        if len(p.requests) == 1:
-            f = p.fields[0]
+        if p.anns_field:
+            f = p.anns_field
             res = client.search(collection, data=bplan.data[f], anns_field=f, filter=p.expr or "", limit=p.limit,
                                 output_fields=out, search_params=p.search_params, timeout=timeout)
         else:

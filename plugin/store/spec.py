@@ -12,7 +12,9 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 from .. import contract as C
 from ..config import resource
@@ -28,6 +30,7 @@ PROP_MODEL_VERSION = "samestyle.model_version"
 PROP_EMBED_DIM = "samestyle.embed_dim"
 PROP_SCHEMA_VERSION = "samestyle.schema_version"
 PROP_STATE = "samestyle.state"  # "building" until an ingest/reindex completes, then "complete"
+PROP_COMPOSITE = "samestyle.composite"  # name of the composite field, when the collection has one
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -98,6 +101,21 @@ class IndexProfile:
     description: str = ""
     shards_num: int | None = None  # Milvus default when None
     consistency_level: str | None = None  # Strong / Bounded / Session / Eventually
+    composite: "CompositeSpec | None" = None  # one field holding every view side by side
+
+
+@dataclass(frozen=True)
+class CompositeSpec:
+    """An optional extra vector field holding a product's three unit vectors side by
+    side ([image, text, fused], 3 x embed_dim). With inner product,
+    sum_i w_i <q_i, v_i> = <[w_1 q_1, w_2 q_2, w_3 q_3], [v_1, v_2, v_3]>, so one ANN
+    call on it answers a weighted multi-field search exactly, for any query-time
+    weights (3x the vector storage). Milvus Lite pays a pass over every stored row per
+    call, so this is where it matters; servers keep hybrid_search."""
+
+    field: str
+    vector_index: Mapping[str, Any]
+    search_params: Mapping[str, Any] = field(default_factory=dict)
 
 
 CONSISTENCY_LEVELS = ("Strong", "Bounded", "Session", "Eventually")
@@ -168,11 +186,38 @@ def parse_index_profiles(data: Mapping, path: Path = Path("indexes.json")) -> di
             search_params=dict(raw.get("search_params") or {}), partition_key=bool(raw.get("partition_key", True)),
             num_partitions=raw.get("num_partitions"), scalar_indexes=dict(raw.get("scalar_indexes") or {}),
             description=str(raw.get("description", "")), shards_num=shards, consistency_level=level,
+            composite=_parse_composite(name, raw.get("composite"), path),
         )
     missing = [p for p in PROFILES if p not in out]
     if missing:
         raise _bad(path, f"profiles {missing} are missing")
     return out
+
+
+def _parse_composite(profile: str, raw, path: Path) -> CompositeSpec | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise _bad(path, f"profile [{profile}] has composite [{raw}]: want an object or null")
+    name = raw.get("field")
+    if not isinstance(name, str) or not _IDENT.match(name):
+        raise _bad(path, f"profile [{profile}] composite has an invalid field name [{name}]")
+    vi = raw.get("vector_index") or {}
+    if not vi.get("index_type"):
+        raise _bad(path, f"profile [{profile}] composite has no vector_index.index_type")
+    return CompositeSpec(name, {"index_type": vi["index_type"], "params": dict(vi.get("params") or {})},
+                         dict(raw.get("search_params") or {}))
+
+
+def composite_vector(parts: Sequence) -> np.ndarray:
+    """The composite of per-view vectors (or weighted query vectors), in contract.VIEWS
+    order; a missing part is zeros of the others' length."""
+    dims = {len(p) for p in parts if p is not None}
+    if len(dims) != 1:
+        raise ValueError(f"composite parts need one common length, got {sorted(dims)}")
+    d = dims.pop()
+    return np.concatenate([np.zeros(d, np.float32) if p is None else np.asarray(p, np.float32).reshape(-1)
+                           for p in parts])
 
 
 def _read_json(path: Path) -> dict:
@@ -236,6 +281,11 @@ def build_schema(spec: CollectionSpec, manifest: Mapping, profile: IndexProfile)
         if profile.partition_key and f.name == spec.partition_key:
             kw["is_partition_key"] = True
         schema.add_field(f.name, getattr(DataType, f.type), **kw)
+    if profile.composite is not None:
+        if profile.composite.field in spec.names:
+            raise ConfigError(f"composite field [{profile.composite.field}] of profile [{profile.name}] is also a "
+                              f"field of the collection definition", fix="give the composite field its own name")
+        schema.add_field(profile.composite.field, DataType.FLOAT_VECTOR, dim=len(C.VIEWS) * dim)
     return schema
 
 
@@ -247,20 +297,37 @@ def build_index_params(spec: CollectionSpec, profile: IndexProfile):
     for name in spec.vector_fields.values():
         params.add_index(field_name=name, index_name=name, index_type=profile.vector_index["index_type"],
                          metric_type=C.METRIC, params=dict(profile.vector_index["params"]))
+    if profile.composite is not None:
+        comp = profile.composite
+        params.add_index(field_name=comp.field, index_name=comp.field, index_type=comp.vector_index["index_type"],
+                         metric_type=C.METRIC, params=dict(comp.vector_index["params"]))
     for name, itype in profile.scalar_indexes.items():
         if name in spec.names:  # a profile may name attributes a trimmed-down spec lacks
             params.add_index(field_name=name, index_name=name, index_type=itype)
     return params
 
 
-def collection_properties(spec: CollectionSpec, manifest: Mapping, state: str = "building") -> dict[str, str]:
-    """Stored with the collection, so a reader can check it holds this model's vectors."""
-    return {
+def collection_properties(spec: CollectionSpec, manifest: Mapping, state: str = "building",
+                          profile: IndexProfile | None = None) -> dict[str, str]:
+    """Stored with the collection, so a reader can check it holds this model's vectors
+    (and, when it has one, find the composite field whatever its own profile says)."""
+    props = {
         PROP_MODEL_VERSION: str(manifest["model_version"]),
         PROP_EMBED_DIM: str(_embed_dim(manifest)),
         PROP_SCHEMA_VERSION: str(spec.schema_version),
         PROP_STATE: state,
     }
+    if profile is not None and profile.composite is not None:
+        props[PROP_COMPOSITE] = profile.composite.field
+    return props
+
+
+def composite_field(desc: Mapping) -> str | None:
+    """The composite field of a described collection (None when it has none)."""
+    name = (desc.get("properties") or {}).get(PROP_COMPOSITE)
+    if name and any(f.get("name") == name for f in desc.get("fields", [])):
+        return name
+    return None
 
 
 def physical_name(alias: str, version: int) -> str:

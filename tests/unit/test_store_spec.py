@@ -69,7 +69,8 @@ def test_build_schema_per_profile(profile, partition_key):
     prof = S.index_profile(profile)
     schema = S.build_schema(spec, MANIFEST, prof).to_dict()
     fields = {f["name"]: f for f in schema["fields"]}
-    assert list(fields) == list(spec.names)
+    comp = [prof.composite.field] if prof.composite else []  # the optional composite field comes last
+    assert list(fields) == list(spec.names) + comp
     for name in C.VECTOR_FIELDS.values():
         assert fields[name]["params"]["dim"] == 128
         assert fields[name]["type"].name == "FLOAT_VECTOR"
