@@ -117,6 +117,103 @@ def batched_products(searcher, ids: list[str], k: int) -> dict:
             "products_per_s": round(len(ids) / max(sec, 1e-9), 1)}
 
 
+def _p50(fn, items) -> float:
+    ms = []
+    for it in items:
+        t = time.perf_counter()
+        fn(it)
+        ms.append((time.perf_counter() - t) * 1000)
+    return round(float(np.percentile(ms, 50)), 2)
+
+
+def _recall(got: list[str], s: np.ndarray, pos: dict, k: int, exclude: int | None = None) -> float:
+    """Share of `got` (k at most) scoring at least the exact k-th score of `s` (ties
+    between identical vectors are not misses); `exclude` is left out of the exact list."""
+    if exclude is not None:
+        s = s.copy()
+        s[exclude] = -np.inf
+    kth = float(np.partition(s, len(s) - k)[len(s) - k])
+    return sum(1 for pid in got[:k] if pid in pos and s[pos[pid]] >= kth - 1e-5) / k
+
+
+def hybrid_fusion(searcher, rows: list[dict], ids: list[str], sample: list[int], k: int) -> dict:
+    """The 3-field weighted hybrid search (stored products as queries, each category's
+    weights) three ways, side by side: hybrid_search with Milvus's WeightedRanker, one
+    call on the composite field (when the collection has one), and exact numpy fusion
+    over the same stored vectors (the ceiling, and the truth recall is measured against).
+    The single-field product search (fused_vec) is the per-call baseline."""
+    from ..query import requests as R
+
+    fields = list(R.FIELDS)
+    x = {f: np.asarray([r[f] for r in rows], dtype=np.float32) for f in fields}
+    pos = {pid: j for j, pid in enumerate(ids)}
+    qids = [ids[i] for i in sample]
+    comp = searcher.composite
+
+    def exact(i: int, weights: dict) -> np.ndarray:
+        return sum(w * (x[f] @ x[f][i]) for f, w in weights.items() if w)
+
+    def exact_topk(i: int) -> None:
+        _, prof = searcher.profiles.for_category(rows[i].get(C.CATEGORY_FIELD))
+        ws = R.normalise_weights(fields, None, prof)
+        s = exact(i, dict(zip(fields, ws)))
+        s[i] = -np.inf
+        np.argpartition(-s, k)[:k]
+
+    out: dict = {"queries": len(sample), "k": k, "composite_field": comp}
+    _say(f"  hybrid fusion: {len(sample)} queries, single field / hybrid_search / composite / exact")
+    searcher.by_product(qids[0], k=k)  # warm-up
+    out["single_p50_ms"] = _p50(lambda q: searcher.by_product(q, k=k), qids)
+    out["exact_single_p50_ms"] = _p50(lambda i: np.argpartition(-(x["fused_vec"] @ x["fused_vec"][i]), k)[:k], sample)
+    out["exact_hybrid_p50_ms"] = _p50(exact_topk, sample)
+    ways = [("hybrid_search", False)] + ([("composite", True)] if comp else [])
+    for name, use in ways:
+        searcher.use_composite = use
+        try:
+            res = {q: searcher.by_product(q, k=k, fields=fields) for q in qids[:1]}  # warm-up
+            t_ms = []
+            for q in qids:
+                t = time.perf_counter()
+                res[q] = searcher.by_product(q, k=k, fields=fields)
+                t_ms.append((time.perf_counter() - t) * 1000)
+        finally:
+            searcher.use_composite = True
+        rec = [_recall(res[ids[i]].ids, exact(i, res[ids[i]].weights), pos, k, exclude=i) for i in sample]
+        out[name] = {"p50_ms": round(float(np.percentile(t_ms, 50)), 2),
+                     "p99_ms": round(float(np.percentile(t_ms, 99)), 2),
+                     "recall_vs_exact_fusion": round(float(np.mean(rec)), 4),
+                     "ratio_to_single": round(float(np.percentile(t_ms, 50)) / out["single_p50_ms"], 2)}
+    return out
+
+
+def batched_texts(searcher, texts: list[str], k: int, one_by_one_qps: float | None) -> dict:
+    """The text queries again through `Searcher.by_texts` (one encoder batch, many to a
+    Milvus call), with each result checked against its single search."""
+    _say(f"  text, batched: {len(texts)} queries")
+    t = time.perf_counter()
+    res = searcher.by_texts(texts, k=k)
+    sec = time.perf_counter() - t
+    same = sum(1 for i, q in enumerate(texts[:50]) if str(i) in res.results
+               and res.results[str(i)].ids == searcher.by_text(q, k=k).ids)
+    qps = len(texts) / max(sec, 1e-9)
+    return {"queries": len(texts), "answered": len(res.results), "errors": len(res.errors), "calls": res.calls,
+            "seconds": round(sec, 3), "qps": round(qps, 1),
+            "speedup_vs_one_by_one": round(qps / one_by_one_qps, 2) if one_by_one_qps else None,
+            "checked_against_single": min(50, len(texts)), "identical_to_single": same}
+
+
+def exact_ceiling(rows: list[dict], k: int, n: int = 50) -> dict:
+    """What the arithmetic costs: exact top-k by numpy over the same stored vectors, per
+    query (one field; three fields weighted), beside every Milvus figure of the run."""
+    from ..query import requests as R
+
+    x = {f: np.asarray([r[f] for r in rows], dtype=np.float32) for f in R.FIELDS}
+    qs = list(range(0, len(rows), max(1, len(rows) // n)))[:n]
+    single = _p50(lambda i: np.argpartition(-(x["fused_vec"] @ x["fused_vec"][i]), k)[:k], qs)
+    three = _p50(lambda i: np.argpartition(-sum(x[f] @ x[f][i] for f in R.FIELDS), k)[:k], qs)
+    return {"single_field": single, "three_fields": three, "queries": len(qs), "rows": len(rows)}
+
+
 def _load_rows(client, collection: str, label_col: str | None):
     from ..store import search as store
 
@@ -167,6 +264,37 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_fusion(report: dict, path: Path) -> None:
+    """p50 per query of the 3-field weighted search three ways plus the single-field
+    search and the exact numpy ceiling, with each way's recall against exact fusion."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = report["hybrid_fusion"]
+    bars = [("single field\n(Milvus)", h["single_p50_ms"], None),
+            ("3 fields\nhybrid_search", h["hybrid_search"]["p50_ms"], h["hybrid_search"]["recall_vs_exact_fusion"])]
+    if "composite" in h:
+        bars.append(("3 fields\ncomposite", h["composite"]["p50_ms"], h["composite"]["recall_vs_exact_fusion"]))
+    bars += [("exact numpy\n1 field", h["exact_single_p50_ms"], None),
+             ("exact numpy\n3 fields", h["exact_hybrid_p50_ms"], 1.0)]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    xs = np.arange(len(bars))
+    ax.bar(xs, [b[1] for b in bars], color=["#888", "#c44", "#4a4", "#48c", "#48c"][:len(bars)])
+    for x_, (_, v, r) in zip(xs, bars):
+        ax.text(x_, v, f"{v:.1f} ms" + (f"\nrecall {r:.3f}" if r is not None else ""), ha="center", va="bottom",
+                fontsize=8)
+    ax.set_xticks(xs, [b[0] for b in bars], fontsize=8)
+    ax.set_ylabel("p50 per query (ms)")
+    ax.set_title(f"Weighted 3-field search, {report['products']:,} products: recall@{h['k']} against exact "
+                 f"weighted fusion", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 @click.command("search")
 @click.option("--queries", "n", type=click.IntRange(1, 100_000), default=200, show_default=True,
               help="Queries per search type and concurrency.")
@@ -183,6 +311,8 @@ def plot(report: dict, path: Path) -> None:
 @click.option("--photo-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help=f"Base folder of relative image_uri values. [default: {DEFAULT_PHOTO_DIR} when present]")
 @click.option("--collection", metavar="NAME", help="Collection or alias. [default: SAMESTYLE_COLLECTION]")
+@click.option("--fusion-queries", type=click.IntRange(0, 100_000), default=200, show_default=True,
+              help="Stored products used to compare hybrid_search, the composite field and exact fusion (0: skip).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quick", is_flag=True, help="Smoke run (10 queries, concurrency 1 and 2); figures meaningless.")
 @click.option("--plot", "do_plot", is_flag=True, help="Write a PNG plot to --plot-file.")
@@ -191,7 +321,7 @@ def plot(report: dict, path: Path) -> None:
 @json_option
 @click.pass_obj
 def command(settings, n, concurrency, types, k, recall_queries, label_col, hit_queries, encoder_kind, photo_dir,
-            collection, seed, quick, do_plot, plot_file, out_path, as_json):
+            collection, seed, fusion_queries, quick, do_plot, plot_file, out_path, as_json):
     """Latency (p50/p95/p99) and QPS of each search type at concurrency 1 and 8,
     recall@k of the HNSW indexes against exact search, and the same-style hit rate."""
     import json
@@ -200,7 +330,7 @@ def command(settings, n, concurrency, types, k, recall_queries, label_col, hit_q
 
     conc = (1, 2) if quick else tuple(int(c) for c in concurrency.split(",") if c.strip())
     if quick:
-        n, recall_queries, hit_queries = 10, 10, 20
+        n, recall_queries, hit_queries, fusion_queries = 10, 10, 20, min(fusion_queries, 10)
     wanted = [t.strip() for t in types.split(",") if t.strip()]
     bad = [t for t in wanted if t not in TYPES]
     if bad:
@@ -263,6 +393,13 @@ def command(settings, n, concurrency, types, k, recall_queries, label_col, hit_q
                 report["latency"][t].append(run_load(fn, queries, c))
         if "product" in wanted:
             report["product_batched"] = batched_products(searcher, runs["product"][0], k)
+        if "text" in wanted and isinstance(report["latency"].get("text"), list):
+            one = report["latency"]["text"][0]["qps"]
+            report["text_batched"] = batched_texts(searcher, runs["text"][0], k, one)
+        if "hybrid" in wanted and fusion_queries:
+            idx = rng.sample(range(len(rows)), min(fusion_queries, len(rows)))
+            report["hybrid_fusion"] = hybrid_fusion(searcher, rows, ids, idx, k)
+        report["exact_ceiling_ms"] = exact_ceiling(rows, k)
         if recall_queries:
             _say("  recall@k against exact search...")
             idx = rng.sample(range(len(rows)), min(recall_queries, len(rows)))
@@ -281,6 +418,10 @@ def command(settings, n, concurrency, types, k, recall_queries, label_col, hit_q
     if do_plot:
         plot(report, plot_file)
         report["plot"] = str(plot_file)
+        if report.get("hybrid_fusion"):
+            fusion_file = plot_file.with_name(plot_file.stem + "-fusion.png")
+            plot_fusion(report, fusion_file)
+            report["plot_fusion"] = str(fusion_file)
     if out_path:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(report, indent=2))
@@ -302,6 +443,23 @@ def _human(r: dict) -> None:
         b = r["product_batched"]
         click.echo(f"product, batched: {b['products']} products in {b['calls']} calls, {b['per_product_ms']} ms a "
                    f"product ({b['products_per_s']} products/s)")
+    if r.get("text_batched"):
+        b = r["text_batched"]
+        click.echo(f"text, batched: {b['queries']} queries in {b['calls']} calls, {b['qps']} queries/s "
+                   f"({b['speedup_vs_one_by_one']}x one by one); {b['identical_to_single']}/"
+                   f"{b['checked_against_single']} identical to single searches")
+    if r.get("hybrid_fusion"):
+        h = r["hybrid_fusion"]
+        click.echo(f"3-field weighted search ({h['queries']} products): single field p50 {h['single_p50_ms']} ms; "
+                   f"exact numpy {h['exact_single_p50_ms']} / {h['exact_hybrid_p50_ms']} ms (1 / 3 fields)")
+        for way in ("hybrid_search", "composite"):
+            if way in h:
+                v = h[way]
+                click.echo(f"  {way:13s} p50 {v['p50_ms']} ms ({v['ratio_to_single']}x single), recall@{h['k']} "
+                           f"vs exact fusion {v['recall_vs_exact_fusion']}")
+    if r.get("exact_ceiling_ms"):
+        e = r["exact_ceiling_ms"]
+        click.echo(f"exact numpy ceiling: {e['single_field']} ms (1 field), {e['three_fields']} ms (3 fields) a query")
     for f, v in (r.get("recall") or {}).items():
         click.echo(f"recall@{r['k']} {f}: {v['recall']} ({v['queries']} queries)")
     if r.get("hit_rate"):

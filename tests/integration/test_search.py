@@ -7,6 +7,7 @@ floor, pagination, exclusion, per-field scores) behave."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -351,6 +352,15 @@ def test_bench_search_quick(search_catalogue, cli_env, tmp_path):
     assert b["products"] == rep["latency"]["product"][0]["queries"] == b["answered"] and b["errors"] == 0
     assert 1 <= b["calls"] < b["products"] and b["per_product_ms"] > 0
     assert rep["hit_rate"]["queries"] > 0 and plot.stat().st_size > 0
+    h = rep["hybrid_fusion"]  # the 3-field weighted search three ways, beside exact numpy fusion
+    assert h["composite_field"] == "views_vec" and h["queries"] == 10
+    for way in ("hybrid_search", "composite"):
+        assert 0 <= h[way]["recall_vs_exact_fusion"] <= 1 and h[way]["p50_ms"] > 0
+    assert h["composite"]["recall_vs_exact_fusion"] >= h["hybrid_search"]["recall_vs_exact_fusion"] - 0.05
+    t = rep["text_batched"]
+    assert t["answered"] == t["queries"] and t["errors"] == 0 and t["calls"] == 1
+    assert t["identical_to_single"] == t["checked_against_single"]
+    assert rep["exact_ceiling_ms"]["rows"] == rep["products"] and Path(rep["plot_fusion"]).stat().st_size > 0
 
 
 def test_contract_worked_example_runs(search_catalogue, monkeypatch, capsys):
