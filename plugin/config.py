@@ -34,6 +34,11 @@ def cache_dir() -> Path:
     return Path(base) / "samestyle"
 
 
+def onnx_root() -> Path:
+    """Where ONNX bundles are exported: build/onnx of a checkout, else <cache dir>/onnx."""
+    return ROOT / "build" / "onnx" if IN_CHECKOUT else cache_dir() / "onnx"
+
+
 def _default_triton_repo() -> Path:
     return ROOT / "triton_models" if IN_CHECKOUT else cache_dir() / "triton_models"
 

@@ -80,10 +80,9 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, image_weights=Non
 def bundle_dir(manifest: dict, root: str | Path | None = None) -> Path:
     """Where the ONNX bundle of a model version lives: build/onnx/<model_version> in a
     checkout, <cache dir>/onnx/<model_version> for an installed package."""
-    from .config import IN_CHECKOUT, ROOT, cache_dir
+    from .config import onnx_root
 
-    default = ROOT / "build" / "onnx" if IN_CHECKOUT else cache_dir() / "onnx"
-    return Path(root or default) / manifest["model_version"]
+    return Path(root or onnx_root()) / manifest["model_version"]
 
 
 def ensure_onnx(model_dir: str | Path, root: str | Path | None = None) -> Path:

@@ -309,6 +309,9 @@ def create_app(settings: Settings, *, searcher=None, timeout: float | None = Non
     from .web import mount  # the search page at /, thumbnails, facets, dedup, offline /docs
 
     mount(app, settings, backend, limit_s)
+    from .http_lifecycle import mount as mount_lifecycle  # /v1/search, /v1/products, /v1/collections
+
+    mount_lifecycle(app, settings, backend, limit_s)
     return app
 
 

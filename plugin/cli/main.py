@@ -1,14 +1,29 @@
 """`samestyle` command line. Each verb lives in its own module in this package and
 exposes a click command named `command`; they are found here, so adding a verb is
-adding a file. Settings are built here, at the edge, and handed down."""
+adding a file. Settings are built here, at the edge, and handed down.
+
+Fast by construction: `samestyle --help` reads the verbs' names and one-line help from
+their source (no verb module is imported), and `samestyle VERB` imports that verb's
+module alone; heavy libraries (torch, pymilvus, tritonclient) are imported inside the
+commands that use them. Every command but `serve` first looks for a stack that
+`samestyle serve` advertises in the data directory (samestyle.serve.advert) and uses
+its Triton and Milvus instead of starting its own.
+
+Errors never reach the terminal as a traceback: a SamestyleError is one line (or, with
+--json, {"error": {...}} on stdout), exit 2 for the caller's input and 1 otherwise;
+anything else is one line naming the log to read, exit 1; Ctrl-C exits 130."""
 
 from __future__ import annotations
 
+import ast
 import importlib
+import inspect
 import json
 import logging
+import os
 import pkgutil
 import sys
+from pathlib import Path
 
 import click
 
@@ -16,44 +31,154 @@ from .. import config as config_mod
 from ..errors import SamestyleError
 
 ENV_HELP = "\b\n" + "\n".join(f"{k:26s} {v}" for k, v in config_mod.ENV_VARS.items())
+HERE = Path(__file__).resolve().parent
+PROGRESS_LOGGER = "samestyle.progress"  # one-line notes for the user ("starting a local Triton ...")
+
+
+def _json_mode() -> bool:
+    return "--json" in sys.argv[1:]
+
+
+def report_error(exc: SamestyleError, as_json: bool | None = None) -> int:
+    """Print a SamestyleError for the user; the exit code it maps to."""
+    code = 2 if exc.user_error else 1
+    if _json_mode() if as_json is None else as_json:
+        click.echo(json.dumps({"error": {**exc.to_dict(), "exit_code": code}}, default=str))
+    else:
+        click.secho(f"error: {exc}", fg="red", err=True)
+    return code
+
+
+def _report_crash(exc: BaseException) -> int:
+    log_file = _crash_log(exc)
+    where = f"; details in {log_file}" if log_file else ""
+    msg = f"internal error: {type(exc).__name__}: {exc}"[:500]
+    if _json_mode():
+        click.echo(json.dumps({"error": {"code": "internal_error", "message": msg, "log": str(log_file or ""),
+                                         "exit_code": 1}}))
+    else:
+        click.secho(f"error: {msg}{where} (please report it)", fg="red", err=True)
+    return 1
+
+
+def _crash_log(exc: BaseException) -> Path | None:
+    """The traceback goes to a file in the temp dir (never into the data dir, which a
+    read-only command must not create), or to the log at DEBUG level."""
+    import tempfile
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    logging.getLogger(__name__).debug("%s", text)
+    try:
+        fd, name = tempfile.mkstemp(prefix="samestyle-error-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(" ".join(sys.argv) + "\n\n" + text)
+        return Path(name)
+    except OSError:
+        return None
 
 
 class _Group(click.Group):
     def list_commands(self, ctx):
-        return sorted(_commands())
+        return sorted(_summaries())
 
     def get_command(self, ctx, name):
-        return _commands().get(name)
+        return _load(name)
+
+    def format_commands(self, ctx, formatter):
+        """The verb list from the modules' source: no verb is imported for --help."""
+        rows = []
+        limit = formatter.width - 6 - max((len(n) for n in _summaries()), default=0)
+        for name, (_, short) in sorted(_summaries().items()):
+            rows.append((name, click.utils.make_default_short_help(short, max(limit, 45))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def parse_args(self, ctx, args):
+        ctx.meta["samestyle.json"] = "--json" in args
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except SamestyleError as exc:
-            # One clean line (or JSON) for the user, not a traceback.
-            if "--json" in sys.argv:
-                click.echo(json.dumps({"error": exc.to_dict()}), err=True)
+            ctx.exit(report_error(exc, ctx.meta.get("samestyle.json")))
+
+
+def _summaries() -> dict[str, tuple[str, str]]:
+    """{verb: (module, help)} read from the source of this package's modules."""
+    global _SUMMARIES
+    if _SUMMARIES is None:
+        found = {}
+        for mod in pkgutil.iter_modules([str(HERE)]):
+            if mod.name in ("main", "common") or mod.name.startswith("_"):
+                continue
+            info = _summary(HERE / f"{mod.name}.py")
+            if info is None:  # not readable statically: import it
+                cmd = _import(mod.name)
+                if cmd is not None:
+                    found[cmd.name] = (mod.name, cmd.help or "")
             else:
-                click.secho(f"error: {exc}", fg="red", err=True)
-            ctx.exit(2 if exc.user_error else 1)
+                found[info[0]] = (mod.name, info[1])
+        _SUMMARIES = found
+    return _SUMMARIES
 
 
-_CACHE: dict | None = None
+_SUMMARIES: dict | None = None
+_LOADED: dict[str, click.Command] = {}
+
+
+def _summary(path: Path) -> tuple[str, str] | None:
+    """(name, help) of the function `command` decorated with click.command("name") or
+    click.group("name"), or None when the module does not have that shape."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef) or node.name != "command":
+            continue
+        for dec in node.decorator_list:
+            if (isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute)
+                    and dec.func.attr in ("command", "group") and dec.args
+                    and isinstance(dec.args[0], ast.Constant) and isinstance(dec.args[0].value, str)):
+                doc = inspect.cleandoc(ast.get_docstring(node, clean=False) or "").split("\f")[0]
+                return dec.args[0].value, doc
+    return None
+
+
+def _import(module: str) -> click.Command | None:
+    m = importlib.import_module(f"{__package__}.{module}")
+    cmd = getattr(m, "command", None)
+    return cmd if isinstance(cmd, click.Command) else None
+
+
+def _load(name: str) -> click.Command | None:
+    if name not in _LOADED:
+        entry = _summaries().get(name)
+        cmd = _import(entry[0]) if entry else None
+        if cmd is None:
+            return None
+        _LOADED[name] = cmd
+    return _LOADED[name]
 
 
 def _commands() -> dict:
-    global _CACHE
-    if _CACHE is None:
-        found = {}
-        pkg = importlib.import_module(__package__)
-        for mod in pkgutil.iter_modules(pkg.__path__):
-            if mod.name in ("main", "common") or mod.name.startswith("_"):
-                continue
-            m = importlib.import_module(f"{__package__}.{mod.name}")
-            cmd = getattr(m, "command", None)
-            if isinstance(cmd, click.Command):
-                found[cmd.name] = cmd
-        _CACHE = found
-    return _CACHE
+    """Every verb, imported: {name: click.Command}."""
+    return {name: cmd for name in _summaries() if (cmd := _load(name)) is not None}
+
+
+def _progress_logging() -> None:
+    """Bare one-line notes (logger samestyle.progress) on stderr, whatever the log level."""
+    log = logging.getLogger(PROGRESS_LOGGER)
+    for h in list(log.handlers):
+        log.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
 
 
 @click.group(cls=_Group, epilog=f"Environment variables:\n\n{ENV_HELP}", context_settings={"max_content_width": 110})
@@ -62,15 +187,47 @@ def _commands() -> dict:
 def cli(ctx):
     """samestyle: same-style product retrieval over Milvus, with encoders on Triton.
 
-    Start with `samestyle ingest CATALOGUE`, then `samestyle search --text "red dress"`.
+    Start with `samestyle demo`, or `samestyle ingest CATALOGUE`, then
+    `samestyle search --text "red dress"`.
     """
     settings = config_mod.from_env()
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    _progress_logging()
+    if ctx.invoked_subcommand not in (None, "serve"):
+        from ..serve import advert
+
+        settings, found = advert.apply(settings)
+        if found:
+            logging.getLogger(__name__).info("using the stack `samestyle serve` (pid %s) advertises in %s",
+                                             found.get("pid"), settings.data_dir)
+        ctx.meta["samestyle.stack"] = found
     ctx.obj = settings
 
 
 def main() -> None:
-    cli(prog_name="samestyle")
+    try:
+        rv = cli.main(prog_name="samestyle", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        if _json_mode():
+            click.echo(json.dumps({"error": {"code": "usage_error", "message": exc.format_message(),
+                                             "exit_code": exc.exit_code}}))
+        else:
+            exc.show()
+        sys.exit(exc.exit_code)
+    except SamestyleError as exc:
+        sys.exit(report_error(exc))
+    except Exception as exc:  # a bug: one line and a log, never a traceback on the terminal
+        sys.exit(_report_crash(exc))
+    # without standalone mode click returns ctx.exit()'s code (--help, --version, errors)
+    sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
 
 
 if __name__ == "__main__":

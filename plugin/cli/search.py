@@ -30,7 +30,33 @@ def parse_weights(text: str | None) -> list[float] | dict[str, float] | None:
                          fix="e.g. --weights 0.7,0.3 or --weights image=0.7,text=0.3") from None
 
 
-def _table(res: dict) -> None:
+# Entity keys that are the row's machinery, not the catalogue's attributes.
+_INTERNAL = {"title", "image_uri", "category", "content_hash", "model_version", "has_image", "has_text", "id"}
+DEFAULT_ATTR_COLUMNS = 3
+
+
+def _columns(hits: list[dict], wanted: list[str] | None) -> list[str]:
+    """The attribute columns of the table: `wanted` (--columns; "all" = every one), or
+    the category and the first few attributes that some hit has a value for."""
+    present: list[str] = []
+    for h in hits:
+        for key, value in h["entity"].items():
+            if key not in _INTERNAL and key not in present and value not in (None, ""):
+                present.append(key)
+    if wanted:
+        return present if wanted == ["all"] else [c for c in wanted if c != "title"]
+    return ["category", *present[:DEFAULT_ATTR_COLUMNS]]
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _table(res: dict, columns: list[str] | None = None) -> None:
     hits = res["hits"]
     q = res["query"]
     what = ", ".join(f"{k}={v!r}" for k, v in q.items() if v not in (None, False))
@@ -43,20 +69,25 @@ def _table(res: dict) -> None:
     if not hits:
         click.echo("no hits")
         return
-    click.echo(f"{'#':>4}  {'id':<12} {'score':>6} {'sim':>6}  {'image':>6} {'text':>6} {'fused':>6}  "
-               f"{'matched':<7} {'category':<14} {'brand':<12} title")
+    cols = _columns(hits, columns)
+    # Ids are printed whole, so they can be pasted back (`--product ID`).
+    wid = max(2, *(len(h["id"]) for h in hits))
+    width = {c: min(24, max(len(c), *(len(_cell(h["entity"].get(c))) for h in hits))) for c in cols}
+    click.echo(f"{'#':>4}  {'id':<{wid}} {'score':>6} {'sim':>6}  {'image':>6} {'text':>6} {'fused':>6}  "
+               f"{'matched':<7} " + "".join(f"{c:<{width[c]}} " for c in cols) + "title")
     for h in hits:
         e = h["entity"]
         sc = h["scores"]
-        click.echo(f"{h['rank']:>4}  {h['id'][:12]:<12} {h['score']:6.3f} {h['similarity']:6.3f}  "
+        click.echo(f"{h['rank']:>4}  {h['id']:<{wid}} {h['score']:6.3f} {h['similarity']:6.3f}  "
                    + " ".join(f"{sc.get(f, float('nan')):6.3f}" for f in SHORT)
-                   + f"  {SHORT.get(h['matched'], h['matched']):<7} {str(e.get('category') or '')[:14]:<14} "
-                   f"{str(e.get('brand') or '')[:12]:<12} {str(e.get('title') or '')[:60]}")
+                   + f"  {SHORT.get(h['matched'], h['matched']):<7} "
+                   + "".join(f"{_cell(e.get(c))[:width[c]]:<{width[c]}} " for c in cols)
+                   + f"{str(e.get('title') or '')[:60]}")
 
 
-def _batch_table(res: dict) -> None:
+def _batch_table(res: dict, columns: list[str] | None = None) -> None:
     for r in res["results"].values():
-        _table(r)
+        _table(r, columns)
         click.echo()
     for pid, e in res["errors"].items():
         click.echo(f"product [{pid}]: {e['message']}", err=True)
@@ -95,10 +126,16 @@ def _batch_table(res: dict) -> None:
 @click.option("--exclude", "exclude", multiple=True, metavar="ID", help="Never return this product (repeatable).")
 @click.option("--keep-self", is_flag=True, help="With --product: keep the query product in the hits.")
 @click.option("--collection", metavar="NAME", help="Collection or alias. [default: SAMESTYLE_COLLECTION or products]")
+@click.option("--columns", "columns", metavar="C[,C]",
+              help="Attribute columns of the table (any stored attribute, e.g. brand,price; 'all' for every one). "
+                   "[default: category and the first attributes the hits have]")
+@click.option("--encoder", type=click.Choice(["triton", "onnx"]), default="triton", show_default=True,
+              help="Text and photo queries: Triton (a running `samestyle serve`, SAMESTYLE_TRITON_URL, or a local "
+                   "Triton started for the command) or in-process ONNX Runtime (no server).")
 @json_option
-@click.pass_obj
-def command(settings, product_id, products_file, text, image, modifier, target, fields, weights, ranker, filters,
-            group_by, floor, k, offset, exclude, keep_self, collection, as_json):
+@click.pass_context
+def command(ctx, product_id, products_file, text, image, modifier, target, fields, weights, ranker, filters,
+            group_by, floor, k, offset, exclude, keep_self, collection, columns, encoder, as_json):
     """Same-style search: by product, phrase, photo, or photo + modifier.
 
     \b
@@ -112,44 +149,77 @@ def command(settings, product_id, products_file, text, image, modifier, target, 
     A product search needs only Milvus; text and photo searches also need the encoder
     (SAMESTYLE_TRITON_URL, or a local Triton started for the command).
     """
-    from ..query.search import Searcher, SearchOptions
-
+    settings = ctx.obj
     given = [n for n, v in (("--product", product_id), ("--products", products_file), ("--text", text),
-                            ("--image", image)) if v]
+                            ("--image", image)) if v is not None]
     if len(given) != 1:
         raise click.UsageError("give exactly one of --product, --products, --text, --image")
-    if modifier and not image:
+    if modifier is not None and image is None:
         raise click.UsageError("--modifier goes with --image")
-    opts = SearchOptions(k=k, offset=offset, fields=_split(fields) or None, weights=parse_weights(weights),
-                         ranker=ranker, filters=list(filters), group_by=group_by, floor=floor,
-                         exclude=list(exclude), exclude_self=not keep_self, target=target)
-    searcher = Searcher.from_settings(settings, collection=collection)
-    if products_file:
+    for name, value in (("product", product_id), ("text", text), ("modifier", modifier)):
+        if value is not None and not value.strip():
+            raise InputError(f"--{name} is empty", field=name, fix=f"give --{name} a value")
+    cols = _split((columns,)) if columns else None
+    request = {
+        "k": k, "offset": offset, "fields": _split(fields) or None, "weights": parse_weights(weights),
+        "ranker": ranker, "filters": list(filters) or None, "group_by": group_by, "floor": floor,
+        "exclude": list(exclude), "exclude_self": not keep_self,
+    }
+    ids = None
+    if products_file is not None:
         ids = [line.strip() for line in products_file if line.strip()]
-        try:
-            searcher.check(opts)
-            batch = searcher.by_products(ids, opts)
-        finally:
-            searcher.close()
-        emit(batch.to_dict(), as_json, _batch_table)
-        return
-    encoder = None
+        if not ids:
+            raise InputError("--products names no product ids", field="products", fix="one product id per line")
+    stack = ctx.meta.get("samestyle.stack") or {}
+    if stack.get("http_url") and encoder == "triton":
+        from ._remote import search_remote
+
+        res = search_remote(stack, settings, product_id=product_id, ids=ids, text=text, target=target,
+                            image=image, modifier=modifier, collection=collection, options=request)
+        if res is not None:
+            emit(res, as_json, (lambda r: _batch_table(r, cols)) if ids is not None else (lambda r: _table(r, cols)))
+            return
+    res = _search_here(settings, product_id, ids, text, target, image, modifier, collection, request, encoder)
+    emit(res, as_json, (lambda r: _batch_table(r, cols)) if ids is not None else (lambda r: _table(r, cols)))
+
+
+def _search_here(settings, product_id, ids, text, target, image, modifier, collection, request, encoder_kind):
+    """The search in this process: Milvus through pymilvus, the encoder from Triton or
+    in-process ONNX Runtime."""
+    from ..query.search import Searcher, SearchOptions
+
+    opts = SearchOptions(**{k: v for k, v in request.items() if v is not None}, target=target)
+    searcher = Searcher.from_settings(settings, collection=collection)
+    enc = None
     try:
         searcher.check(opts)  # a missing collection or a bad filter fails here, before an encoder starts
-        if not product_id:
-            from ..serve import encoder_for
-
-            encoder = searcher.encoder = encoder_for(settings)
-        if product_id:
+        if ids is not None:
+            return searcher.by_products(ids, opts).to_dict()
+        if product_id is None:
+            enc = searcher.encoder = open_encoder(settings, encoder_kind)
+        if product_id is not None:
             res = searcher.by_product(product_id, opts)
-        elif text:
+        elif text is not None:
             res = searcher.by_text(text, target, opts)
-        elif modifier:
+        elif modifier is not None:
             res = searcher.by_photo_text(image, modifier, opts)
         else:
             res = searcher.by_photo(image, opts)
+        return res.to_dict()
     finally:
         searcher.close()
-        if encoder is not None:
-            encoder.close()
-    emit(res.to_dict(), as_json, _table)
+        if enc is not None:
+            enc.close()
+
+
+def open_encoder(settings, kind: str = "triton"):
+    """An encoder for a CLI command: in-process ONNX Runtime, or Triton (the configured
+    or advertised one; else a local one, started now, with a note on stderr)."""
+    if kind == "onnx":
+        from ..encoders.onnx import OnnxEncoder
+        from ..serve.stack import onnx_bundle
+
+        return OnnxEncoder(onnx_bundle(settings.model_dir))
+    from ..serve import encoder_for
+
+    return encoder_for(settings)

@@ -79,6 +79,9 @@ def command(settings, triton_grpc_port, milvus_port, http_port, http_host, expor
             click.echo("\nCtrl-C to stop.")
 
         emit(info, as_json, human)
+        from ..serve import advert
+
+        advert.write(settings.data_dir, info)  # other commands find this stack (removed at exit)
         if app is None:
             code = _wait_for_signal(stack)
         else:

@@ -18,6 +18,34 @@ from .milvus import MilvusServer
 from .triton import TritonServer
 
 log = logging.getLogger(__name__)
+PROGRESS = "samestyle.progress"  # one-line notes the CLI prints on stderr
+
+
+def read_manifest(model_dir) -> dict:
+    """The model manifest, read without importing torch (checkpoint.read_manifest
+    validates it fully; commands that only need the version use this)."""
+    import json
+
+    path = Path(model_dir) / "manifest.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        from ..model import checkpoint
+
+        return checkpoint.read_manifest(model_dir)  # raises the full, explained error
+
+
+def onnx_bundle(model_dir) -> Path:
+    """The ONNX bundle of the model (exported once, with torch, when missing)."""
+    from ..config import onnx_root
+
+    out = onnx_root() / read_manifest(model_dir)["model_version"]
+    if (out / "manifest.json").exists():
+        return out
+    logging.getLogger(PROGRESS).info("exporting the model to ONNX (once per model version)…")
+    from ..export import ensure_onnx
+
+    return ensure_onnx(model_dir)
 
 
 def log_dir(settings: Settings) -> Path:
@@ -27,10 +55,8 @@ def log_dir(settings: Settings) -> Path:
 def ensure_repository(settings: Settings, *, export: bool = True) -> Path:
     """The Triton repository for settings.model_dir, built (ONNX export included) when
     it is incomplete or serves another model version and `export` is allowed."""
-    from ..model import checkpoint
-
     repo = Path(settings.triton_repo)
-    want = checkpoint.read_manifest(settings.model_dir)["model_version"]
+    want = read_manifest(settings.model_dir)["model_version"]
     have = (repo_manifest(repo) or {}).get("model_version")
     if not missing_files(repo) and have == want:
         return repo
@@ -49,6 +75,7 @@ def ensure_repository(settings: Settings, *, export: bool = True) -> Path:
 
 def start_triton(settings: Settings, *, grpc_port: int | None = None, export: bool = True) -> TritonServer:
     repo = ensure_repository(settings, export=export)
+    logging.getLogger(PROGRESS).info("starting a local Triton (~15 s)…")
     return TritonServer(repo, serve_python=settings.serve_python, log_dir=log_dir(settings), grpc_port=grpc_port).start()
 
 
@@ -97,7 +124,6 @@ def encoder_for(settings: Settings, **client_kw):
     Triton started now and stopped when the encoder is closed. Use it as a context
     manager (`with encoder_for(s) as enc:`) or call close()."""
     from ..encoders.triton import TritonEncoder
-    from ..model import checkpoint
 
     if settings.triton_url:
         enc = TritonEncoder(settings.triton_url, **client_kw)
@@ -109,7 +135,7 @@ def encoder_for(settings: Settings, **client_kw):
             server.stop()
             raise
     try:
-        want = checkpoint.read_manifest(settings.model_dir)["model_version"]
+        want = read_manifest(settings.model_dir)["model_version"]
         if enc.model_version != want:
             log.warning("Triton at %s serves model %s, SAMESTYLE_MODEL is %s", enc.url, enc.model_version, want)
     except Exception:  # a remote server may serve a model we do not have locally

@@ -1,0 +1,262 @@
+"""HTTP endpoints beyond the typed searches of samestyle.http: the product lifecycle
+and one search endpoint in the CLI's own vocabulary. Mounted by http.create_app.
+
+    POST   /v1/search              {"type": "product"|"products"|"text"|"photo"|"hybrid", ...,
+                                    "options": {k, filters (JSON form or ["brand=Puma", "price<=999"]), ...},
+                                    "collection": optional}; what `samestyle search` sends to a running
+                                    `samestyle serve` and samestyle.connect(url=...) uses
+    POST   /v1/products            upsert: {"products": [{"id", "title", "image" (http(s) URL or data: URI),
+                                    "category", attributes...}], "collection"?} or multipart (`products` JSON
+                                    + photo files named by each record's "image": "upload:<part name>")
+    GET    /v1/products/{id}       one stored product (404 when absent)
+    POST   /v1/products/get        {"ids": [...], "vectors": false} -> {"products": {id: row}, "missing": [...]}
+    DELETE /v1/products/{id}       delete one (404 when absent)
+    POST   /v1/products/delete     {"ids": [...]} -> {"deleted": [...], "missing": [...]}
+    GET    /v1/collections         every collection: version, aliases, rows, model version
+    (POST /v1/dedup, near-duplicate clusters, is mounted by samestyle.web)
+
+Same limits and error shape as the search endpoints: {"error": {"code", "message", ...}},
+400 bad input, 404 unknown product, 413 too large, 422 malformed body, 503/502 Milvus or
+Triton, 504 time limit. An upsert answers 200 with per-record rejections (the same
+`kind`s as ingest's dead-letter file); it fails as a whole only when nothing can be
+stored (collection missing, Milvus or Triton down)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import contract as C
+from .errors import InputError
+from .http_guard import error as _error
+from .http_guard import safe
+
+MAX_UPSERT_RECORDS = 256
+
+
+class SearchOptionsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    k: int = Field(10, ge=1, le=C.MAX_SEARCH_K)
+    offset: int = Field(0, ge=0, le=C.MAX_SEARCH_OFFSET)
+    fields: list[str] | None = Field(None, max_length=3)
+    weights: list[float] | dict[str, float] | None = None
+    ranker: Literal["weighted", "rrf"] = "weighted"
+    filters: dict[str, Any] | list[str] | None = Field(
+        None, description='JSON form ({"brand": "Puma"}, see /v1/search/product) or the CLI form '
+                          '(["brand=Puma", "price<=999", "brand^=Pu"])')
+    group_by: str | None = Field(None, max_length=256)
+    floor: float | None = Field(None, ge=-1.0, le=1.0)
+    exclude: list[str] = Field(default_factory=list, max_length=C.MAX_SEARCH_K)
+    exclude_self: bool = True
+    category: str | None = Field(None, max_length=256)
+
+
+class SearchIn(BaseModel):
+    """One search of any type, in the CLI's vocabulary."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    type: Literal["product", "products", "text", "photo", "hybrid"]
+    id: str | None = Field(None, min_length=1, max_length=C.MAX_ID_CHARS, description="type product")
+    ids: list[str] | None = Field(None, min_length=1, max_length=C.MAX_BATCH_IDS, description="type products")
+    text: str | None = Field(None, max_length=C.MAX_TITLE_CHARS, description="type text or hybrid")
+    target: Literal["text", "image", "fused", "all"] = "text"
+    image_b64: str | None = Field(None, description="type photo or hybrid: the photo, base64")
+    modifier: str | None = Field(None, max_length=C.MAX_TITLE_CHARS, description="type photo: words changing it")
+    product_id: str | None = Field(None, max_length=C.MAX_ID_CHARS, description="type hybrid")
+    collection: str | None = Field(None, max_length=255, description="collection or alias (default: the server's)")
+    options: SearchOptionsIn = Field(default_factory=SearchOptionsIn)
+
+
+class UpsertIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    products: list[dict[str, Any]] = Field(..., min_length=1, max_length=MAX_UPSERT_RECORDS)
+    collection: str | None = Field(None, max_length=255)
+    force: bool = Field(False, description="re-encode and write even products whose content is unchanged")
+
+
+class IdsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ids: list[str] = Field(..., min_length=1, max_length=C.MAX_BATCH_IDS)
+    collection: str | None = Field(None, max_length=255)
+    vectors: bool = False
+
+
+def _searcher_for(base, collection: str | None):
+    """The app's Searcher, or one over the same client for another collection."""
+    if not collection or collection == base.collection:
+        return base
+    from .query.search import Searcher
+
+    return Searcher(base.client, collection, base.encoder, base.profiles, index_params=base.index_params,
+                    composite_params=base.composite_params)
+
+
+def run_search(searcher, q: SearchIn) -> dict:
+    """Execute a SearchIn with a Searcher (pure dispatch; the CLI's direct path does the same)."""
+    from .http import _b64
+    from .query.search import SearchOptions
+
+    o = q.options
+    opts = SearchOptions(k=o.k, offset=o.offset, fields=o.fields, weights=o.weights, ranker=o.ranker,
+                         filters=o.filters, group_by=o.group_by, floor=o.floor, exclude=list(o.exclude),
+                         exclude_self=o.exclude_self, category=o.category, target=q.target)
+    s = _searcher_for(searcher, q.collection)
+    need = {"product": ("id",), "products": ("ids",), "text": ("text",), "photo": ("image_b64",)}.get(q.type, ())
+    for name in need:
+        if getattr(q, name) in (None, "", []):
+            raise InputError(f"a {q.type} search needs `{name}`", field=name)
+    if q.type == "product":
+        return s.by_product(q.id, opts).to_dict()
+    if q.type == "products":
+        s.check(opts)
+        return s.by_products(q.ids, opts).to_dict()
+    if q.type == "text":
+        return s.by_text(q.text, q.target, opts).to_dict()
+    if q.type == "photo":
+        photo = _b64(q.image_b64)
+        if q.modifier:
+            return s.by_photo_text(photo, q.modifier, opts).to_dict()
+        return s.by_photo(photo, opts).to_dict()
+    photo = _b64(q.image_b64) if q.image_b64 else None
+    return s.hybrid(text=q.text, photo=photo, product_id=q.product_id, opts=opts).to_dict()
+
+
+def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
+    """Add the lifecycle endpoints to `app`; `backend.get(need_encoder)` gives the
+    app's Searcher (http._Backend)."""
+    from . import products as P
+
+    async def call(fn, what: str, limit: float | None = None):
+        limit = limit or limit_s
+        try:
+            out = await asyncio.wait_for(asyncio.to_thread(fn), limit)
+        except asyncio.TimeoutError:
+            return _error(504, "timeout", f"{what} took longer than {limit:g} s",
+                          fix="retry, or send fewer products per call")
+        return JSONResponse(safe(out))
+
+    @app.post("/v1/search", tags=["search"])
+    async def search_any(q: SearchIn):
+        """Any search type in one endpoint, with the CLI's option names (filters as
+        `k=v` strings or the JSON form); the answer is the typed endpoints' answer."""
+        need = q.type == "text" or q.type == "photo" or (q.type == "hybrid" and (q.text or q.image_b64))
+        return await call(lambda: run_search(backend.get(bool(need)), q), "the search")
+
+    @app.get("/v1/collections", tags=["lifecycle"])
+    async def list_collections():
+        """Every collection: name, version, aliases, row count, model version, state."""
+        return await call(lambda: {"collections": P.collections(client=backend.get(False).client,
+                                                                 settings=settings),
+                                   "alias": settings.collection}, "listing collections")
+
+    @app.get("/v1/products/{product_id}", tags=["lifecycle"])
+    async def get_product(product_id: str, collection: str | None = None, vectors: bool = False):
+        """One stored product: its fields and attributes (and vectors with ?vectors=true)."""
+        def make():
+            rows = P.get([product_id], client=backend.get(False).client, settings=settings,
+                         collection=collection, vectors=vectors)
+            return rows.get(product_id)
+
+        res = await call(make, "reading the product")
+        if res.body == b"null":
+            return _error(404, "product_not_found", f"product [{product_id}] is not in the collection",
+                          field="id", fix="check the id (ids are case-sensitive)")
+        return res
+
+    @app.post("/v1/products/get", tags=["lifecycle"])
+    async def get_products(q: IdsIn):
+        def make():
+            rows = P.get(q.ids, client=backend.get(False).client, settings=settings, collection=q.collection,
+                         vectors=q.vectors)
+            return {"products": rows, "missing": [i for i in dict.fromkeys(q.ids) if i not in rows]}
+
+        return await call(make, "reading the products")
+
+    @app.delete("/v1/products/{product_id}", tags=["lifecycle"])
+    async def delete_product(product_id: str, collection: str | None = None):
+        def make():
+            return P.delete([product_id], client=backend.get(False).client, settings=settings,
+                            collection=collection)
+
+        res = await call(make, "deleting the product")
+        if isinstance(res, JSONResponse) and res.status_code == 200 and json.loads(res.body).get("missing"):
+            return _error(404, "product_not_found", f"product [{product_id}] is not in the collection", field="id")
+        return res
+
+    @app.post("/v1/products/delete", tags=["lifecycle"])
+    async def delete_products(q: IdsIn):
+        return await call(lambda: P.delete(q.ids, client=backend.get(False).client, settings=settings,
+                                           collection=q.collection), "deleting the products")
+
+    upsert_body = {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": UpsertIn.model_json_schema()},
+        "multipart/form-data": {"schema": {"type": "object", "required": ["products"], "properties": {
+            "products": {"type": "string", "description": 'JSON: {"products": [...]} or a list; a record\'s '
+                                                          '"image": "upload:<part>" names a file part'},
+            "photos": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+    }}}
+
+    @app.post("/v1/products", tags=["lifecycle"], openapi_extra=upsert_body)
+    async def upsert_products(request: Request):
+        """Upsert products: checked, photos loaded and encoded as by `samestyle ingest`
+        (unchanged ones skipped); per-record rejections come back with ingest's reasons."""
+        from .http import _json, _validate
+
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("multipart/form-data"):
+            q = await _upsert_multipart(request, _validate)
+        elif ctype.startswith("application/json"):
+            q = _validate(UpsertIn, await _json(request))
+        else:
+            return _error(415, "unsupported_media_type", f"content type [{ctype}] is not supported",
+                          fix="send application/json, or multipart/form-data with a `products` part")
+        for rec in q.products:  # over HTTP a photo is a URL, a data: URI or an upload, never a server path
+            img = rec.get("image")
+            if isinstance(img, str) and img and not img.lower().startswith(("http://", "https://", "data:")):
+                raise InputError(f"product [{rec.get('id')}]: photo [{img[:80]}] is not an http(s) URL, a data: "
+                                 "URI or an upload", field="image",
+                                 fix='use a URL, a data: URI, or multipart with "image": "upload:<part name>"')
+
+        def make():
+            s = backend.get(True)
+            return P.upsert(q.products, client=s.client, settings=settings, encoder=s.encoder,
+                            collection=q.collection, force=q.force).to_dict()
+
+        return await call(make, "the upsert", max(limit_s, 120.0))
+
+
+async def _upsert_multipart(request: Request, validate) -> UpsertIn:
+    form = await request.form(max_files=MAX_UPSERT_RECORDS, max_fields=8, max_part_size=C.MAX_PHOTO_BYTES + 1)
+    raw = form.get("products")
+    if raw is None or not isinstance(raw, str):
+        raise InputError("multipart upsert has no `products` field (JSON)", field="products")
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"`products` is not valid JSON ({exc})", field="products") from None
+    if isinstance(body, list):
+        body = {"products": body}
+    q = validate(UpsertIn, body)
+    uploads = {}
+    for key, value in form.multi_items():
+        if not isinstance(value, str):
+            data = await value.read(C.MAX_PHOTO_BYTES + 1)
+            if len(data) > C.MAX_PHOTO_BYTES:
+                raise InputError(f"photo [{value.filename}] is over the limit of {C.MAX_PHOTO_BYTES} bytes",
+                                 field="photo")
+            uploads[value.filename or key] = data
+            uploads.setdefault(key, data)
+    for rec in q.products:
+        img = rec.get("image")
+        if isinstance(img, str) and img.startswith("upload:"):
+            name = img[len("upload:"):]
+            if name not in uploads:
+                raise InputError(f"product [{rec.get('id')}] names the upload [{name}], which the request lacks",
+                                 field="image")
+            rec["image"] = uploads[name]
+    return q

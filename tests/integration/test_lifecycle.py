@@ -1,0 +1,211 @@
+"""The product lifecycle over a real Milvus Lite server and the real ONNX encoder: the
+Python API (samestyle.connect) and its documented worked example, the HTTP endpoints
+of samestyle.http_lifecycle (upsert, get, delete, collections, the one-endpoint
+search), and the CLI finding a running `serve` through the data directory's advert."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+import samestyle
+from samestyle.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _photo(search_catalogue_or_catalogue) -> Path:
+    cat = search_catalogue_or_catalogue
+    return next(p for p in sorted((cat.root / "images").iterdir()) if p.suffix in (".jpg", ".png"))
+
+
+@pytest.fixture(scope="module")
+def lifecycle_settings(milvus_lite_server, tmp_path_factory) -> Settings:
+    return Settings(data_dir=tmp_path_factory.mktemp("lifecycle"), milvus_uri=milvus_lite_server,
+                    collection="lifecycle")
+
+
+@pytest.fixture(scope="module")
+def api(lifecycle_settings, onnx_encoder):
+    from samestyle.http import create_app
+    from samestyle.query.search import Searcher
+
+    searcher = Searcher.from_settings(lifecycle_settings, encoder=onnx_encoder)
+    app = create_app(lifecycle_settings, searcher=searcher)
+    with TestClient(app) as client:
+        yield client
+    searcher.close()
+
+
+def test_docs_worked_example_runs(milvus_lite_server, onnx_bundle, catalogue, tmp_path, monkeypatch):
+    """docs/python-api.md's worked example, executed as written."""
+    doc = (ROOT / "docs" / "python-api.md").read_text()
+    code = doc.split("<!-- worked-example -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    shutil.copy(_photo(catalogue), tmp_path / "dress.jpg")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SAMESTYLE_MILVUS_URI", milvus_lite_server)
+    monkeypatch.setenv("SAMESTYLE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("SAMESTYLE_TRITON_URL", raising=False)
+    monkeypatch.delenv("SAMESTYLE_COLLECTION", raising=False)
+    exec(compile(code, "python-api.md", "exec"), {"__name__": "__doc__"})  # noqa: S102 - our own documentation
+    assert not (tmp_path / "data").exists(), "the API created the data dir without needing it"
+
+
+def test_api_results_are_typed_and_errors_are_the_clis(lifecycle_settings, onnx_encoder, catalogue):
+    photo = _photo(catalogue).read_bytes()
+    with samestyle.connect(settings=lifecycle_settings, collection="typed", encoder=onnx_encoder) as ss:
+        rep = ss.upsert([{"id": "T1", "title": "Green linen shirt", "image": photo, "category": "Shirts"},
+                         {"id": "T2", "title": "Green linen shirt", "image": "data:image/jpeg;base64,"
+                          + base64.b64encode(photo).decode(), "category": "Shirts", "fit": "slim"},
+                         {"id": "T3", "image": b"not a photo"}])
+        assert isinstance(rep, samestyle.UpsertReport) and rep.upserted == 2
+        assert [r["kind"] for r in rep.rejected] == ["unreadable_photo"] and rep.rejected[0]["id"] == "T3"
+        res = ss.search_product("T1", k=3)
+        assert isinstance(res, samestyle.SearchResult) and isinstance(res.hits[0], samestyle.Hit)
+        assert res.ids == ["T2"] and res.hits[0].entity["fit"] == "slim"
+        assert ss.hybrid(product_id="T1", k=1).ids == ["T2"]
+        with pytest.raises(samestyle.InputError) as err:
+            ss.search_product("T1", k=0)
+        assert err.value.field == "k" and err.value.user_error
+        with pytest.raises(samestyle.SamestyleError) as err:
+            ss.search_product("T1", filters=["nosuch=1"])
+        assert err.value.user_error
+
+
+def test_http_upsert_get_delete_collections(api, catalogue):
+    photo = _photo(catalogue).read_bytes()
+    data_uri = "data:image/jpeg;base64," + base64.b64encode(photo).decode()
+    r = api.post("/v1/products", json={"products": [
+        {"id": "H1", "title": "Black leather boots", "image": data_uri, "category": "Boots", "brand": "Acme"},
+        {"id": "H2", "title": "Black leather boots", "category": "Boots", "brand": "Brandt", "heel_cm": 3},
+        {"id": "H3"},
+    ]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["upserted"] == 2 and body["failed"] == 1
+    assert body["rejected"][0] == {"line": 3, "id": "H3", "field": "title,image", "kind": "no_photo_no_title",
+                                   "reason": "the product has neither a photo nor a title"}
+    again = api.post("/v1/products", json={"products": [
+        {"id": "H2", "title": "Black leather boots", "category": "Boots", "brand": "Brandt", "heel_cm": 3}]}).json()
+    assert again["unchanged"] == 1 and again["upserted"] == 0
+
+    got = api.get("/v1/products/H2")
+    assert got.status_code == 200 and got.json()["heel_cm"] == 3 and "fused_vec" not in got.json()
+    assert len(api.get("/v1/products/H2", params={"vectors": "true"}).json()["fused_vec"]) > 0
+    missing = api.get("/v1/products/NOPE")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "product_not_found"
+    many = api.post("/v1/products/get", json={"ids": ["H1", "NOPE"]}).json()
+    assert list(many["products"]) == ["H1"] and many["missing"] == ["NOPE"]
+
+    cols = api.get("/v1/collections").json()
+    mine = [c for c in cols["collections"] if "lifecycle" in c["aliases"]]
+    assert mine and mine[0]["count"] >= 2 and mine[0]["model_version"]
+
+    s = api.post("/v1/search", json={"type": "product", "id": "H1", "options": {"k": 3, "filters": ["brand=Brandt"]}})
+    assert s.status_code == 200, s.text
+    assert [h["id"] for h in s.json()["hits"]] == ["H2"]
+    t = api.post("/v1/search", json={"type": "text", "text": "leather boots", "options": {"k": 2}})
+    assert t.status_code == 200 and {h["id"] for h in t.json()["hits"]} == {"H1", "H2"}
+    bad = api.post("/v1/search", json={"type": "product", "options": {"k": 3}})
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "id"
+    assert api.post("/v1/search", json={"type": "product", "id": "H1", "options": {"k": 0}}).status_code == 422
+
+    d = api.delete("/v1/products/H1")
+    assert d.status_code == 200 and d.json()["deleted"] == ["H1"]
+    assert api.delete("/v1/products/H1").status_code == 404
+    assert api.post("/v1/products/delete", json={"ids": ["H2", "X"]}).json()["missing"] == ["X"]
+
+
+def test_http_upsert_multipart_and_refusals(api, catalogue):
+    photo = _photo(catalogue).read_bytes()
+    products = [{"id": "M1", "title": "Yellow raincoat", "image": "upload:coat.jpg", "category": "Coats"}]
+    r = api.post("/v1/products", data={"products": json.dumps(products)},
+                 files=[("photos", ("coat.jpg", photo, "image/jpeg"))])
+    assert r.status_code == 200 and r.json()["upserted"] == 1, r.text
+    assert api.get("/v1/products/M1").json()["image_uri"].startswith("inline:sha256:")
+    # a server-side path is never read over HTTP
+    r = api.post("/v1/products", json={"products": [{"id": "M2", "title": "x", "image": "/etc/passwd"}]})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "image"
+    r = api.post("/v1/products", json={"products": []})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
+    r = api.post("/v1/products", content=b"x", headers={"content-type": "text/plain"})
+    assert r.status_code == 415
+
+
+def test_cli_uses_the_stack_serve_advertises(lifecycle_settings, onnx_encoder, samestyle_cli, tmp_path):
+    """With a serve advertised in the data dir, `samestyle search` goes through its HTTP
+    API: same answer as the direct path, and pymilvus/numpy/torch never imported."""
+    import uvicorn
+
+    from samestyle.http import create_app
+    from samestyle.query.search import Searcher
+    from samestyle.serve import advert
+
+    with samestyle.connect(settings=lifecycle_settings, collection="cli", encoder=onnx_encoder) as ss:
+        ss.upsert([{"id": f"C{i}", "title": t, "category": "Tops", "brand": b}
+                   for i, (t, b) in enumerate([("White cotton tee", "A"), ("White cotton tee", "B"),
+                                               ("Black wool coat", "A")])])
+    settings = lifecycle_settings.with_(collection="cli")
+    searcher = Searcher.from_settings(settings, encoder=onnx_encoder)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, searcher=searcher), host="127.0.0.1", port=0,
+                                           log_level="warning"))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    data_dir = tmp_path / "data"
+    try:
+        advert.write(data_dir, {"http_url": f"http://127.0.0.1:{port}", "milvus_uri": settings.milvus_uri,
+                                "triton_url": None})
+        env = dict(os.environ, SAMESTYLE_DATA_DIR=str(data_dir), SAMESTYLE_COLLECTION="cli")
+        env.pop("SAMESTYLE_MILVUS_URI", None)
+        env.pop("SAMESTYLE_TRITON_URL", None)
+        probe = ("import sys, runpy; sys.argv = ['samestyle', *sys.argv[1:]]\n"
+                 "from samestyle.cli.main import main\n"
+                 "try:\n    main()\nfinally:\n"
+                 "    heavy = sorted(m for m in ('numpy', 'pymilvus', 'torch', 'tritonclient') if m in sys.modules)\n"
+                 "    print('HEAVY', heavy, file=sys.stderr)\n")
+        r = subprocess.run([sys.executable, "-c", probe, "search", "--product", "C0", "--json"], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert [h["id"] for h in json.loads(r.stdout)["hits"]][0] == "C1"
+        assert "HEAVY []" in r.stderr
+        r = subprocess.run([sys.executable, "-c", probe, "search", "--text", "white tee", "--filter", "brand=B",
+                            "--json"], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and [h["id"] for h in json.loads(r.stdout)["hits"]] == ["C1"], r.stderr
+        # the server's errors come back as the CLI's: JSON on stdout, exit 2 for the caller's input
+        r = subprocess.run(samestyle_cli + ["search", "--product", "NOPE", "--json"], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and json.loads(r.stdout)["error"]["code"] == "not_found"
+        assert not (data_dir / "milvus.db").exists()
+    finally:
+        advert.remove(data_dir)
+        server.should_exit = True
+        t.join(timeout=10)
+        searcher.close()
+
+
+def test_bench_cli_quick_structure(samestyle_cli, onnx_bundle, tmp_path):
+    """`samestyle bench cli --quick`: structure only (no serve, one run; no timing asserted)."""
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    r = subprocess.run(samestyle_cli + ["bench", "cli", "--quick", "--json"], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr + r.stdout
+    out = json.loads(r.stdout)
+    assert out["targets_s"] == {"help": 0.5, "search_product": 1.0, "search_text": 1.5}
+    assert out["without_serve"]["help"]["heavy_imports"] == []
+    assert "pymilvus" in out["without_serve"]["search_product"]["heavy_imports"]
+    assert "torch" not in out["without_serve"]["search_product"]["heavy_imports"]
+    assert not list(tmp_path.glob("samestyle-bench-cli-*")), "the temporary data dir is removed"
