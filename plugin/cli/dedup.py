@@ -43,8 +43,13 @@ def _floats(text: str | None) -> list[float]:
     return vals
 
 
+# The threshold `dedup` recommends (its default): `samestyle bench dedup` scores it against
+# re-listed products (docs/benchmarks).
+DEFAULT_THRESHOLD = 0.95
+
+
 @click.command("dedup")
-@click.option("--threshold", type=click.FloatRange(-1, 1), default=0.95, show_default=True,
+@click.option("--threshold", type=click.FloatRange(-1, 1), default=DEFAULT_THRESHOLD, show_default=True,
               envvar="SAMESTYLE_DEDUP_THRESHOLD", help="Link two products of one category at this cosine or above.")
 @click.option("--field", "vector_field", type=click.Choice(list(C.VECTOR_FIELDS.values())), default="fused_vec",
               show_default=True, help="Vector field compared.")
@@ -60,10 +65,12 @@ def _floats(text: str | None) -> list[float]:
 @click.option("--block", type=click.IntRange(16, 65536), default=1024, show_default=True,
               help="Rows per similarity block (memory: block x largest category floats).")
 @click.option("--collection", metavar="NAME", help="Collection or alias. [default: SAMESTYLE_COLLECTION or products]")
+@click.option("--show", type=click.IntRange(0, None), default=10, show_default=True,
+              help="Clusters listed in the table, largest first (--json and --out have them all).")
 @json_option
 @click.pass_obj
 def command(settings, threshold, vector_field, out_path, label_col, labels_path, id_col, sweep, filters, block,
-            collection, as_json):
+            collection, show, as_json):
     """Find near-duplicate listings: products of one category whose vectors are at
     least --threshold alike, linked into clusters (transitively).
 
@@ -111,22 +118,30 @@ def command(settings, threshold, vector_field, out_path, label_col, labels_path,
         results[t] = D.evaluate(cids, cat.labels, len(p), t)
         if t == threshold:
             main_cids, main_pairs = cids, p
+    records = list(D.cluster_records(cat.ids, cat.groups, main_cids, main_pairs, cat.labels))
     written = 0
     if out_path:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         with out_path.open("w", encoding="utf-8") as f:
-            for rec in D.cluster_records(cat.ids, cat.groups, main_cids, main_pairs, cat.labels):
+            for rec in records:
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
                 written += 1
     report = {"collection": name, "model_version": model, "field": vector_field, "products": len(cat.ids),
               "threshold": threshold,
               "out": str(out_path) if out_path else None, "clusters_written": written,
               "label": label_col, **results[threshold].to_dict(),
-              "sweep": [results[t].to_dict() for t in thresholds]}
+              "sweep": [results[t].to_dict() for t in thresholds],
+              "duplicates": records}
 
     def human(r):
         click.echo(f"{r['products']} products, {r['field']}, threshold {r['threshold']}: {r['clusters']} clusters "
                    f"({r['clustered']} products, {r['links']} links)" + (f" -> {r['out']}" if r["out"] else ""))
+        for rec in r["duplicates"][:show]:
+            span = (f", cosine {rec['score_min']:.3f}-{rec['score_max']:.3f}" if rec["score_min"] is not None else "")
+            click.echo(f"  {rec['category'] or '(no category)'}: {rec['size']} products{span}: "
+                       + " ".join(rec["members"]))
+        if len(r["duplicates"]) > show:
+            click.echo(f"  ... {len(r['duplicates']) - show} more clusters (--show N, --json or --out FILE for all)")
         if r["label"]:
             click.echo(f"\nagainst [{r['label']}] ({r['true_pairs']} true pairs):")
             click.echo(f"{'threshold':>9} {'clusters':>8} {'pairs':>8} {'precision':>9} {'recall':>7} {'F1':>6}")

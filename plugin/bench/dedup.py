@@ -1,0 +1,392 @@
+"""`samestyle bench dedup`: duplicate detection scored against real duplicates, and its
+cost as the catalogue grows.
+
+- Re-listings: a sample of the collection's products is listed again the way sellers
+  do it: the photo re-cropped, resized, re-compressed or watermarked; the title
+  reordered, abbreviated or typo'd; or both. The re-listings are encoded by the same
+  encoder as the collection (Triton, or in-process ONNX with --encoder onnx), mixed in
+  with every stored product, and `samestyle dedup`'s clustering (samestyle.dedup: the
+  same code) is scored as pairs against that truth: precision, recall and F1 per
+  threshold. The re-listed products are drawn among those with a photo no other
+  product shares.
+- Myntra ships about 1,400 products whose photo is byte-identical to another's. They
+  are reported on their own (how many of their pairs the clustering links) and their
+  pairs count neither for nor against the re-listing score.
+- Time: the clustering (pairs + union-find) over the collection and, on synthetic unit
+  vectors with planted near-copies, at --synthetic-sizes (e.g. 42k and 1M), with the
+  growth exponent between sizes (1 = linear, 2 = quadratic) and the planted copies'
+  recall.
+Figures are printed, never asserted; `--quick` is the smoke run the tests use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import random
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .. import contract as C
+from .. import dedup as D
+from ..cli.common import emit, json_option
+from ..config import ROOT
+
+DEFAULT_PHOTO_DIR = ROOT.parent / "shared" / "datasets" / "myntra"
+DEFAULT_PLOT = ROOT / "docs" / "benchmarks" / "dedup.png"
+THRESHOLDS = "0.85,0.88,0.9,0.92,0.94,0.95,0.96,0.97,0.98"
+KINDS = ("photo", "title", "both")
+N_SYN_CATEGORIES = 48  # as bench scale
+
+
+def _say(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+# --- re-listing, the way sellers do it ------------------------------------------------
+def relist_photo(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """The photo re-cropped, resized, re-compressed or watermarked (one or two of them)."""
+    from PIL import Image, ImageDraw
+
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    w, h = img.size
+    ops = rng.sample(["crop", "resize", "jpeg", "watermark"], rng.choice([1, 2]))
+    quality = 90
+    for op in ops:
+        if op == "crop":
+            f = rng.uniform(0.8, 0.95)
+            cw, ch = int(w * f), int(h * f)
+            x0, y0 = rng.randint(0, w - cw), rng.randint(0, h - ch)
+            img = img.crop((x0, y0, x0 + cw, y0 + ch)).resize((w, h))
+        elif op == "resize":
+            f = rng.choice([0.5, 0.75, 1.5, 2.0])
+            img = img.resize((max(8, int(w * f)), max(8, int(h * f))))
+        elif op == "jpeg":
+            quality = rng.randint(25, 60)
+        else:
+            layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
+            d = ImageDraw.Draw(layer)
+            text = rng.choice(["SALE", "shop.example", "(c) seller", "50% OFF"])
+            x, y = rng.randint(0, max(1, img.size[0] // 3)), rng.randint(0, max(1, img.size[1] * 3 // 4))
+            d.text((x, y), text, fill=(255, 255, 255, rng.randint(110, 200)))
+            img = Image.alpha_composite(img.convert("RGBA"), layer).convert("RGB")
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=quality)
+    return out.getvalue(), "+".join(ops)
+
+
+def relist_title(title: str, rng: random.Random) -> tuple[str, str]:
+    """The title reordered, abbreviated or with typos."""
+    words = title.split()
+    op = rng.choice(["reorder", "abbreviate", "typo"]) if len(words) > 1 else "typo"
+    if op == "reorder":
+        k = rng.randint(1, len(words) - 1)
+        words = words[k:] + words[:k] if rng.random() < 0.5 else rng.sample(words, len(words))
+    elif op == "abbreviate":
+        drop = set(rng.sample(range(len(words)), min(len(words) - 1, rng.choice([1, 2]))))
+        words = [w[:3] + "." if i in drop and len(w) > 4 else w for i, w in enumerate(words)
+                 if not (i in drop and len(w) <= 4)] or words
+    else:
+        for _ in range(rng.choice([1, 2])):
+            i = rng.randrange(len(words))
+            w = words[i]
+            if len(w) < 3:
+                continue
+            j = rng.randrange(len(w) - 1)
+            words[i] = rng.choice([w[:j] + w[j + 1] + w[j] + w[j + 2:], w[:j] + w[j + 1:], w[:j] + w[j] + w[j:]])
+    return " ".join(words), op
+
+
+def make_relists(sources: list[dict], photo_of, rng: random.Random) -> list[dict]:
+    out = []
+    for n, src in enumerate(sources):
+        kind = KINDS[n % len(KINDS)]
+        photo = photo_of(src)
+        title = src.get("title") or ""
+        how = []
+        if kind in ("photo", "both"):
+            photo, op = relist_photo(photo, rng)
+            how.append(op)
+        if kind in ("title", "both"):
+            title, op = relist_title(title, rng)
+            how.append(op)
+        out.append({"id": f"relist-{src[C.PRIMARY_KEY]}", "source": src[C.PRIMARY_KEY], "kind": kind,
+                    "how": "/".join(how), "photo": photo, "title": title, "category": src.get(C.CATEGORY_FIELD)})
+    return out
+
+
+# --- scoring ----------------------------------------------------------------------------
+def _pairs_within(keys: np.ndarray) -> int:
+    _, counts = np.unique(keys, return_counts=True)
+    return int((counts * (counts - 1) // 2).sum())
+
+
+def score(cids: np.ndarray, truth: list[tuple[int, int]], same_photo: np.ndarray, threshold: float,
+          links: int) -> dict:
+    """Pair precision/recall/F1 of clusters against the re-listing truth pairs; pairs
+    of two products sharing a byte-identical photo (`same_photo`: a group id per row,
+    -1 for none) are left out of both sides and reported on their own."""
+    _, sizes = np.unique(cids, return_counts=True)
+    predicted = int((sizes * (sizes - 1) // 2).sum())
+    has = same_photo >= 0
+    photo_pairs = _pairs_within(same_photo[has])
+    linked_photo = _pairs_within(np.char.add(np.char.add(cids[has].astype(str), ":"), same_photo[has].astype(str)))
+    tp = sum(1 for a, b in truth if cids[a] == cids[b])
+    judged = predicted - linked_photo
+    p = tp / judged if judged else None
+    r = tp / len(truth) if truth else None
+    f1 = (2 * p * r / (p + r) if p + r > 0 else 0.0) if p is not None and r is not None else None
+    return {"threshold": threshold, "links": links, "clusters": int((sizes > 1).sum()), "predicted_pairs": predicted,
+            "true_pairs": len(truth), "tp": tp, "precision": _r(p), "recall": _r(r), "f1": _r(f1),
+            "byte_identical_pairs": photo_pairs, "byte_identical_linked": linked_photo,
+            "byte_identical_recall": _r(linked_photo / photo_pairs if photo_pairs else None)}
+
+
+def _r(v):
+    return None if v is None else round(float(v), 4)
+
+
+def by_kind(cids: np.ndarray, truth: list[tuple[int, int]], kinds: list[str]) -> dict:
+    out = {}
+    for k in KINDS:
+        sel = [t for t, kk in zip(truth, kinds) if kk == k]
+        out[k] = _r(sum(1 for a, b in sel if cids[a] == cids[b]) / len(sel)) if sel else None
+    return out
+
+
+# --- timing -----------------------------------------------------------------------------
+def timed_dedup(x: np.ndarray, groups, threshold: float) -> tuple[float, D.Pairs, np.ndarray]:
+    t = time.perf_counter()
+    pairs = D.find_pairs(x, groups, threshold)
+    cids = D.cluster_ids(len(x), pairs)
+    return time.perf_counter() - t, pairs, cids
+
+
+def synthetic(n: int, dim: int, seed: int, copies: float = 0.02) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n unit vectors in N_SYN_CATEGORIES categories, `copies` of them near-copies
+    (cosine ~0.97) of another row of their category: (vectors, groups, copy pairs)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim), dtype=np.float32)
+    groups = rng.integers(0, N_SYN_CATEGORIES, n)
+    m = int(n * copies)
+    dst = rng.choice(n, m, replace=False)
+    src = np.empty(m, dtype=np.int64)
+    taken = set(dst.tolist())
+    for i, d in enumerate(dst):  # a source that is no copy itself; the copy joins its category
+        src[i] = d
+        while int(src[i]) in taken:
+            src[i] = rng.integers(0, n)
+        groups[d] = groups[src[i]]
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    noise = rng.standard_normal((m, dim), dtype=np.float32)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    x[dst] = x[src] + 0.25 * noise
+    x[dst] /= np.linalg.norm(x[dst], axis=1, keepdims=True)
+    return x, groups, np.stack([src, dst], axis=1)
+
+
+def parse_sizes(text: str) -> list[int]:
+    out = []
+    for t in (p.strip().lower() for p in text.split(",") if p.strip()):
+        mult = 1_000_000 if t.endswith("m") else 1_000 if t.endswith("k") else 1
+        out.append(int(float(t.rstrip("mk")) * mult))
+    return out
+
+
+def synthetic_timing(sizes: list[int], dim: int, threshold: float, seed: int) -> list[dict]:
+    out = []
+    for n in sizes:
+        _say(f"  synthetic {n:,} rows...")
+        x, groups, copies = synthetic(n, dim, seed)
+        sec, pairs, cids = timed_dedup(x, groups, threshold)
+        found = float(np.mean(cids[copies[:, 0]] == cids[copies[:, 1]])) if len(copies) else None
+        out.append({"rows": n, "seconds": round(sec, 2), "pairs": len(pairs), "planted_copies": len(copies),
+                    "planted_recall": _r(found), "largest_category": int(np.bincount(groups).max()),
+                    "exact_max": D.EXACT_MAX})
+        del x, groups
+    for a, b in zip(out, out[1:]):
+        b["growth_exponent"] = round(math.log(b["seconds"] / a["seconds"]) / math.log(b["rows"] / a["rows"]), 2)
+    return out
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    sw = report["relisting"]["sweep"]
+    ts = [s["threshold"] for s in sw]
+    for key, label in (("precision", "precision"), ("recall", "recall"), ("f1", "F1")):
+        axes[0].plot(ts, [s[key] for s in sw], marker="o", label=label)
+    axes[0].plot(ts, [s["byte_identical_recall"] for s in sw], ls="--", label="byte-identical photos linked")
+    axes[0].axvline(report["recommended_threshold"], color="grey", lw=0.8)
+    axes[0].set_xlabel("threshold (cosine, fused_vec)")
+    axes[0].set_title(f"{report['relisting']['relists']} re-listings among {report['products']:,} products", fontsize=9)
+    axes[0].legend(fontsize=8)
+    syn = report.get("synthetic") or []
+    if syn:
+        ns = [s["rows"] for s in syn]
+        axes[1].loglog(ns, [s["seconds"] for s in syn], marker="o", label="dedup (pairs + clusters)")
+        axes[1].loglog(ns, [syn[0]["seconds"] * (n / ns[0]) ** 2 for n in ns], ls=":", label="quadratic")
+        axes[1].loglog(ns, [syn[0]["seconds"] * (n / ns[0]) for n in ns], ls="--", label="linear")
+        axes[1].set_xlabel("rows (synthetic, 48 categories)")
+        axes[1].set_ylabel("seconds")
+        axes[1].legend(fontsize=8)
+        axes[1].set_title("dedup time against catalogue size", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+@click.command("dedup")
+@click.option("--relists", type=click.IntRange(1, 100_000), default=2000, show_default=True,
+              help="Products listed again (a third photo changes, a third title changes, a third both).")
+@click.option("--thresholds", default=THRESHOLDS, show_default=True, help="Thresholds to score.")
+@click.option("--field", "vector_field", type=click.Choice(list(C.VECTOR_FIELDS.values())), default="fused_vec",
+              show_default=True)
+@click.option("--synthetic-sizes", default="42k,1M", show_default=True,
+              help="Synthetic catalogue sizes to time dedup at ('' to skip).")
+@click.option("--encoder", "encoder_kind", type=click.Choice(["triton", "onnx"]), default="triton", show_default=True)
+@click.option("--photo-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help=f"Base folder of relative image_uri values. [default: {DEFAULT_PHOTO_DIR} when present]")
+@click.option("--collection", metavar="NAME", help="Collection or alias. [default: SAMESTYLE_COLLECTION]")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quick", is_flag=True, help="Smoke run (30 re-listings, synthetic 2k and 20k); figures meaningless.")
+@click.option("--plot", "do_plot", is_flag=True, help="Write a PNG plot to --plot-file.")
+@click.option("--plot-file", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_PLOT, show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON here.")
+@json_option
+@click.pass_obj
+def command(settings, relists, thresholds, vector_field, synthetic_sizes, encoder_kind, photo_dir, collection, seed,
+            quick, do_plot, plot_file, out_path, as_json):
+    """Pair precision / recall / F1 of `samestyle dedup` against re-listed products,
+    byte-identical photos apart, and its run time as the catalogue grows."""
+    from ..cli.dedup import DEFAULT_THRESHOLD
+    from ..encoders.base import ProductInput
+    from ..store import connect
+    from ..store import search as store
+
+    if quick:
+        relists, synthetic_sizes = min(relists, 30), "2k,20k"
+    ts = sorted({float(t) for t in thresholds.split(",") if t.strip()} | {DEFAULT_THRESHOLD})
+    name = collection or settings.collection
+    base_dir = photo_dir or (DEFAULT_PHOTO_DIR if DEFAULT_PHOTO_DIR.is_dir() else Path("."))
+    rng = random.Random(seed)
+    _say(f"bench dedup: reading {name}...")
+    client = connect(settings)
+    try:
+        cat = D.load(client, name, vector_field=vector_field)
+        model = store.model_version(store.describe(client, name))
+        meta = {}
+        for i in range(0, len(cat.ids), 500):
+            meta.update(store.fetch(client, name, cat.ids[i:i + 500], output_fields=["title", "image_uri"]))
+    finally:
+        client.close()
+    if not cat.ids:
+        raise click.ClickException(f"collection [{name}] is empty")
+
+    def path_of(pid: str) -> Path | None:
+        uri = meta.get(pid, {}).get("image_uri") or ""
+        if not uri or ":" in uri.split("/")[0]:
+            return None
+        p = Path(uri) if Path(uri).is_absolute() else base_dir / uri
+        return p if p.is_file() else None
+
+    _say("  photo hashes (byte-identical groups)...")
+    digest = {}
+    for pid in cat.ids:
+        p = path_of(pid)
+        if p is not None:
+            digest[pid] = hashlib.sha1(p.read_bytes()).hexdigest()
+    counts: dict[str, int] = {}
+    for h in digest.values():
+        counts[h] = counts.get(h, 0) + 1
+    shared = {h: g for g, h in enumerate(h for h, c in counts.items() if c > 1)}
+    unique = [pid for pid in cat.ids if pid in digest and counts[digest[pid]] == 1]
+    pos = {pid: i for i, pid in enumerate(cat.ids)}
+    sources = [{**meta[pid], C.PRIMARY_KEY: pid, C.CATEGORY_FIELD: cat.groups[pos[pid]]}
+               for pid in rng.sample(unique, min(relists, len(unique)))]
+    _say(f"  re-listing {len(sources)} products...")
+    rel = make_relists(sources, lambda s: path_of(s[C.PRIMARY_KEY]).read_bytes(), rng)
+    if encoder_kind == "onnx":
+        from ..encoders.onnx import OnnxEncoder
+        from ..export import ensure_onnx
+
+        encoder = OnnxEncoder(ensure_onnx(settings.model_dir))
+    else:
+        from ..serve import encoder_for
+
+        encoder = encoder_for(settings)
+    try:
+        if encoder.model_version != model:
+            raise click.ClickException(f"collection [{name}] holds model [{model}], the encoder serves "
+                                       f"[{encoder.model_version}]")
+        t = time.perf_counter()
+        enc = encoder.encode([ProductInput(r["id"], image=r["photo"], text=r["title"]) for r in rel])
+        encode_s = time.perf_counter() - t
+    finally:
+        encoder.close()
+    view = C.VIEWS[list(C.VECTOR_FIELDS.values()).index(vector_field)]
+    ok = [i for i, e in enumerate(enc.errors) if e is None]
+    x = np.concatenate([cat.vectors, enc.view(view)[ok]]).astype(np.float32)
+    groups = list(cat.groups) + [rel[i]["category"] for i in ok]
+    truth = [(pos[rel[i]["source"]], len(cat.ids) + n) for n, i in enumerate(ok)]
+    kinds = [rel[i]["kind"] for i in ok]
+    same_photo = np.array([shared.get(digest.get(pid, ""), -1) for pid in cat.ids] + [-1] * len(ok))
+    _say(f"  dedup over {len(x):,} rows...")
+    sec, pairs, _ = timed_dedup(x, groups, ts[0])
+    sweep, kind_recall = [], {}
+    for th in ts:
+        p = pairs.above(th)
+        cids = D.cluster_ids(len(x), p)
+        sweep.append(score(cids, truth, same_photo, th, len(p)))
+        kind_recall[th] = by_kind(cids, truth, kinds)
+    best = max(sweep, key=lambda s: s["f1"] or 0)
+    at_default = next(s for s in sweep if s["threshold"] == DEFAULT_THRESHOLD)
+    report = {"benchmark": "dedup", "collection": name, "model_version": model, "field": vector_field,
+              "products": len(cat.ids), "quick": quick, "encoder": encoder_kind,
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                          "python": platform.python_version()},
+              "recommended_threshold": DEFAULT_THRESHOLD,
+              "relisting": {"relists": len(ok), "encode_errors": len(rel) - len(ok),
+                            "kinds": {k: kinds.count(k) for k in KINDS}, "encode_seconds": round(encode_s, 2),
+                            "byte_identical_groups": len(shared),
+                            "byte_identical_products": sum(c for c in counts.values() if c > 1),
+                            "dedup_seconds": round(sec, 2), "sweep": sweep,
+                            "recall_by_kind": {str(k): v for k, v in kind_recall.items()},
+                            "at_recommended": at_default, "best": best,
+                            "examples": [{k: r[k] for k in ("source", "kind", "how", "title")} for r in rel[:6]]},
+              "synthetic": synthetic_timing(parse_sizes(synthetic_sizes), cat.vectors.shape[1], DEFAULT_THRESHOLD,
+                                            seed) if synthetic_sizes.strip() else []}
+    if do_plot:
+        plot(report, plot_file)
+        report["plot"] = str(plot_file)
+    if out_path:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(report, indent=2))
+    emit(report, as_json, _human)
+
+
+def _human(r: dict) -> None:
+    rel = r["relisting"]
+    click.echo(f"{r['products']:,} products in {r['collection']} (model {r['model_version']}), {rel['relists']} "
+               f"re-listings mixed in; dedup {rel['dedup_seconds']} s")
+    click.echo(f"{'threshold':>9} {'pairs':>9} {'precision':>9} {'recall':>7} {'F1':>6} {'byte-identical linked':>22}")
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    for s in rel["sweep"]:
+        mark = " <- dedup default" if s["threshold"] == r["recommended_threshold"] else ""
+        click.echo(f"{s['threshold']:>9} {s['predicted_pairs']:>9} {fmt(s['precision']):>9} {fmt(s['recall']):>7} "
+                   f"{fmt(s['f1']):>6} {s['byte_identical_linked']:>10}/{s['byte_identical_pairs']:<11}{mark}")
+    for s in r["synthetic"]:
+        click.echo(f"synthetic {s['rows']:>9,} rows: {s['seconds']} s, planted copies found {s['planted_recall']}"
+                   + (f", growth exponent {s['growth_exponent']}" if "growth_exponent" in s else ""))
