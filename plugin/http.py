@@ -75,6 +75,17 @@ class ProductsQuery(Options):
     exclude_self: bool = True
 
 
+class TextsQuery(Options):
+    texts: list[str] = Field(..., min_length=1, max_length=C.MAX_BATCH_IDS,
+                             description="phrases; encoded together and searched in as few Milvus calls as possible")
+    target: Literal["text", "image", "fused", "all"] = "text"
+
+
+class PhotosQuery(Options):
+    images_b64: list[str] = Field(..., min_length=1, max_length=C.MAX_BATCH,
+                                  description="photos, base64; the whole body obeys the one-photo size limit")
+
+
 class TextQuery(Options):
     text: str = Field(..., min_length=1, max_length=C.MAX_TITLE_CHARS)
     target: Literal["text", "image", "fused", "all"] = "text"
@@ -124,7 +135,7 @@ class ErrorOut(BaseModel):
 
 class BatchOut(BaseModel):
     results: dict[str, SearchOut] = Field(description="one result per product found, in request order")
-    errors: dict[str, ErrorOut] = Field(description="ids that could not be searched (not found, malformed)")
+    errors: dict[str, ErrorOut] = Field(description="ids (or batch positions) that could not be searched")
     calls: int = Field(description="Milvus search calls made")
     took_ms: float
 
@@ -271,6 +282,33 @@ def create_app(settings: Settings, *, searcher=None, timeout: float | None = Non
         """Same-style search for many stored products at once; an id that fails is
         reported under `errors` and never fails the request."""
         return await run(lambda s: s.by_products(q.ids, _opts(q, exclude_self=q.exclude_self)))
+
+    @app.post("/v1/search/texts", response_model=BatchOut)
+    async def search_texts(q: TextsQuery):
+        """Many phrases at once (one encoder batch, few Milvus calls); results and
+        errors keyed by position ("0", "1", ...); one that fails never fails the rest."""
+        return await run(lambda s: s.by_texts(q.texts, q.target, _opts(q)), need_encoder=True)
+
+    @app.post("/v1/search/photos", response_model=BatchOut)
+    async def search_photos(q: PhotosQuery):
+        """Many photos at once, like /v1/search/texts; a photo that is not valid base64
+        is reported under its position."""
+        photos: list = []
+        bad: dict = {}
+        for i, b in enumerate(q.images_b64):
+            try:
+                photos.append(_b64(b))
+            except InputError as exc:
+                photos.append(b"")  # keeps positions; reported below instead of "photo is empty"
+                bad[str(i)] = exc
+
+        def search(s):
+            res = s.by_photos(photos, _opts(q))
+            res.errors.update(bad)
+            res.errors = {k: res.errors[k] for k in sorted(res.errors, key=int)}
+            return res
+
+        return await run(search, need_encoder=True)
 
     @app.post("/v1/search/text", response_model=SearchOut)
     async def search_text(q: TextQuery):

@@ -85,13 +85,14 @@ def _table(res: dict, columns: list[str] | None = None) -> None:
                    + f"{str(e.get('title') or '')[:60]}")
 
 
-def _batch_table(res: dict, columns: list[str] | None = None) -> None:
+def _batch_table(res: dict, columns: list[str] | None = None, what: str = "product") -> None:
     for r in res["results"].values():
         _table(r, columns)
         click.echo()
     for pid, e in res["errors"].items():
-        click.echo(f"product [{pid}]: {e['message']}", err=True)
-    click.echo(f"{len(res['results'])} products searched, {len(res['errors'])} failed, {res['calls']} Milvus calls, "
+        click.echo(f"{what} [{pid}]: {e['message']}", err=True)
+    plural = "queries" if what == "query" else what + "s"
+    click.echo(f"{len(res['results'])} {plural} searched, {len(res['errors'])} failed, {res['calls']} Milvus calls, "
                f"{res['took_ms']:.0f} ms")
 
 
@@ -100,6 +101,11 @@ def _batch_table(res: dict, columns: list[str] | None = None) -> None:
 @click.option("--products", "products_file", type=click.File("r", encoding="utf-8"), metavar="FILE",
               help="Same-style search for every product id in FILE (one per line, - for stdin), batched into as "
                    "few Milvus calls as possible. Ids that fail are reported and never stop the others.")
+@click.option("--texts", "texts_file", type=click.File("r", encoding="utf-8"), metavar="FILE",
+              help="Search every phrase in FILE (one per line, - for stdin): encoded together, batched into as few "
+                   "Milvus calls as possible; results keyed by line position among the non-empty lines (0, 1, ...).")
+@click.option("--images", "images_file", type=click.File("r", encoding="utf-8"), metavar="FILE",
+              help="Search every photo path listed in FILE (one per line), batched like --texts.")
 @click.option("--text", metavar="T", help="Find products matching a phrase.")
 @click.option("--image", "image", type=click.Path(exists=True, dir_okay=False), metavar="PATH",
               help="Find products that look like this photo.")
@@ -134,7 +140,7 @@ def _batch_table(res: dict, columns: list[str] | None = None) -> None:
                    "Triton started for the command) or in-process ONNX Runtime (no server).")
 @json_option
 @click.pass_context
-def command(ctx, product_id, products_file, text, image, modifier, target, fields, weights, ranker, filters,
+def command(ctx, product_id, products_file, texts_file, images_file, text, image, modifier, target, fields, weights, ranker, filters,
             group_by, floor, k, offset, exclude, keep_self, collection, columns, encoder, as_json):
     """Same-style search: by product, phrase, photo, or photo + modifier.
 
@@ -151,9 +157,9 @@ def command(ctx, product_id, products_file, text, image, modifier, target, field
     """
     settings = ctx.obj
     given = [n for n, v in (("--product", product_id), ("--products", products_file), ("--text", text),
-                            ("--image", image)) if v is not None]
+                            ("--image", image), ("--texts", texts_file), ("--images", images_file)) if v is not None]
     if len(given) != 1:
-        raise click.UsageError("give exactly one of --product, --products, --text, --image")
+        raise click.UsageError("give exactly one of --product, --products, --text, --image, --texts, --images")
     if modifier is not None and image is None:
         raise click.UsageError("--modifier goes with --image")
     for name, value in (("product", product_id), ("text", text), ("modifier", modifier)):
@@ -170,6 +176,15 @@ def command(ctx, product_id, products_file, text, image, modifier, target, field
         ids = [line.strip() for line in products_file if line.strip()]
         if not ids:
             raise InputError("--products names no product ids", field="products", fix="one product id per line")
+    if texts_file is not None or images_file is not None:  # batches run here (one encoder batch)
+        lines = [x.strip() for x in (texts_file or images_file) if x.strip()]
+        if not lines:
+            raise InputError(f"--{'texts' if texts_file else 'images'} file is empty", field="texts",
+                             fix="one query per line")
+        res = _search_here(settings, None, None, None, target, None, None, collection, request, encoder,
+                           texts=lines if texts_file else None, images=None if texts_file else lines)
+        emit(res, as_json, lambda r: _batch_table(r, cols, "query"))
+        return
     stack = ctx.meta.get("samestyle.stack") or {}
     if stack.get("http_url") and encoder == "triton":
         from ._remote import search_remote
@@ -183,7 +198,8 @@ def command(ctx, product_id, products_file, text, image, modifier, target, field
     emit(res, as_json, (lambda r: _batch_table(r, cols)) if ids is not None else (lambda r: _table(r, cols)))
 
 
-def _search_here(settings, product_id, ids, text, target, image, modifier, collection, request, encoder_kind):
+def _search_here(settings, product_id, ids, text, target, image, modifier, collection, request, encoder_kind,
+                 texts=None, images=None):
     """The search in this process: Milvus through pymilvus, the encoder from Triton or
     in-process ONNX Runtime."""
     from ..query.search import Searcher, SearchOptions
@@ -195,6 +211,10 @@ def _search_here(settings, product_id, ids, text, target, image, modifier, colle
         searcher.check(opts)  # a missing collection or a bad filter fails here, before an encoder starts
         if ids is not None:
             return searcher.by_products(ids, opts).to_dict()
+        if texts is not None or images is not None:
+            enc = searcher.encoder = open_encoder(settings, encoder_kind)
+            batch = searcher.by_texts(texts, target, opts) if texts is not None else searcher.by_photos(images, opts)
+            return batch.to_dict()
         if product_id is None:
             enc = searcher.encoder = open_encoder(settings, encoder_kind)
         if product_id is not None:

@@ -93,3 +93,62 @@ def test_composite_and_hybrid_search_agree_on_the_top_hit(searcher, search_catal
         # The WeightedRanker only fuses each field's own candidates; on this small
         # collection those cover the top hits, so both orders start alike.
         assert a.ids[0] == b.ids[0] and a.hits[0].similarity == pytest.approx(b.hits[0].similarity, abs=1e-4)
+
+
+def test_http_texts_and_photos_batches(searcher, search_catalogue, tmp_path_factory):
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from samestyle.config import Settings
+    from samestyle.http import create_app
+
+    rows = search_catalogue.rows[:4]
+    app = create_app(Settings(data_dir=tmp_path_factory.mktemp("http-batch")), searcher=searcher)
+    with TestClient(app) as api:
+        r = api.post("/v1/search/texts", json={"texts": [x["title"] for x in rows] + [" "], "k": 3, "target": "all"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert list(body["results"]) == ["0", "1", "2", "3"] and list(body["errors"]) == ["4"] and body["calls"] == 1
+        for i, x in enumerate(rows):
+            single = api.post("/v1/search/text", json={"text": x["title"], "k": 3, "target": "all"}).json()
+            assert [h["id"] for h in body["results"][str(i)]["hits"]] == [h["id"] for h in single["hits"]]
+        photos = [base64.b64encode(search_catalogue.photos[x["id"]].read_bytes()).decode() for x in rows[:2]]
+        r = api.post("/v1/search/photos", json={"images_b64": [photos[0], "%%not base64%%", photos[1]], "k": 3})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert list(body["results"]) == ["0", "2"] and list(body["errors"]) == ["1"]
+        assert body["errors"]["1"]["field"] == "image_b64"
+        single = api.post("/v1/search/photo", json={"image_b64": photos[1], "k": 3}).json()
+        assert [h["id"] for h in body["results"]["2"]["hits"]] == [h["id"] for h in single["hits"]]
+        assert api.post("/v1/search/texts", json={"texts": []}).status_code == 422
+
+
+def test_cli_texts_and_images_files(search_catalogue, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from samestyle.cli.main import cli
+
+    env = {"SAMESTYLE_MILVUS_URI": search_catalogue.db, "SAMESTYLE_DATA_DIR": str(tmp_path),
+           "SAMESTYLE_COLLECTION": "products"}
+    rows = search_catalogue.rows[:3]
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(x["title"] for x in rows) + "\n\n")
+    run = CliRunner().invoke
+    r = run(cli, ["search", "--texts", str(texts), "-k", "3", "--encoder", "onnx", "--json"], env=env,
+            catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert list(rep["results"]) == ["0", "1", "2"] and rep["calls"] == 1
+    for i, x in enumerate(rows):
+        single = json.loads(run(cli, ["search", "--text", x["title"], "-k", "3", "--encoder", "onnx", "--json"],
+                                env=env, catch_exceptions=False).stdout)
+        assert [h["id"] for h in rep["results"][str(i)]["hits"]] == [h["id"] for h in single["hits"]]
+    images = tmp_path / "images.txt"
+    images.write_text(f"{search_catalogue.photos[rows[0]['id']]}\n{tmp_path / 'missing.jpg'}\n")
+    human = run(cli, ["search", "--images", str(images), "-k", "3", "--encoder", "onnx"], env=env,
+                catch_exceptions=False)
+    assert human.exit_code == 0, human.output
+    assert "1 queries searched, 1 failed, 1 Milvus calls" in human.output and "query [1]:" in human.output
