@@ -100,7 +100,17 @@ def open_encoder(settings, kind: str = "triton", model_dir: str | Path | None = 
     except ImportError as exc:
         raise ConfigError(f"the Triton client is not available ({exc})",
                           fix="use --encoder onnx (in-process ONNX Runtime)") from None
-    with encoder_for(settings) as enc:
+    if settings.triton_url:
+        with encoder_for(settings) as enc:
+            yield enc
+        return
+    # A local Triton would have to start: only once something needs encoding (a re-run
+    # over an unchanged catalogue starts none).
+    from samestyle.encoders.lazy import LazyEncoder
+    from samestyle.serve.stack import read_manifest
+
+    manifest = read_manifest(settings.model_dir)
+    with LazyEncoder(lambda: encoder_for(settings), manifest["model_version"], manifest["embed_dim"]) as enc:
         yield enc
 
 

@@ -69,15 +69,22 @@ class IngestReport:
     seconds: float = 0.0
     resumed_from_line: int | None = None
     complete: bool = False
+    # Counts carried over from the interrupted runs a resumed run continues: the
+    # counters above are cumulative, the rates below are this run's alone.
+    carried: dict = field(default_factory=dict)
 
     @property
     def products_per_s(self) -> float:
-        return round(self.read / self.seconds, 2) if self.seconds else 0.0
+        """Records handled per second by this run (not the runs it resumed)."""
+        n = self.read - int(self.carried.get("read", 0))
+        return round(n / self.seconds, 2) if self.seconds else 0.0
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items()}
         d["products_per_s"] = self.products_per_s
-        d["encoded_per_s"] = round(self.loaded / self.seconds, 2) if self.seconds else 0.0
+        n = self.loaded - int(self.carried.get("loaded", 0))
+        d["encoded_per_s"] = round(n / self.seconds, 2) if self.seconds else 0.0
+        d["read_this_run"] = self.read - int(self.carried.get("read", 0))
         return d
 
 
@@ -196,6 +203,7 @@ def run_pipeline(source: Source, transformer: Transformer, photos: PhotoLoader, 
     report = IngestReport(str(source.path), collection, encoder.model_version, dead_letter=str(dead_letter))
     for k in ("read", "loaded", "unchanged", "failed"):
         setattr(report, k, int(checkpoint.counts.get(k, 0)))
+    report.carried = {k: getattr(report, k) for k in ("read", "loaded", "unchanged", "failed")}
     report.reasons = dict(checkpoint.reasons)
     if checkpoint.resumed:
         report.resumed_from_line = checkpoint.next_line

@@ -133,7 +133,8 @@ def render_report(r: dict, verb: str) -> None:
     """The human summary: counts, rate, reasons, where the dead letters are."""
     click.echo(f"{verb} {r['catalogue']} -> {r['collection']} (model {r['model_version']})")
     if r.get("resumed_from_line"):
-        click.echo(f"  resumed from line {r['resumed_from_line']}")
+        click.echo(f"  resumed from line {r['resumed_from_line']}: counts include the earlier runs, the rate is "
+                   f"this run's ({r.get('read_this_run', r['read'])} records)")
     click.echo(f"  read {r['read']}: loaded {r['loaded']}, unchanged and skipped {r['unchanged']}, "
                f"failed {r['failed']}  ({r['products_per_s']} products/s over {r['seconds']:.1f} s)")
     for kind, n in (r.get("reasons") or {}).items():

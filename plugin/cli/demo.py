@@ -35,11 +35,15 @@ def command(settings, n_groups, fresh, as_json):
     root = Path(settings.data_dir) / "demo"
     if fresh and root.exists():
         shutil.rmtree(root)
-    settings = settings.with_(data_dir=root)
+    separate = _separate_data_dir(settings, root)
+    if separate:
+        from dataclasses import replace
+
+        settings = replace(settings, data_dir=root, milvus_uri=None)
     cat = generate(root / "catalogue", n_groups=n_groups)
     log = (lambda *a, **k: None) if as_json else click.echo
     log(f"catalogue: {cat.n_products} generated products in {len(cat.groups)} style groups -> {cat.csv_path}")
-    out: dict = {"catalogue": str(cat.csv_path), "products": cat.n_products}
+    out: dict = {"catalogue": str(cat.csv_path), "products": cat.n_products, "data_dir": str(settings.data_dir)}
     with encoder_for(settings) as enc, Store.open(settings) as store:
         log(f"encoder: Triton at {enc.url} serving model {enc.model_version}")
         report = ingest_catalogue(cat.csv_path, store=store, encoder=enc, columns=ColumnMap(),
@@ -63,10 +67,49 @@ def command(settings, n_groups, fresh, as_json):
             }
         finally:
             searcher.close()
+    if not separate:
+        (root / OWNER).write_text("the demo loaded the collection [products] of this data dir\n")
     out["searches"] = {name: res.to_dict() for name, res in searches.items()}
+    out["next"] = _next_commands(settings, separate, original, photo)
     if as_json:
         emit(out, True)
         return
     for name, res in out["searches"].items():
         click.echo(f"\n== {name}")
         _table(res)
+    click.echo("\nNext, on the same data:")
+    for line in out["next"]:
+        click.echo(f"  {line}")
+
+
+OWNER = ".loaded-products"  # in <data dir>/demo: the demo made <data dir>'s products collection
+
+
+def _separate_data_dir(settings, root: Path) -> bool:
+    """The demo loads the data dir's own `products` collection (or the Milvus a running
+    serve advertises), so the commands a user types next (`samestyle search --product
+    ...`) find its products; unless that collection already holds something the demo did
+    not make: then the demo keeps to <data dir>/demo, and says so."""
+    if settings.collection != "products":
+        return True
+    if (root / OWNER).exists():
+        return False
+    if not settings.milvus_uri and not Path(settings.embedded_milvus_uri).exists():
+        return False
+    from ..store.collections import Store
+
+    with Store.open(settings) as store:
+        return bool(store.alias_target("products") or store.exists("products"))
+
+
+def _next_commands(settings, separate: bool, pid: str, photo: Path) -> list[str]:
+    env = f"SAMESTYLE_DATA_DIR={settings.data_dir} " if separate else ""
+    return [
+        f"{env}samestyle search --product {pid}",
+        f'{env}samestyle search --text "red striped t-shirt" --filter gender=Men --columns brand,price',
+        f'{env}samestyle search --image {photo} --modifier "but in black"',
+        f"{env}samestyle search --product {pid} --group-by brand",
+        f"{env}samestyle dedup --threshold 0.95",
+        f"{env}samestyle serve   # keeps Triton and Milvus up: every command above answers in about a second; "
+        "search page at http://127.0.0.1:8000",
+    ]

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import ast
 import importlib
-import inspect
 import json
 import logging
 import os
-import pkgutil
 import sys
 from pathlib import Path
 
@@ -111,16 +109,17 @@ def _summaries() -> dict[str, tuple[str, str]]:
     global _SUMMARIES
     if _SUMMARIES is None:
         found = {}
-        for mod in pkgutil.iter_modules([str(HERE)]):
-            if mod.name in ("main", "common") or mod.name.startswith("_"):
+        for path in sorted(HERE.glob("*.py")):
+            name = path.stem
+            if name in ("main", "common") or name.startswith("_"):
                 continue
-            info = _summary(HERE / f"{mod.name}.py")
+            info = _summary(path)
             if info is None:  # not readable statically: import it
-                cmd = _import(mod.name)
+                cmd = _import(name)
                 if cmd is not None:
-                    found[cmd.name] = (mod.name, cmd.help or "")
+                    found[cmd.name] = (name, cmd.help or "")
             else:
-                found[info[0]] = (mod.name, info[1])
+                found[info[0]] = (name, info[1])
         _SUMMARIES = found
     return _SUMMARIES
 
@@ -143,7 +142,7 @@ def _summary(path: Path) -> tuple[str, str] | None:
             if (isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute)
                     and dec.func.attr in ("command", "group") and dec.args
                     and isinstance(dec.args[0], ast.Constant) and isinstance(dec.args[0].value, str)):
-                doc = inspect.cleandoc(ast.get_docstring(node, clean=False) or "").split("\f")[0]
+                doc = (ast.get_docstring(node, clean=True) or "").split("\f")[0]  # = click's cleandoc
                 return dec.args[0].value, doc
     return None
 
@@ -181,6 +180,54 @@ def _progress_logging() -> None:
     log.propagate = False
 
 
+# Verbs that only read the collection: they never create a data dir or a .db.
+READ_ONLY = {"search", "collections", "dedup"}
+# pymilvus logs every failed call at ERROR with a traceback, before raising the error
+# the CLI reports in one line; its per-module loggers are quieted unless DEBUG.
+_NOISY = ("pymilvus.decorators", "pymilvus.milvus_client.milvus_client", "pymilvus.client.grpc_handler",
+          "pymilvus.orm.connections", "pymilvus.client.connection_manager", "milvus_lite")
+
+
+def _db_locked(db: Path) -> bool:
+    """True when another process holds Milvus Lite's lock on the .db folder (Linux:
+    /proc/locks; this process's own lock, an open client here, does not count)."""
+    lock = db / "LOCK"
+    try:
+        st = lock.stat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return False
+    inode = f":{st.st_ino}"
+    for line in table.splitlines():
+        parts = line.split()
+        if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].endswith(inode):
+            dev = parts[5].rsplit(":", 1)[0]
+            if int(dev.split(":")[1], 16) == os.minor(st.st_dev) and parts[4] != str(os.getpid()):
+                return True
+    return False
+
+
+def preflight(settings, verb: str) -> None:
+    """Fail early, in one line, where the embedded Milvus Lite cannot serve the verb:
+    a read-only verb on a .db that does not exist (nothing is created), or a .db
+    another process holds (a `samestyle serve` that advertises nothing, an ingest)."""
+    from ..errors import ConfigError
+
+    uri = settings.resolved_milvus_uri
+    if "://" in uri or not uri.endswith(".db"):
+        return
+    db = Path(uri)
+    where = "SAMESTYLE_MILVUS_URI" if settings.milvus_uri else f"SAMESTYLE_DATA_DIR ({settings.data_dir})"
+    if verb in READ_ONLY and not db.exists():
+        raise ConfigError(f"there is no product data at [{db}] (from {where})",
+                          fix="run `samestyle demo` or `samestyle ingest CATALOGUE` first, or point "
+                              "SAMESTYLE_DATA_DIR / SAMESTYLE_MILVUS_URI at existing data")
+    if db.is_dir() and _db_locked(db):
+        raise ConfigError(f"[{db}] is in use by another process (a `samestyle serve` or an ingest)",
+                          fix="let it finish, or use the Milvus a running serve prints "
+                              "(export SAMESTYLE_MILVUS_URI=http://127.0.0.1:PORT)")
+
+
 @click.group(cls=_Group, epilog=f"Environment variables:\n\n{ENV_HELP}", context_settings={"max_content_width": 110})
 @click.version_option(package_name="samestyle")
 @click.pass_context
@@ -193,7 +240,11 @@ def cli(ctx):
     settings = config_mod.from_env()
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     _progress_logging()
-    if ctx.invoked_subcommand not in (None, "serve"):
+    if settings.log_level.upper() != "DEBUG":
+        for name in _NOISY:  # `disabled` survives pymilvus' dictConfig at import (a level would not)
+            logging.getLogger(name).disabled = True
+    verb = ctx.invoked_subcommand
+    if verb not in (None, "serve"):
         from ..serve import advert
 
         settings, found = advert.apply(settings)
@@ -201,7 +252,17 @@ def cli(ctx):
             logging.getLogger(__name__).info("using the stack `samestyle serve` (pid %s) advertises in %s",
                                              found.get("pid"), settings.data_dir)
         ctx.meta["samestyle.stack"] = found
+        if "--help" not in sys.argv[1:] and "--help" not in ctx.args:
+            preflight(settings, verb)
     ctx.obj = settings
+
+
+def _interrupted() -> str:
+    verb = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+    if verb in ("ingest", "reindex"):
+        return (f"interrupted: what was loaded is kept; run the same `samestyle {verb} ...` again and it resumes "
+                "from its checkpoint (unchanged products are skipped)")
+    return "interrupted"
 
 
 def main() -> None:
@@ -209,11 +270,8 @@ def main() -> None:
         rv = cli.main(prog_name="samestyle", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo(_interrupted(), err=True)
         sys.exit(130)
     except click.ClickException as exc:
         if _json_mode():

@@ -45,6 +45,8 @@ CATEGORY_FIELD = C.CATEGORY_FIELD
 PK = store.PK
 VIEW_FLAG = {"image_vec": "has_image", "text_vec": "has_text"}
 TIE_SLACK = 10  # extra hits fetched so that ties at a page boundary sort the same way
+GROUP_OVERFETCH = 10  # candidates per hit when grouping on a dynamic attribute
+GROUP_MAX_CANDIDATES = 16384  # Milvus's largest limit
 MAX_BATCH = 64  # products per Milvus call in by_products
 
 
@@ -272,9 +274,35 @@ class Searcher:
         opts.check()
         self._filters(opts.filters)
         R.check_fields(opts.fields, R.FIELDS)
-        if opts.group_by is not None and opts.group_by not in (self._scalars or ()):
-            raise InputError(f"cannot group by [{opts.group_by}]: not a scalar field of the collection schema",
-                             field="group_by", fix=f"use one of {', '.join(sorted(self._scalars or ()))}")
+        if opts.group_by is not None and opts.group_by not in self.schema().fields:
+            raise InputError(f"cannot group by [{opts.group_by}]: no stored attribute has that name",
+                             field="group_by", fix=f"use one of {', '.join(sorted(self.schema().fields))}")
+
+    # -- group-by ---------------------------------------------------------------------
+    # Milvus groups on schema fields only; an attribute of the dynamic field (any
+    # catalogue column: style_group, supplier...) is grouped here, over GROUP_OVERFETCH
+    # times more candidates, keeping each value's best hit.
+    def _server_group(self, o: SearchOptions) -> str | None:
+        return o.group_by if o.group_by in (self._scalars or ()) else None
+
+    def _group_reserve(self, o: SearchOptions) -> int:
+        if o.group_by is None or o.group_by in (self._scalars or ()):
+            return 0
+        want = o.offset + o.k + TIE_SLACK
+        return min(GROUP_MAX_CANDIDATES - want, want * (GROUP_OVERFETCH - 1))
+
+    def _client_group(self, o: SearchOptions, raw: list[dict]) -> list[dict]:
+        if o.group_by is None or o.group_by in (self._scalars or ()):
+            return raw
+        seen: set = set()
+        out = []
+        for h in sorted(raw, key=lambda h: (-round(h["score"], 5), h["id"])):
+            v = h["entity"].get(o.group_by)
+            key = repr(v) if not isinstance(v, (str, int, float, bool, type(None))) else (type(v).__name__, v)
+            if key not in seen:
+                seen.add(key)
+                out.append(h)
+        return out
 
     # -- encoding ---------------------------------------------------------------------
     def _encode_many(self, inputs: Sequence[ProductInput]) -> list[dict[str, np.ndarray] | InputError]:
@@ -465,10 +493,11 @@ class Searcher:
                 continue
             if o.group_by is not None:
                 t1 = time.perf_counter()
-                raw = store.run(self.client, self.collection, plan, offset=0, group_by=o.group_by,
+                raw = store.run(self.client, self.collection, plan, offset=0, group_by=self._server_group(o),
                                 output_fields=["*"], timeout=o.timeout or self.timeout)
                 out.calls += 1
-                out.results[key] = self._result(kind, plan, profile_name, raw, views, o, query, t1)
+                out.results[key] = self._result(kind, plan, profile_name, self._client_group(o, raw), views, o,
+                                                query, t1)
                 continue
             groups.setdefault(R.batch_key(plan), []).append((key, plan, profile_name, views, query))
         for members in groups.values():
@@ -543,9 +572,9 @@ class Searcher:
         t0 = time.perf_counter()
         plan, profile_name = self._plan(views, default_fields, o, exclude, category)
         # "*" brings the vectors (for per-field scores) and any dynamic attributes.
-        raw = store.run(self.client, self.collection, plan, offset=0, group_by=o.group_by,
+        raw = store.run(self.client, self.collection, plan, offset=0, group_by=self._server_group(o),
                         output_fields=["*"], timeout=o.timeout or self.timeout)
-        return self._result(kind, plan, profile_name, raw, views, o, query, t0)
+        return self._result(kind, plan, profile_name, self._client_group(o, raw), views, o, query, t0)
 
     def _plan(self, views: Mapping, default_fields: Sequence[str], o: SearchOptions, exclude: Sequence[str],
               category: str | None, extra_hits: int = 0) -> tuple[R.SearchPlan, str]:
@@ -566,7 +595,8 @@ class Searcher:
         # land on two pages. Pages are therefore cut here from one stable order (score,
         # then id) over offset + k + TIE_SLACK hits, not with Milvus's own offset.
         plan = R.plan(views, fields, k=o.offset + o.k + TIE_SLACK, offset=0, expr=expr, weights=o.weights,
-                      profile=profile, ranker=o.ranker, params=self.index_params, reserve=extra_hits,
+                      profile=profile, ranker=o.ranker, params=self.index_params,
+                      reserve=extra_hits + self._group_reserve(o),
                       composite=self._composite if self.use_composite else None,
                       composite_params=self.composite_params)
         return plan, profile_name

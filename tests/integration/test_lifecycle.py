@@ -209,3 +209,108 @@ def test_bench_cli_quick_structure(samestyle_cli, onnx_bundle, tmp_path):
     assert "pymilvus" in out["without_serve"]["search_product"]["heavy_imports"]
     assert "torch" not in out["without_serve"]["search_product"]["heavy_imports"]
     assert not list(tmp_path.glob("samestyle-bench-cli-*")), "the temporary data dir is removed"
+
+
+def test_group_by_any_stored_attribute(lifecycle_settings, onnx_encoder):
+    """--group-by on a dynamic attribute (a catalogue column outside the schema) is
+    grouped client-side over more candidates: one hit per value, the best of each."""
+    rows = [{"id": f"G{i}", "title": f"Blue cotton shirt {i}", "category": "Shirts", "supplier": f"S{i % 3}"}
+            for i in range(12)]
+    with samestyle.connect(settings=lifecycle_settings, collection="grouped", encoder=onnx_encoder) as ss:
+        assert ss.upsert(rows).upserted == 12
+        res = ss.search_text("blue cotton shirt", k=5, group_by="supplier")
+        suppliers = [h.entity["supplier"] for h in res.hits]
+        assert sorted(suppliers) == ["S0", "S1", "S2"]
+        plain = ss.search_text("blue cotton shirt", k=12)
+        best = {}
+        for h in plain.hits:
+            best.setdefault(h.entity["supplier"], h.id)
+        assert {h.entity["supplier"]: h.id for h in res.hits} == best
+        assert len(ss.search_text("blue cotton shirt", k=5, group_by="category").hits) == 1  # schema field: Milvus
+        with pytest.raises(samestyle.InputError) as err:
+            ss.search_text("x", group_by="nosuch")
+        assert "supplier" in err.value.fix
+
+
+def test_dedup_lists_the_duplicates(search_catalogue, ingested_store):
+    from click.testing import CliRunner
+
+    from samestyle.cli.main import cli
+
+    env = {"SAMESTYLE_DATA_DIR": str(ingested_store.settings.data_dir), "SAMESTYLE_MILVUS_URI": ""}
+    r = CliRunner().invoke(cli, ["dedup", "--threshold", "0.9", "--json"], env=env, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert len(out["duplicates"]) == out["clusters"] and out["duplicates"][0]["members"]
+    orig, dup = search_catalogue.duplicates[0]
+    assert any({orig, dup} <= set(c["members"]) for c in out["duplicates"])
+    r = CliRunner().invoke(cli, ["dedup", "--threshold", "0.9", "--show", "2"], env=env, catch_exceptions=False)
+    lines = r.stdout.splitlines()
+    assert r.exit_code == 0 and len([x for x in lines if x.startswith("  ") and " products" in x]) == 2, r.stdout
+    assert "more clusters" in r.stdout
+
+
+def test_unchanged_ingest_starts_no_encoder(ingested_store, catalogue, monkeypatch):
+    """A re-run over an unchanged catalogue with no Triton configured encodes nothing
+    and so never opens the (lazy) encoder."""
+    from samestyle.loaders import jobs
+    from samestyle.loaders.transform import ColumnMap
+    from samestyle.serve import stack
+
+    opened = []
+    monkeypatch.setattr(stack, "encoder_for", lambda *a, **k: opened.append(1) or pytest.fail("encoder opened"))
+    settings = ingested_store.settings.with_(triton_url=None)
+    with jobs.open_encoder(settings, "triton") as enc:
+        report = jobs.ingest_catalogue(catalogue.csv_path, store=ingested_store.store, encoder=enc,
+                                       columns=ColumnMap(), data_dir=settings.data_dir)
+        assert not enc.started
+    assert report["loaded"] == 0 and report["unchanged"] == catalogue.n_products and not opened
+
+
+def test_demo_ends_with_next_commands_that_work(tmp_path, onnx_encoder, monkeypatch):
+    """The demo loads the data dir's own collection and ends with the commands to type
+    next; they run on its data as printed. A data dir whose `products` holds other
+    products is left alone: the demo keeps to <data dir>/demo and says so."""
+    from click.testing import CliRunner
+
+    import samestyle.serve as serve
+    from samestyle.cli.main import cli
+
+    class Borrowed:  # the session encoder, not closed by the command
+        url = "in-process"
+
+        def __getattr__(self, name):
+            return getattr(onnx_encoder, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(serve, "encoder_for", lambda settings, **kw: Borrowed())
+    monkeypatch.chdir(tmp_path)
+    env = {"SAMESTYLE_DATA_DIR": "", "SAMESTYLE_MILVUS_URI": "", "SAMESTYLE_TRITON_URL": "",
+           "SAMESTYLE_COLLECTION": ""}
+    r = CliRunner().invoke(cli, ["demo", "--products", "6"], env=env, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    nxt = r.output.split("Next, on the same data:\n", 1)[1].splitlines()
+    first = nxt[0].strip()
+    assert first.startswith("samestyle search --product P")
+    r2 = CliRunner().invoke(cli, first.split()[1:] + ["--json"], env=env, catch_exceptions=False)
+    assert r2.exit_code == 0 and json.loads(r2.stdout)["hits"], r2.output
+    assert (tmp_path / ".samestyle" / "milvus.db").is_dir()
+
+    other = tmp_path / "other"
+    with samestyle.connect(data_dir=other, use_env=False, encoder=onnx_encoder) as ss:
+        ss.upsert([{"id": "MINE", "title": "not a demo product", "category": "X"}])
+    r = CliRunner().invoke(cli, ["demo", "--products", "4", "--json"], env={**env, "SAMESTYLE_DATA_DIR": str(other)},
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["data_dir"] == str(other / "demo") and out["next"][0].startswith(f"SAMESTYLE_DATA_DIR={other}/demo ")
+    with samestyle.connect(data_dir=other, use_env=False, encoder=onnx_encoder) as ss:
+        assert ss.get("MINE") and ss.collections()[0]["count"] == 1

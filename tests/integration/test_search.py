@@ -144,8 +144,10 @@ def test_group_by_returns_distinct_values(searcher, search_catalogue):
                               group_by="category")
     cats = [h.entity["category"] for h in hyb.hits]
     assert len(cats) == len(set(cats))
+    prices = [h.entity.get("price") for h in searcher.by_text("tee", k=5, group_by="price").hits]
+    assert len(prices) == len(set(prices))  # a dynamic attribute: grouped client-side
     with pytest.raises(InputError):
-        searcher.by_text("tee", group_by="price")  # a dynamic attribute, not a schema field
+        searcher.by_text("tee", group_by="nosuch")
 
 
 def test_floor_removes_hits_below_it(searcher, search_catalogue):

@@ -96,8 +96,39 @@ def _run_main(monkeypatch, capsys, *argv):
     return ex.value.code, out.out, out.err
 
 
+def test_read_only_verbs_create_nothing(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SAMESTYLE_DATA_DIR", raising=False)
+    monkeypatch.delenv("SAMESTYLE_MILVUS_URI", raising=False)
+    for argv in (["search", "--product", "X"], ["collections"], ["dedup"]):
+        code, out, err = _run_main(monkeypatch, capsys, *argv)
+        assert code == 2 and "there is no product data at [.samestyle/milvus.db]" in err, (argv, err)
+    monkeypatch.setenv("SAMESTYLE_MILVUS_URI", str(tmp_path / "typo.db"))
+    code, out, err = _run_main(monkeypatch, capsys, "search", "--product", "X", "--json")
+    assert code == 2 and "typo.db" in json.loads(out)["error"]["message"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_db_held_by_another_process_is_one_line(monkeypatch, capsys, tmp_path):
+    db = tmp_path / "milvus.db"
+    db.mkdir()
+    (db / "LOCK").touch()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+                               str(db / "LOCK")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("SAMESTYLE_DATA_DIR", str(tmp_path))
+        code, out, err = _run_main(monkeypatch, capsys, "search", "--product", "X")
+        assert code == 2 and "is in use by another process" in err and "Traceback" not in err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_json_errors_go_to_stdout_with_the_exit_code(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("SAMESTYLE_DATA_DIR", str(tmp_path / "d"))
+    (tmp_path / "d" / "milvus.db").mkdir(parents=True)  # data exists: the input is checked first
     code, out, err = _run_main(monkeypatch, capsys, "search", "--text", "", "--json")
     assert code == 2
     e = json.loads(out)["error"]
@@ -106,7 +137,6 @@ def test_json_errors_go_to_stdout_with_the_exit_code(monkeypatch, capsys, tmp_pa
     assert code == 2 and json.loads(out)["error"]["code"] == "usage_error"
     code, out, err = _run_main(monkeypatch, capsys, "search", "--text", "  ")
     assert code == 2 and out == "" and "--text is empty" in err
-    assert not (tmp_path / "d").exists()
 
 
 def test_no_traceback_reaches_the_terminal(monkeypatch, capsys, tmp_path):
@@ -169,3 +199,26 @@ def test_table_prints_full_ids_and_the_catalogues_attributes():
     out = CliRunner().invoke(click.command()(lambda: _table(HITS, ["price"]))).output
     header = out.splitlines()[1]
     assert "price" in header and "origin" not in header and "category" not in header
+
+
+def test_ctrl_c_in_ingest_says_the_rerun_resumes(monkeypatch, capsys):
+    @click.command("ingest")
+    def fake_ingest():
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(M._LOADED, "ingest", fake_ingest)
+    code, out, err = _run_main(monkeypatch, capsys, "ingest")
+    assert code == 130 and "resumes from its checkpoint" in err and "Aborted" not in err
+    monkeypatch.setitem(M._LOADED, "export", fake_ingest)
+    code, out, err = _run_main(monkeypatch, capsys, "export")
+    assert code == 130 and err.strip().endswith("interrupted")
+
+
+def test_rates_after_a_resume_are_this_runs():
+    from samestyle.loaders.pipeline import IngestReport
+
+    r = IngestReport("c.csv", "products_v1", "m", read=1000, loaded=900, seconds=10.0,
+                     carried={"read": 800, "loaded": 750})
+    d = r.to_dict()
+    assert d["products_per_s"] == 20.0 and d["encoded_per_s"] == 15.0 and d["read_this_run"] == 200
+    assert IngestReport("c.csv", "p", "m", read=100, seconds=10.0).products_per_s == 10.0
