@@ -29,7 +29,8 @@ $(CHROMIUM):
 
 $(VENV)/.installed: requirements/app.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	# setuptools >= 77 builds the package (SPDX license string; --no-build-isolation below uses this one)
+	$(BIN)/pip install -q --upgrade pip "setuptools>=77"
 	# torch alone first, exactly pinned: 2.13.0 is the CPU wheel (a looser pin pulls a CUDA build)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -r requirements/app.txt

@@ -75,9 +75,13 @@ def test_checkout_reads_data_in_place():
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation",
                         "--no-index", "-w", str(out), str(ROOT)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+    # a folder Python can import but [tool.setuptools] packages does not list (data under
+    # a package: list it too), or a deprecated setting: setuptools warns, and we do not
+    for warning in ("absent from the `packages` configuration", "BuildBackendWarning: `project.license`"):
+        assert warning not in r.stdout + r.stderr, warning
     (whl,) = out.glob("samestyle-*.whl")
     return whl
 
