@@ -204,6 +204,8 @@ def synthetic_timing(sizes: list[int], dim: int, threshold: float, seed: int) ->
     out = []
     for n in sizes:
         _say(f"  synthetic {n:,} rows...")
+        if out:
+            _say(f"    previous: {json.dumps(out[-1])}")
         x, groups, copies = synthetic(n, dim, seed)
         sec, pairs, cids = timed_dedup(x, groups, threshold)
         found = float(np.mean(cids[copies[:, 0]] == cids[copies[:, 1]])) if len(copies) else None
@@ -249,8 +251,9 @@ def plot(report: dict, path: Path) -> None:
 
 
 @click.command("dedup")
-@click.option("--relists", type=click.IntRange(1, 100_000), default=2000, show_default=True,
-              help="Products listed again (a third photo changes, a third title changes, a third both).")
+@click.option("--relists", type=click.IntRange(0, 100_000), default=2000, show_default=True,
+              help="Products listed again (a third photo changes, a third title changes, a third both); "
+                   "0: only the synthetic timing (no collection needed).")
 @click.option("--thresholds", default=THRESHOLDS, show_default=True, help="Thresholds to score.")
 @click.option("--field", "vector_field", type=click.Choice(list(C.VECTOR_FIELDS.values())), default="fused_vec",
               show_default=True)
@@ -279,6 +282,16 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
     if quick:
         relists, synthetic_sizes = min(relists, 30), "2k,20k"
     ts = sorted({float(t) for t in thresholds.split(",") if t.strip()} | {DEFAULT_THRESHOLD})
+    if relists == 0:
+        report = {"benchmark": "dedup", "quick": quick, "threshold": DEFAULT_THRESHOLD, "exact_max": D.EXACT_MAX,
+                  "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                              "python": platform.python_version()},
+                  "synthetic": synthetic_timing(parse_sizes(synthetic_sizes), 256, DEFAULT_THRESHOLD, seed)}
+        if out_path:
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            out_path.write_text(json.dumps(report, indent=2))
+        emit(report, as_json, lambda r: [click.echo(json.dumps(s)) for s in r["synthetic"]])
+        return
     name = collection or settings.collection
     base_dir = photo_dir or (DEFAULT_PHOTO_DIR if DEFAULT_PHOTO_DIR.is_dir() else Path("."))
     rng = random.Random(seed)
