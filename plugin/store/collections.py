@@ -322,7 +322,16 @@ class Store:
         comp = self.composite_field(name)
         if comp:
             fields = list(self.spec.vector_fields.values())
-            rows = [{**r, comp: S.composite_vector([r.get(f) for f in fields])} for r in rows]
+            filled = []
+            for r in rows:
+                try:
+                    filled.append({**r, comp: S.composite_vector([r.get(f) for f in fields])})
+                except ValueError:  # refused like Milvus refuses a bad row (the caller may retry row by row)
+                    dims = [len(r[f]) if r.get(f) is not None else None for f in fields]
+                    raise StoreError(f"row [{r.get(self.spec.by_role('id').name)}] has vectors of lengths {dims}; "
+                                     f"the collection [{name}] stores one dimension for all three",
+                                     collection=name) from None
+            rows = filled
         res = self._call("upsert", name, self.client.upsert, name, list(rows))
         return int(res.get("upsert_count", len(rows))) if isinstance(res, Mapping) else len(rows)
 
