@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test test-quick export train-default eval-default bench clean
+.PHONY: setup demo test test-quick export train-default train-heldout-category eval-default bench clean
 
 CHROMIUM := /usr/bin/chromium
 
@@ -67,12 +67,21 @@ test-quick: setup
 # Long jobs, documented in docs/model.md and docs/benchmarks/README.md.
 MYNTRA ?= ../shared/datasets/myntra/products.csv
 train-default: setup
-	$(BIN)/samestyle train $(MYNTRA) --label-col style_group --heldout 0.27 --steps 600 --batch-size 192 --loss infonce --temperature 0.2 --self-temperature 0.05 \
-	    --w-self 0.3 --w-image 0.3 --w-local 0.1 --threads 1 \
-	    --out plugin/model/default
+	$(BIN)/samestyle train $(MYNTRA) --label-col style_group --colour-col baseColour --heldout 0.27 \
+	    --steps 500 --batch-size 192 --loss infonce --temperature 0.2 --self-temperature 0.05 \
+	    --w-image 0.3 --w-ii 0.5 --w-ti 0.5 --w-self 0.5 --w-mod 0.3 --w-local 0.1 --w-local-image 0.1 \
+	    --tail-lr 2e-4 --self-colour-negatives --threads 1 --out plugin/model/default
 	$(BIN)/samestyle export --backend python --out triton_models
+# The generalisation check: the same recipe without one masterCategory, evaluated on it.
+train-heldout-category: setup
+	$(BIN)/samestyle train $(MYNTRA) --label-col style_group --colour-col baseColour --heldout 0.27 \
+	    --steps 500 --batch-size 192 --loss infonce --temperature 0.2 --self-temperature 0.05 \
+	    --w-image 0.3 --w-ii 0.5 --w-ti 0.5 --w-self 0.5 --w-mod 0.3 --w-local 0.1 --w-local-image 0.1 \
+	    --tail-lr 2e-4 --self-colour-negatives --threads 1 --exclude masterCategory=Footwear --out build/no-footwear
+	$(BIN)/samestyle eval $(MYNTRA) --label-col style_group --colour-col baseColour --model build/no-footwear \
+	    --encoder local --json
 eval-default: setup
-	$(BIN)/samestyle eval $(MYNTRA) --label-col style_group --encoder local --json
+	$(BIN)/samestyle eval $(MYNTRA) --label-col style_group --colour-col baseColour --encoder local --json
 
 clean:
 	rm -rf build .samestyle .pytest_cache triton_models/.exported

@@ -22,6 +22,11 @@ IMAGE_SIZE = 160  # square input of the image backbone, pixels (5x5 head map; se
 IMAGE_GRID = 2  # image tokens: 1 global + IMAGE_GRID**2 regional
 IMAGE_TOKENS = 1 + IMAGE_GRID * IMAGE_GRID
 IMAGE_FEATURE_DIM = 1280  # EfficientNet-Lite0 head channels
+# The photo tower is split where fine-tuning starts: the stem (stem conv + MBConv blocks
+# 0..IMAGE_TAIL_FROM-1) stays at its ImageNet weights, so its activations can be cached;
+# the tail (blocks IMAGE_TAIL_FROM.., head conv) is trained with the fusion encoder.
+IMAGE_TAIL_FROM = 15  # EfficientNet-Lite0 has 16 MBConv blocks; 15 is the last (192 -> 320 ch)
+IMAGE_STEM_SHAPE = (192, IMAGE_SIZE // 32, IMAGE_SIZE // 32)  # stem activations [C, H, W] at IMAGE_SIZE
 TEXT_FEATURE_DIM = 384  # all-MiniLM-L6-v2 hidden size
 # EfficientNet-Lite normalisation: (x - 127) / 128 on 0..255 pixels.
 IMAGE_MEAN = (127.0, 127.0, 127.0)

@@ -97,3 +97,47 @@ def label_queries(labels: np.ndarray, candidates: np.ndarray, n: int | None, see
     if n is not None and n < len(ok):
         ok = np.sort(np.random.default_rng(seed).choice(ok, size=n, replace=False))
     return ok
+
+
+# --- photo + colour modifier (the paper's interactive query) ------------------------
+
+def modifier_queries(labels: np.ndarray, colours: list[str], candidates: np.ndarray, has_image: np.ndarray,
+                     n: int | None = None, seed: int = 0) -> list[tuple[int, str, np.ndarray]]:
+    """(query product a, target colour c, relevant products) for every candidate a
+    with a photo and every other colour c in a's style group: the relevant products
+    are a's group members of colour c."""
+    rel = same_label_index(labels)
+    out = []
+    for a in candidates:
+        if labels[a] < 0 or not has_image[a]:
+            continue
+        members = rel(a)
+        by_colour: dict[str, list[int]] = {}
+        for m in members:
+            if m != a and colours[m] and colours[m] != colours[a]:
+                by_colour.setdefault(colours[m], []).append(int(m))
+        for c in sorted(by_colour):
+            out.append((int(a), c, np.asarray(by_colour[c], dtype=np.int64)))
+    if n is not None and n < len(out):
+        keep = np.sort(np.random.default_rng(seed).choice(len(out), size=n, replace=False))
+        out = [out[i] for i in keep]
+    return out
+
+
+def hits(q: np.ndarray, gallery: np.ndarray, relevant: list[np.ndarray], exclude: np.ndarray | None = None,
+         ks=(1, 10), block: int = 512) -> dict:
+    """Share of queries with a relevant product in the top K (ties count against
+    the query); `exclude[r]` is a gallery row to leave out for query r (its own
+    product), or -1."""
+    ranks = np.empty(len(q), dtype=np.int64)
+    for s in range(0, len(q), block):
+        sc = q[s : s + block] @ gallery.T
+        if exclude is not None:
+            ex = exclude[s : s + block]
+            ok = ex >= 0
+            sc[np.flatnonzero(ok), ex[ok]] = -np.inf
+        for j in range(len(sc)):
+            best = sc[j, relevant[s + j]].max()
+            ranks[s + j] = int((sc[j] >= best).sum()) - int((sc[j, relevant[s + j]] == best).sum()) + 1
+    return {"queries": int(len(q)), **{f"hit@{k}": round(float((ranks <= k).mean()), 4) if len(q) else None
+                                       for k in ks}}

@@ -18,7 +18,7 @@ import torch
 
 from . import contract as C
 from .model import checkpoint
-from .model.backbones import ImageBackbone, TextBackbone
+from .model.backbones import TextBackbone
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -55,7 +55,7 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, image_weights=Non
     S = C.IMAGE_SIZE
     batch = {0: "batch"}
     with torch.no_grad():
-        ib = ImageBackbone(image_weights)
+        ib = checkpoint.image_backbone(model_dir, manifest, image_weights)
         _export(ib, (torch.zeros(2, 3, S, S),), out / C.ONNX_IMAGE_BACKBONE,
                 [C.T_PIXEL_VALUES], [C.T_IMAGE_TOKENS], {C.T_PIXEL_VALUES: batch, C.T_IMAGE_TOKENS: batch})
         tb = TextBackbone(text_path)

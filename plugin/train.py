@@ -1,23 +1,31 @@
-"""Training the fusion encoder with the paper's contrastive loss unit, on cached
-frozen-backbone features (so 2 CPU cores train it in minutes).
+"""Training the product model with the paper's contrastive loss unit: the fusion
+encoder and the photo tower's tail (EfficientNet-Lite0's last block and head conv)
+together, on cached activations of the frozen stem and cached title token states.
 
-For a batch of positive pairs (left a, right b):
+For a batch of positive pairs (left a, right b; a == b for a product's own pair):
 
-    L_pair = w_m C(m_a, m_b) + w_t C(t_a, m_b) + w_i C(i_a, m_b)
-             left product's fused, text-only and image-only views against the right
-             product's fused view (in-batch negatives);
-    L_self = C(t_a, i_a) + C(i_a, t_a)          (self-distinctiveness)
-             a product's own title and own photo identify it among the batch, which
-             keeps every product distinct and aligns the two modalities;
-    L_loc  = KL(P_backbone || P_fused)          (locality-consistency)
-             the in-batch neighbourhood of each product under the frozen backbones
-             is kept in the fused space, so training on pairs does not tear apart
-             what the pretrained features already got right.
+    pair    w_m C(m_a, m_b) + w_t C(t_a, m_b) + w_i C(i_a, m_b)
+            left product's fused, title and photo views against the right product's
+            fused view (colour-blind: other colourways are never negatives);
+    ii, ti  w_ii C(i_a, i_b) + w_ti C(t_a, i_b)
+            photo->photo and title->photo across a style group, aimed at the i->i and
+            t->i directions the index serves;
+    self    C(t_a, i_a) + C(i_a, t_a)    (self-distinctiveness, sharp temperature)
+            a product's own title and own photo identify it among the batch; with
+            `self_colour_negatives` the other colourways of its group are negatives
+            here, so colour lives in the vectors as a small component that the
+            colour-blind pair terms tolerate;
+    mod     C(f(photo_a, "<colour of b>"), m_b)
+            the paper's interactive query: a photo of one colourway plus a colour
+            phrase finds the colourway of that colour (the other colourways, the
+            photo's own product included, are the hard negatives);
+    local   KL(P_frozen || P_fused) + w_li KL(P_frozen-photo || P_image)
+            (locality-consistency) the in-batch neighbourhoods of the frozen ImageNet
+            and MiniLM features are kept, so a catalogue unlike the training data does
+            not lose what the pretrained backbones got right.
 
-C is an in-batch hinge (margin m, summed over violating negatives) or InfoNCE
-(temperature tau); other products of the same labelled group are not used as
-negatives. Pairs: labelled groups in both directions plus each product's own
-photo-title pair (left = right = the product).
+C is InfoNCE (temperature tau) or an in-batch hinge; products of the same labelled
+group are not negatives unless a term says so.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,12 +47,15 @@ from .model.fusion import FusionConfig, FusionEncoder
 
 log = logging.getLogger(__name__)
 
+MODIFIER_TEMPLATES = ("{c}", "in {c}", "but in {c}", "the {c} one")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 1500
     batch_size: int = 256
     lr: float = 5e-4
+    tail_lr: float = 0.0  # learning rate of the photo tower's tail; 0 keeps it frozen
     weight_decay: float = 0.01
     warmup: int = 100
     loss: str = "hinge"  # or "infonce"
@@ -53,9 +65,14 @@ class TrainConfig:
     w_fused: float = 1.0
     w_text: float = 1.0
     w_image: float = 1.0
+    w_ii: float = 0.0
+    w_ti: float = 0.0
     w_self: float = 1.0
+    w_mod: float = 0.0
     w_local: float = 0.1
+    w_local_image: float = 0.0
     local_temperature: float = 0.05
+    self_colour_negatives: bool = False
     self_pair_fraction: float = 0.5  # share of a batch drawn from own photo-title pairs
     seed: int = 0
     threads: int = 2
@@ -85,7 +102,23 @@ def contrastive(q: torch.Tensor, k: torch.Tensor, neg_ok: torch.Tensor, cfg: Tra
     return (viol_q.sum() + viol_k.sum()) / len(s)
 
 
+def retrieval(q: torch.Tensor, keys: torch.Tensor, target: torch.Tensor, neg_ok: torch.Tensor,
+              temperature: float) -> torch.Tensor:
+    """One-way InfoNCE: query r must find keys[target[r]] among the keys that
+    neg_ok[r] allows as negatives."""
+    if len(q) == 0:
+        return keys.sum() * 0.0
+    logits = (q @ keys.t()) / temperature
+    allowed = neg_ok.clone()
+    allowed[torch.arange(len(q)), target] = True
+    return F.cross_entropy(logits.masked_fill(~allowed, float("-inf")), target)
+
+
 def locality(fused: torch.Tensor, ref: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    keep = (fused.abs().sum(1) > 0) & (ref.abs().sum(1) > 0)
+    fused, ref = fused[keep], ref[keep]
+    if len(fused) < 3:
+        return fused.sum() * 0.0
     eye = torch.eye(len(fused), dtype=torch.bool)
     p = (ref @ ref.t() / cfg.local_temperature).masked_fill(eye, float("-inf")).softmax(1)
     logq = (fused @ fused.t() / cfg.local_temperature).masked_fill(eye, float("-inf")).log_softmax(1)
@@ -118,14 +151,39 @@ class _Batches:
         return np.concatenate(left), np.concatenate(right)
 
 
-def _tensors(f: Features, idx: np.ndarray, text_len: int):
-    it = torch.from_numpy(f.image_tokens[idx].astype(np.float32))
-    im = torch.from_numpy(np.repeat(f.has_image[idx, None], it.shape[1], axis=1).astype(np.int64))
+class Phrases:
+    """Token states of the modifier phrases ("black", "but in black", ...) for every
+    colour, computed once with the frozen text backbone."""
+
+    def __init__(self, colours: list[str], text_backbone=None):
+        from . import contract as C
+        from .model import preprocess as pp
+        from .model.backbones import TextBackbone
+
+        names = sorted({c for c in colours if c})
+        self.colour_index = {c: i for i, c in enumerate(names)}
+        texts = [t.format(c=c.lower()) for c in names for t in MODIFIER_TEMPLATES]
+        tb = text_backbone or TextBackbone()
+        tok = pp.tokenize(pp.load_tokenizer(str(tb.tokenizer_file), C.MAX_TEXT_LEN), texts)
+        L = max(1, int(tok[C.T_ATTENTION_MASK].sum(1).max()))
+        with torch.no_grad():
+            ids = torch.from_numpy(tok[C.T_INPUT_IDS][:, :L])
+            am = torch.from_numpy(tok[C.T_ATTENTION_MASK][:, :L])
+            self.tokens = tb(ids, am, torch.zeros_like(ids)).float()
+        self.mask = am
+        self.n_templates = len(MODIFIER_TEMPLATES)
+
+    def pick(self, colour_codes: np.ndarray, rng: np.random.Generator):
+        rows = colour_codes * self.n_templates + rng.integers(0, self.n_templates, size=len(colour_codes))
+        return self.tokens[rows], self.mask[rows]
+
+
+def _text(f: Features, idx: np.ndarray, text_len: int):
     # Padding positions are masked out of every attention, so trimming them changes
     # no output and saves most of the compute (titles are far shorter than max_len).
     tt = torch.from_numpy(f.text_tokens[idx, :text_len].astype(np.float32))
     am = torch.from_numpy(f.attention_mask[idx, :text_len].astype(np.int64))
-    return it, im, tt, am
+    return tt, am
 
 
 def _text_len(f: Features, *idx: np.ndarray) -> int:
@@ -133,57 +191,161 @@ def _text_len(f: Features, *idx: np.ndarray) -> int:
     return max(1, int(lens.max()))
 
 
-def _backbone_ref(it, im, tt, am) -> torch.Tensor:
-    from .model.backbones import pooled_image, pooled_text
+def _image_mask(f: Features, idx: np.ndarray, tokens: int) -> torch.Tensor:
+    return torch.from_numpy(np.repeat(f.has_image[idx, None], tokens, axis=1).astype(np.int64))
 
-    ref = torch.cat([pooled_image(it) * im[:, :1], pooled_text(tt, am)], dim=1)
-    return F.normalize(ref, dim=1)
+
+def _pooled_text(tt, am) -> torch.Tensor:
+    m = am.to(tt.dtype)[..., None]
+    return F.normalize((tt * m).sum(1) / m.sum(1).clamp_min(1e-9), dim=-1)
+
+
+class _State:
+    """What a resumed run needs: weights, optimiser, scheduler, sampler and torch RNG."""
+
+    @staticmethod
+    def save(path: Path, step: int, model, tail, opt, sched, sampler, mod_rng, history, cfg) -> None:
+        tmp = path.with_suffix(".tmp")
+        torch.save({"step": step, "fusion": model.state_dict(), "tail": tail.tail_state() if tail else None,
+                    "opt": opt.state_dict(), "sched": sched.state_dict(), "sampler": sampler.rng.bit_generator.state,
+                    "mod_rng": mod_rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "history": history,
+                    "config": cfg.to_dict()}, tmp)
+        tmp.replace(path)
+
+    @staticmethod
+    def load(path: Path, cfg, model, tail, opt, sched, sampler, mod_rng) -> tuple[int, list]:
+        st = torch.load(path, weights_only=False)
+        if st["config"] != cfg.to_dict():
+            raise ValueError(f"resume state [{path}] was written by another training configuration; "
+                             "remove it or rerun with the same options")
+        model.load_state_dict(st["fusion"])
+        if tail is not None and st["tail"] is not None:
+            tail.load_tail(st["tail"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        sampler.rng.bit_generator.state = st["sampler"]
+        mod_rng.bit_generator.state = st["mod_rng"]
+        torch.set_rng_state(st["torch_rng"])
+        return st["step"], st["history"]
 
 
 def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndarray, cfg: TrainConfig,
-          progress: bool = True, log_every: int = 50) -> tuple[FusionEncoder, list[dict]]:
+          progress: bool = True, log_every: int = 50, colours: list[str] | None = None,
+          state_file: Path | None = None, save_every: int = 50, _stop_after: int | None = None):
     """pairs: int [P, 2] indices into f (both directions are added here);
-    train_idx: the products whose own photo-title pairs are used."""
+    train_idx: the products whose own photo-title pairs are used. Returns (fusion,
+    image backbone with its trained tail or None, history). With `state_file`, the
+    run saves its state every `save_every` steps and resumes from it."""
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     model = FusionEncoder(FusionConfig(**cfg.fusion))
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    tail = None
+    if cfg.tail_lr > 0:
+        if f.image_stem is None:
+            raise ValueError("training the photo tower's tail needs stem activations (features.for_catalogue)")
+        from .model.backbones import ImageBackbone
+
+        tail = ImageBackbone().train_tail()
+    groups = [{"params": list(model.parameters()), "lr": cfg.lr}]
+    if tail is not None:
+        groups.append({"params": tail.tail_parameters(), "lr": cfg.tail_lr})
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
     both = np.concatenate([pairs, pairs[:, ::-1]]) if len(pairs) else np.zeros((0, 2), dtype=np.int64)
     sampler = _Batches(both, train_idx, cfg)
+    mod_rng = np.random.default_rng(cfg.seed + 1)
     lab = torch.from_numpy(labels)
+    # frozen references for the locality terms: ImageNet photo features, MiniLM titles
+    frozen_img = None
+    if f.image_stem is not None:
+        from .model.backbones import ImageBackbone
+        from .model.features import pooled_through
+
+        frozen_img = pooled_through(f, ImageBackbone())
+    elif f.image_tokens is not None:
+        frozen_img = f.image_tokens[:, 0]
+    phrases, col_codes = None, None
+    if cfg.w_mod > 0:
+        if not colours:
+            raise ValueError("the modifier term (w_mod) needs a colour column (--colour-col)")
+        phrases = Phrases(colours)
+        col_codes = np.array([phrases.colour_index.get(c, -1) for c in colours], dtype=np.int64)
+    col_t = torch.from_numpy(col_codes) if col_codes is not None else None
     history: list[dict] = []
+    start = 0
+    if state_file is not None and Path(state_file).exists():
+        start, history = _State.load(Path(state_file), cfg, model, tail, opt, sched, sampler, mod_rng)
+        log.info("resumed from %s at step %d", state_file, start)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.steps, desc="train", unit="step")
+        bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step")
     t0 = time.time()
-    for step in range(cfg.steps):
+    T = model.cfg.image_tokens
+    for step in range(start, cfg.steps):
         li, ri = sampler.next()
+        B = len(li)
+        uniq, inv = np.unique(np.concatenate([li, ri]), return_inverse=True)
+        if tail is not None:
+            tok_u = tail.tail(torch.from_numpy(f.image_stem[uniq].astype(np.float32)))
+            tok_u = tok_u * torch.from_numpy(f.has_image[uniq].astype(np.float32))[:, None, None]
+        else:
+            tok_u = torch.from_numpy(f.image_tokens[uniq].astype(np.float32))
+        inv_t = torch.from_numpy(inv)
+        it_l, it_r = tok_u[inv_t[:B]], tok_u[inv_t[B:]]
+        im_l, im_r = _image_mask(f, li, T), _image_mask(f, ri, T)
         L = _text_len(f, li, ri)
-        lt, rt = _tensors(f, li, L), _tensors(f, ri, L)
-        views = model.views(*lt)
-        right = model(*rt)
+        (tt_l, am_l), (tt_r, am_r) = _text(f, li, L), _text(f, ri, L)
+        views = model.views(it_l, im_l, tt_l, am_l)
+        if cfg.w_ii or cfg.w_ti:  # the right side's fused and photo views in one pass (no title view needed)
+            out = model(it_r.repeat(2, 1, 1), torch.cat([im_r, im_r]), tt_r.repeat(2, 1, 1),
+                        torch.cat([am_r, torch.zeros_like(am_r)]))
+            right_views = {"fused": out[:B], "image": out[B:]}
+        else:
+            right_views = None
+        right = right_views["fused"] if right_views else model(it_r, im_r, tt_r, am_r)
+        li_t, ri_t = torch.from_numpy(li), torch.from_numpy(ri)
         la, ra = lab[li], lab[ri]
-        same = (torch.from_numpy(li)[:, None] == torch.from_numpy(ri)[None, :]) | (
-            (la[:, None] == ra[None, :]) & (la[:, None] >= 0))
+        same = (li_t[:, None] == ri_t[None, :]) | ((la[:, None] == ra[None, :]) & (la[:, None] >= 0))
         neg_ok = ~same
-        self_same = (torch.from_numpy(li)[:, None] == torch.from_numpy(li)[None, :]) | (
-            (la[:, None] == la[None, :]) & (la[:, None] >= 0))
+        same_group = (la[:, None] == la[None, :]) & (la[:, None] >= 0)
+        self_same = li_t[:, None] == li_t[None, :]
+        if cfg.self_colour_negatives and col_t is not None:
+            cl = col_t[li]
+            self_same = self_same | (same_group & (cl[:, None] == cl[None, :]))
+        elif not cfg.self_colour_negatives:
+            self_same = self_same | same_group
         parts = {
             "pair_fused": cfg.w_fused * contrastive(views["fused"], right, neg_ok, cfg),
             "pair_text": cfg.w_text * contrastive(views["text"], right, neg_ok, cfg),
             "pair_image": cfg.w_image * contrastive(views["image"], right, neg_ok, cfg),
             "self": cfg.w_self * contrastive(views["text"], views["image"], ~self_same, cfg, cfg.self_temperature),
-            "local": cfg.w_local * locality(views["fused"], _backbone_ref(*lt), cfg),
         }
+        if right_views is not None:
+            group_rows = torch.from_numpy(li != ri)
+            if cfg.w_ii:
+                parts["ii"] = cfg.w_ii * contrastive(views["image"][group_rows], right_views["image"][group_rows],
+                                                     neg_ok[group_rows][:, group_rows], cfg)
+            if cfg.w_ti:
+                parts["ti"] = cfg.w_ti * contrastive(views["text"], right_views["image"], neg_ok, cfg)
+        if phrases is not None:
+            parts["mod"] = cfg.w_mod * _modifier_term(model, f, li, ri, it_l, im_l, views["fused"], right, lab,
+                                                      col_t, phrases, mod_rng, cfg)
+        if frozen_img is not None and cfg.w_local:
+            ref_img = F.normalize(torch.from_numpy(frozen_img[li].astype(np.float32)), dim=1)
+            ref_img = ref_img * torch.from_numpy(f.has_image[li].astype(np.float32))[:, None]
+            ref = F.normalize(torch.cat([ref_img, _pooled_text(tt_l, am_l)], dim=1), dim=1)
+            parts["local"] = cfg.w_local * locality(views["fused"], ref, cfg)
+            if cfg.w_local_image:
+                parts["local_image"] = cfg.w_local_image * locality(views["image"], ref_img, cfg)
         loss = sum(parts.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        params = [p for g in groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         if step % log_every == 0 or step == cfg.steps - 1:
@@ -191,10 +353,37 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
                    "seconds": round(time.time() - t0, 1)}
             history.append(rec)
             log.info("train %s", json.dumps(rec))
+        if state_file is not None and ((step + 1) % save_every == 0 or step == cfg.steps - 1):
+            _State.save(Path(state_file), step + 1, model, tail, opt, sched, sampler, mod_rng, history, cfg)
         if bar:
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
             bar.update(1)
+        if _stop_after is not None and step + 1 >= _stop_after:  # tests: an interrupted run
+            break
     if bar:
         bar.close()
     model.eval()
-    return model, history
+    if tail is not None:
+        tail.eval()
+    return model, tail, history
+
+
+def _modifier_term(model, f, li, ri, it_l, im_l, left_fused, right, lab, col_t, phrases, rng, cfg):
+    """Photo of a + a phrase naming b's colour -> b's fused view, for group pairs whose
+    colours differ; every other product in the batch is a negative, except b itself
+    and products of b's group in b's colour."""
+    cl, cr = col_t[li], col_t[ri]
+    rows = np.flatnonzero((li != ri) & (cl.numpy() != cr.numpy()) & (cr.numpy() >= 0) & f.has_image[li])
+    if len(rows) == 0:
+        return right.sum() * 0.0
+    rows_t = torch.from_numpy(rows)
+    ptok, pmask = phrases.pick(cr.numpy()[rows], rng)
+    q = model(it_l[rows_t], im_l[rows_t], ptok, pmask)
+    keys = torch.cat([right, left_fused])
+    key_ids = torch.from_numpy(np.concatenate([ri, li]))
+    key_lab = torch.cat([lab[ri], lab[li]])
+    key_col = torch.cat([cr, cl])
+    tid, tlab, tcol = torch.from_numpy(ri[rows]), lab[ri[rows]], cr[rows]
+    same_item = key_ids[None, :] == tid[:, None]
+    same_colourway = (key_lab[None, :] == tlab[:, None]) & (tlab[:, None] >= 0) & (key_col[None, :] == tcol[:, None])
+    return retrieval(q, keys, rows_t, ~(same_item | same_colourway), cfg.self_temperature or cfg.temperature)

@@ -48,6 +48,15 @@ def _render(r: dict) -> None:
     rows += [(k, v) for k, v in r["own_pair"].items()]
     for name, m in rows:
         click.echo(f"{name:<22}" + "".join(f"{(m[c] if m[c] is not None else float('nan')):>8.3f}" for c in cols))
+    if r.get("modifier"):
+        click.echo(f"modifier queries ({r['modifier']['queries']}): the group's product of the asked colour")
+        for name, m in r["modifier"].items():
+            if isinstance(m, dict):
+                click.echo(f"  {name:<28} hit@1 {m['hit@1']:.3f}  hit@10 {m['hit@10']:.3f}")
+    for name, c in (r.get("category_check") or {}).items():
+        click.echo(f"category {name} ({c['products']} products): i->i R@1 {c['i2i']['r@1']} "
+                   f"(raw backbone {c['i2i raw backbone']['r@1']}), R@10 {c['i2i']['r@10']} "
+                   f"(raw {c['i2i raw backbone']['r@10']})")
 
 
 @click.command("eval")
@@ -64,12 +73,20 @@ def _render(r: dict) -> None:
                    "onnx: in-process ONNX Runtime; local: cached backbone features + torch fusion (fastest).")
 @click.option("--all-groups", is_flag=True,
               help="Query every labelled group, not only the groups the model held out of training.")
+@click.option("--colour-col", help="Colour column (e.g. baseColour): adds the modifier direction, photo of one "
+                                   "colourway + a colour word -> the group's product of that colour (hit@10).")
+@click.option("--modifier-queries", type=int, default=3000, show_default=True,
+              help="Photo+colour queries sampled for the modifier direction.")
+@click.option("--category-check", "category_checks", multiple=True, metavar="COL=VALUE",
+              help="Photo search (i->i) on the products with this attribute value, beside the raw backbone "
+                   "(default: the values the model was trained without, from its manifest). Repeatable.")
 @click.option("--limit", type=int, help="Read only the first N catalogue rows.")
 @click.option("--seed", default=0, show_default=True)
 @json_option
 @click.pass_obj
 def command(settings, catalogue, id_col, title_col, image_col, category_col, attr_cols, label_col, n_queries,
-            own_queries, model_dir, encoder, all_groups, limit, seed, as_json):
+            own_queries, model_dir, encoder, all_groups, colour_col, modifier_queries, category_checks, limit, seed,
+            as_json):
     """Retrieval table: i->i, i->t, i->m, t->i, t->t, t->m, m->m (query view ->
     gallery field) with MRR and R@1/5/10/20 over the whole catalogue, the query
     product excluded; title->own-photo and photo->own-title; and the raw
@@ -83,8 +100,9 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     model_dir = model_dir or settings.model_dir
     fusion, manifest = checkpoint.load(model_dir)
     data = dataset.read(catalogue, id_col=id_col, title_col=title_col, image_col=image_col,
-                        category_col=category_col, label_col=label_col, limit=limit)
-    feats = features.for_catalogue(data, settings.data_dir / "cache", progress=progress_enabled())
+                        category_col=category_col, label_col=label_col, colour_col=colour_col, limit=limit)
+    feats = features.for_catalogue(data, settings.data_dir / "cache", progress=progress_enabled(),
+                                   backbone=checkpoint.image_backbone(model_dir, manifest) if encoder == "local" else None)
     tr = manifest.get("training", {})
     same_data = tr.get("catalogue_sha256") and tr.get("label_col") == label_col
     if same_data and not all_groups:
@@ -97,18 +115,34 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     else:
         candidates, split = np.arange(len(data)), "all groups"
     queries = ev.label_queries(data.labels, candidates, n_queries, seed)
+    mods = []
+    if colour_col:
+        mods = ev.modifier_queries(data.labels, data.colours, candidates, feats.has_image, modifier_queries, seed)
+    mod_views = {}
     if encoder == "local":
         views = features.fused_views(fusion, feats)
-    elif encoder == "onnx":
-        from ..encoders.onnx import OnnxEncoder
-        from ..export import ensure_onnx
-
-        views = _encode_all(OnnxEncoder(ensure_onnx(model_dir)), data, progress_enabled())
+        if mods:
+            mod_views = _modifier_local(fusion, feats, mods)
     else:
-        from ..serve import encoder_for
+        from contextlib import nullcontext
 
-        with encoder_for(settings.with_(model_dir=model_dir)) as enc:
+        if encoder == "onnx":
+            from ..encoders.onnx import OnnxEncoder
+            from ..export import ensure_onnx
+
+            ctx = nullcontext(OnnxEncoder(ensure_onnx(model_dir)))
+        else:
+            from ..serve import encoder_for
+
+            ctx = encoder_for(settings.with_(model_dir=model_dir))
+        with ctx as enc:
             views = _encode_all(enc, data, progress_enabled())
+            if mods:
+                mod_views = _modifier_encoded(enc, data, mods)
+    from ..model.backbones import ImageBackbone
+
+    # the raw-backbone baselines: the untrained ImageNet tail over the same cached stem
+    feats.image_tokens = features.tokens_through(feats, ImageBackbone())
     base = features.backbone_vectors(feats)
     both = np.flatnonzero(feats.has_image & (feats.attention_mask.sum(1) > 0))
     pool = np.intersect1d(candidates, both) if split == "held-out groups" else both
@@ -133,4 +167,75 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
             "photo->own title": ev.own_pair(views["image"], views["text"], pool),
         },
     }
+    if mods:
+        rel_mod = [r for _, _, r in mods]
+        own = np.array([a for a, _, _ in mods], dtype=np.int64)
+        result["modifier"] = {
+            "queries": len(mods),
+            "photo + colour word": ev.hits(mod_views["word"], views["fused"], rel_mod, own),
+            "photo + 'but in <colour>'": ev.hits(mod_views["but"], views["fused"], rel_mod, own),
+            "photo alone": ev.hits(views["image"][own], views["fused"], rel_mod, own),
+        }
+    checks = [c.partition("=")[::2] for c in category_checks] or [
+        c.partition("=")[::2] for c in manifest.get("training", {}).get("excluded", [])]
+    if checks:
+        result["category_check"] = _category_checks(catalogue, checks, data, views, base, seed)
     emit(result, as_json, _render)
+
+
+def _modifier_local(fusion, feats, mods) -> dict[str, np.ndarray]:
+    """Photo + colour phrase query vectors with the torch fusion encoder."""
+    import torch
+
+    from ..train import Phrases
+
+    colours = sorted({c for _, c, _ in mods})
+    ph = Phrases(colours)
+    out = {}
+    for name, template in (("word", 0), ("but", 2)):
+        vecs = []
+        with torch.no_grad():
+            for s in range(0, len(mods), 512):
+                chunk = mods[s : s + 512]
+                a = np.array([m[0] for m in chunk])
+                rows = torch.tensor([ph.colour_index[m[1]] * ph.n_templates + template for m in chunk])
+                it = torch.from_numpy(feats.image_tokens[a].astype(np.float32))
+                im = torch.ones(len(a), it.shape[1], dtype=torch.long)
+                vecs.append(fusion(it, im, ph.tokens[rows], ph.mask[rows]).numpy())
+        out[name] = np.concatenate(vecs)
+    return out
+
+
+def _modifier_encoded(enc, data, mods) -> dict[str, np.ndarray]:
+    """The same queries through a served/in-process encoder (photo bytes + text)."""
+    from ..encoders.base import ProductInput
+    from ..train import MODIFIER_TEMPLATES
+
+    out = {}
+    for name, template in (("word", 0), ("but", 2)):
+        vecs = []
+        for s in range(0, len(mods), 64):
+            items = [ProductInput(data.ids[a], data.photos[a].read_bytes(),
+                                  MODIFIER_TEMPLATES[template].format(c=c.lower())) for a, c, _ in mods[s : s + 64]]
+            vecs.append(enc.encode_batch(items).view("fused"))
+        out[name] = np.concatenate(vecs)
+    return out
+
+
+def _category_checks(catalogue, checks, data, views, base, seed) -> dict:
+    """i->i on the same-style queries inside a category (whole catalogue as gallery),
+    the model's photo view beside the raw backbone's."""
+    from .. import evaluate as ev
+    from ..model import dataset
+
+    out = {}
+    for col, val in checks:
+        inside = np.flatnonzero(dataset.matching(catalogue, [(col, val)], len(data)))
+        q = ev.label_queries(data.labels, inside, None, seed)
+        rel = ev.same_label_index(data.labels)
+        out[f"{col}={val}"] = {
+            "products": int(len(inside)),
+            "i2i": ev.metrics(ev.first_relevant_ranks(views["image"][q], views["image"], q, rel)),
+            "i2i raw backbone": ev.metrics(ev.first_relevant_ranks(base["image"][q], base["image"], q, rel)),
+        }
+    return out

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -34,7 +34,24 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
 @click.option("--w-text", default=1.0, show_default=True, help="Weight of the text->fused pair term.")
 @click.option("--w-image", default=1.0, show_default=True, help="Weight of the image->fused pair term.")
 @click.option("--w-self", default=1.0, show_default=True, help="Weight of the self-distinctiveness term.")
+@click.option("--w-ii", default=0.0, show_default=True, help="Weight of the photo->partner's photo term.")
+@click.option("--w-ti", default=0.0, show_default=True, help="Weight of the title->partner's photo term.")
+@click.option("--w-mod", default=0.0, show_default=True,
+              help="Weight of the modifier term: photo of a colourway + a colour phrase -> that colourway "
+                   "(needs --colour-col).")
 @click.option("--w-local", default=0.1, show_default=True, help="Weight of the locality-consistency term.")
+@click.option("--w-local-image", default=0.0, show_default=True,
+              help="Weight of the photo-view locality term (keeps the ImageNet neighbourhoods).")
+@click.option("--tail-lr", default=0.0, show_default=True,
+              help="Learning rate of the photo tower's tail (EfficientNet-Lite0's last block + head); 0 = frozen.")
+@click.option("--self-colour-negatives/--no-self-colour-negatives", default=False, show_default=True,
+              help="Other colourways of a product's group are negatives in the self (own photo<->title) term.")
+@click.option("--colour-col", help="Colour column (e.g. baseColour) for the modifier term.")
+@click.option("--exclude", "excludes", multiple=True, metavar="COL=VALUE",
+              help="Leave every product with this attribute value out of training (e.g. masterCategory=Footwear, "
+                   "to check generalisation to an unseen category). Repeatable.")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Save the run's state in --out every 50 steps and continue from it when rerun.")
 @click.option("--embed-dim", default=256, show_default=True, help="Output vector dimension.")
 @click.option("--skip/--no-skip", default=True, show_default=True,
               help="Linear path from the pooled backbone features to the output, beside the transformer.")
@@ -46,27 +63,30 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
 @click.pass_obj
 def command(settings, catalogue, id_col, title_col, image_col, category_col, attr_cols, label_col, pairs_file,
             heldout, split_seed, steps, batch_size, lr, loss, margin, temperature, self_temperature, w_fused,
-            w_text, w_image, w_self, w_local, embed_dim, skip,
-            seed, threads, limit, out, as_json):
-    """Train the fusion encoder (frozen backbones, cached features) and write a
-    versioned checkpoint (fusion.safetensors + manifest.json) to --out.
-
-    The default model was made with:
-
-    \b
-      samestyle train ../shared/datasets/myntra/products.csv --label-col style_group \\
-          --heldout 0.27 --steps 600 --batch-size 192 --loss infonce --temperature 0.2 \\
-          --self-temperature 0.05 --w-self 0.3 --w-image 0.3 --w-local 0.1 \\
-          --threads 1 --out plugin/model/default
-    """
+            w_text, w_image, w_self, w_ii, w_ti, w_mod, w_local, w_local_image, tail_lr, self_colour_negatives,
+            colour_col, excludes, resume, embed_dim, skip, seed, threads, limit, out, as_json):
+    """Train the fusion encoder and the photo tower's tail (on cached activations
+    of the frozen stem) and write a versioned checkpoint (fusion.safetensors,
+    image_tail.safetensors, manifest.json) to --out. The exact command of the
+    shipped model is in its manifest and in `make train-default`."""
     from ..model import checkpoint, dataset, features
     from ..pairs import group_pairs
+    from ..errors import InputError
     from ..train import TrainConfig, data_hash, train
 
+    rules = []
+    for e in excludes:
+        col, sep, val = e.partition("=")
+        if not sep or not col:
+            raise InputError(f"--exclude [{e}] is not COL=VALUE", field="exclude", fix="e.g. --exclude masterCategory=Footwear")
+        rules.append((col, val))
     data = dataset.read(catalogue, id_col=id_col, title_col=title_col, image_col=image_col,
-                        category_col=category_col, label_col=label_col, limit=limit)
-    feats = features.for_catalogue(data, settings.data_dir / "cache", progress=progress_enabled())
+                        category_col=category_col, label_col=label_col, colour_col=colour_col, limit=limit)
+    feats = features.for_catalogue(data, settings.data_dir / "cache", progress=progress_enabled(),
+                                   tokens=tail_lr <= 0)
     held = dataset.heldout_groups(data.labels, heldout, split_seed)
+    if rules:
+        held = held | dataset.matching(catalogue, rules, len(data))
     train_idx = np.flatnonzero(~held)
     index = {pid: i for i, pid in enumerate(data.ids)}
     ids_train = [data.ids[i] for i in train_idx]
@@ -81,11 +101,16 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     pair_idx = np.array([(index[a], index[b]) for a, b in pairs], dtype=np.int64).reshape(-1, 2)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, loss=loss, margin=margin, temperature=temperature,
                       self_temperature=self_temperature, w_fused=w_fused, w_text=w_text, w_image=w_image,
-                      w_self=w_self, w_local=w_local, seed=seed, threads=threads,
-                      fusion={"embed_dim": embed_dim, "skip": skip})
+                      w_self=w_self, w_ii=w_ii, w_ti=w_ti, w_mod=w_mod, w_local=w_local,
+                      w_local_image=w_local_image, tail_lr=tail_lr, self_colour_negatives=self_colour_negatives,
+                      seed=seed, threads=threads, fusion={"embed_dim": embed_dim, "skip": skip})
     cat_sha = hashlib.sha256(catalogue.read_bytes()).hexdigest()
-    model, history = train(feats, data.labels, train_idx, pair_idx, cfg, progress=progress_enabled())
-    manifest = checkpoint.save(out, model, training={
+    out.mkdir(parents=True, exist_ok=True)
+    state_file = out / ".train-state.pt" if resume else None
+    t0 = time.time()
+    model, tail, history = train(feats, data.labels, train_idx, pair_idx, cfg, progress=progress_enabled(),
+                                 colours=data.colours, state_file=state_file)
+    manifest = checkpoint.save(out, model, image_tail=tail.tail_state() if tail is not None else None, training={
         "command": "samestyle train " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
         "catalogue": catalogue.name,
         "catalogue_sha256": cat_sha,
@@ -93,6 +118,9 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
         "label_col": label_col,
         "heldout": heldout,
         "split_seed": split_seed,
+        "excluded": [f"{c}={v}" for c, v in rules],
+        "colour_col": colour_col,
+        "train_seconds_this_run": round(time.time() - t0, 1),
         "train_products": int(len(train_idx)),
         "train_pairs": int(len(pair_idx)),
         "config": cfg.to_dict(),
@@ -100,6 +128,8 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     })
     result = {"model_version": manifest["model_version"], "out": str(out), "train_products": int(len(train_idx)),
               "train_pairs": int(len(pair_idx)), "final": history[-1] if history else None}
+    if state_file is not None and state_file.exists():
+        state_file.unlink()  # the checkpoint is written; a rerun starts afresh
     emit(result, as_json, lambda r: click.echo(
         f"wrote {r['out']} ({r['model_version']}): {r['train_products']} products, {r['train_pairs']} pairs, "
         f"final loss {r['final']['loss'] if r['final'] else 'n/a'}"))

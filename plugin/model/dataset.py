@@ -27,6 +27,7 @@ class Labelled:
     photos: list[Path | None]
     categories: list[str]
     labels: np.ndarray  # int [N]; -1 = no group
+    colours: list[str] | None = None  # the colour attribute (e.g. baseColour), for modifier queries
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -43,11 +44,11 @@ def _rows(path: Path):
 
 
 def read(path: str | Path, *, id_col="id", title_col="title", image_col="image", category_col="articleType",
-         label_col: str | None = None, limit: int | None = None) -> Labelled:
+         label_col: str | None = None, colour_col: str | None = None, limit: int | None = None) -> Labelled:
     p = Path(path)
     if not p.exists():
         raise InputError(f"catalogue [{p}] does not exist", field="path")
-    ids, titles, photos, cats, raw = [], [], [], [], []
+    ids, titles, photos, cats, raw, colours = [], [], [], [], [], []
     for n, row in enumerate(_rows(p)):
         if limit is not None and n >= limit:
             break
@@ -63,9 +64,14 @@ def read(path: str | Path, *, id_col="id", title_col="title", image_col="image",
         photos.append((p.parent / img) if img and not str(img).startswith(("http:", "https:", "data:")) else None)
         cats.append(str(row.get(category_col) or ""))
         raw.append(str(row.get(label_col, "")) if label_col else "")
+        if colour_col:
+            if colour_col not in row:
+                raise InputError(f"catalogue [{p}] has no colour column [{colour_col}]", field=colour_col,
+                                 fix=f"pass --colour-col; columns are {sorted(row)}")
+            colours.append(" ".join(str(row.get(colour_col) or "").split()))
     codes: dict[str, int] = {}
     labels = np.array([-1 if r.strip().lower() in NO_LABEL else codes.setdefault(r, len(codes)) for r in raw], dtype=np.int64)
-    return Labelled(p, ids, titles, photos, cats, labels)
+    return Labelled(p, ids, titles, photos, cats, labels, colours if colour_col else None)
 
 
 def heldout_groups(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
@@ -77,3 +83,20 @@ def heldout_groups(labels: np.ndarray, fraction: float, seed: int = 0) -> np.nda
 
     groups = {int(g): held(int(g)) for g in np.unique(labels) if g >= 0}
     return np.array([g >= 0 and groups[int(g)] for g in labels], dtype=bool)
+
+
+def matching(path: str | Path, rules: list[tuple[str, str]], n: int) -> np.ndarray:
+    """Boolean mask [n]: catalogue rows (in file order, first n) whose column equals
+    the value of any (column, value) rule."""
+    p = Path(path)
+    out = np.zeros(n, dtype=bool)
+    for i, row in enumerate(_rows(p)):
+        if i >= n:
+            break
+        for col, val in rules:
+            if col not in row:
+                raise InputError(f"catalogue [{p}] has no column [{col}]", field=col,
+                                 fix=f"columns are {sorted(row)}")
+            if str(row.get(col) or "") == val:
+                out[i] = True
+    return out

@@ -1,16 +1,20 @@
-"""Frozen-backbone features of a catalogue, computed once with the exported ONNX
-backbones (the same graphs Triton serves) and cached on disk, so training and
-evaluation run only the small fusion encoder.
+"""Frozen-backbone features of a catalogue, computed once with ONNX Runtime and
+cached on disk, so training and evaluation run only what is trained: the photo
+tower's tail and the fusion encoder.
 
-Cache: <cache_dir>/<key>.npz with image_tokens (fp16 [N,T,1280]), text_tokens
-(fp16 [N,L,384]), attention_mask (int8 [N,L]), has_image (bool [N]), ids. The key
-hashes the catalogue file, the image backbone graph, the text backbone graph and
-the preprocessing constants, so a changed input never reuses a stale cache.
+Cache: <cache_dir>/stem-<key>.npz with image_stem (fp16 [N,192,5,5]: the frozen
+EfficientNet stem's activations, see `ImageBackbone`), text_tokens (fp16 [N,L,384]),
+attention_mask (int8 [N,L]), has_image (bool [N]), ids. The key hashes the
+catalogue file, the stem graph, the text backbone graph and the preprocessing
+constants, so a changed input never reuses a stale cache. Image tokens for a given
+tail (the shipped one, or the untrained ImageNet one for the baselines) are computed
+from the stem activations in torch (`tokens_through`), which is cheap.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,10 +31,11 @@ log = logging.getLogger(__name__)
 @dataclass
 class Features:
     ids: np.ndarray  # str [N]
-    image_tokens: np.ndarray  # fp16 [N, T, Fi]
+    image_tokens: np.ndarray | None  # fp16 [N, T, Fi] through one tail (see tokens_through)
     text_tokens: np.ndarray  # fp16 [N, L, Ft]
     attention_mask: np.ndarray  # int8 [N, L]
     has_image: np.ndarray  # bool [N]
+    image_stem: np.ndarray | None = None  # fp16 [N, *IMAGE_STEM_SHAPE]: frozen stem activations
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -48,91 +53,11 @@ def _file_hash(path: Path, h=None) -> "hashlib._Hash":
     return h
 
 
-def cache_key(catalogue: Path, bundle: Path, consts: dict, ids: list[str] | None = None) -> str:
-    h = _file_hash(catalogue)
-    if ids is not None:  # a --limit run reads fewer rows of the same file
-        h.update(f"rows={len(ids)}".encode())
-    for name in (C.ONNX_IMAGE_BACKBONE, C.ONNX_TEXT_BACKBONE):
-        _file_hash(bundle / name, h)
-    h.update(repr(sorted(consts.items())).encode())
-    return h.hexdigest()[:16]
-
-
-def compute(ids: list[str], titles: list[str], photo_paths: list[Path | None], bundle: Path,
-            batch: int = 64, progress: bool = True) -> Features:
-    """Run the ONNX backbones over products. Unreadable photos count as absent
-    (logged), since features feed training, not the index."""
-    from ..encoders.onnx import OnnxEncoder
-
-    enc = OnnxEncoder(bundle, max_batch=batch)
-    consts = enc.consts
-    n = len(ids)
-    L = enc.max_len
-    img = np.zeros((n, C.IMAGE_TOKENS, C.IMAGE_FEATURE_DIM), dtype=np.float16)
-    txt = np.zeros((n, L, C.TEXT_FEATURE_DIM), dtype=np.float16)
-    am = np.zeros((n, L), dtype=np.int8)
-    has = np.zeros(n, dtype=bool)
-
-    def load(i):
-        p = photo_paths[i]
-        if p is None:
-            return i, None
-        try:
-            return i, pp.decode_image(Path(p).read_bytes(), consts)
-        except (OSError, pp.PreprocessError) as exc:
-            log.warning("product %s: photo skipped (%s)", ids[i], exc)
-            return i, None
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, desc="backbone features", unit="product")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for s in range(0, n, batch):
-            idx = list(range(s, min(n, s + batch)))
-            loaded = [x for x in pool.map(load, idx) if x[1] is not None]
-            if loaded:
-                rows = [i for i, _ in loaded]
-                img[rows] = enc.image_tokens(np.stack([a for _, a in loaded])).astype(np.float16)
-                has[rows] = True
-            clean = [pp.clean_title(titles[i], consts) for i in idx]
-            tok = pp.tokenize(enc.tokenizer, clean)
-            txt[idx] = enc.text_tokens(tok).astype(np.float16)
-            am[idx] = tok[C.T_ATTENTION_MASK]
-            if bar:
-                bar.update(len(idx))
-    if bar:
-        bar.close()
-    return Features(np.asarray(ids), img, txt, am, has)
-
-
 def _rows_in(catalogue: Path) -> int:
     """Data rows of a CSV/JSONL file (the full-catalogue cache key stays stable)."""
     with open(catalogue, "rb") as f:
         n = sum(1 for line in f if line.strip())
     return n - 1 if catalogue.suffix.lower() == ".csv" else n
-
-
-def cached(catalogue: Path, ids, titles, photo_paths, bundle: Path, cache_dir: Path, progress=True) -> Features:
-    import json
-
-    consts = json.loads((bundle / "preprocess.json").read_text())
-    key = cache_key(catalogue, bundle, consts, None if len(ids) == _rows_in(catalogue) else list(ids))
-    path = Path(cache_dir) / f"features-{key}.npz"
-    if path.exists():
-        z = np.load(path, allow_pickle=False)
-        if len(z["ids"]) == len(ids) and list(z["ids"]) == list(ids):
-            log.info("features from cache %s", path)
-            return Features(z["ids"], z["image_tokens"], z["text_tokens"], z["attention_mask"], z["has_image"])
-        log.warning("feature cache %s holds other products; recomputing", path)
-    f = compute(ids, titles, photo_paths, bundle, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, ids=f.ids, image_tokens=f.image_tokens, text_tokens=f.text_tokens,
-             attention_mask=f.attention_mask, has_image=f.has_image)
-    tmp.rename(path)
-    return f
 
 
 def fused_views(fusion, f: Features, batch: int = 512) -> dict[str, np.ndarray]:
@@ -167,12 +92,182 @@ def backbone_vectors(f: Features, batch: int = 2048) -> dict[str, np.ndarray]:
     return {"image": img, "text": txt}
 
 
-def for_catalogue(labelled, cache_dir: Path, progress: bool = True) -> Features:
-    """Cached backbone features of a labelled catalogue (samestyle.model.dataset),
-    computed with the shipped model's exported backbones (the backbones are frozen,
-    so every fusion checkpoint shares them)."""
-    from ..config import DEFAULT_MODEL_DIR
-    from ..export import ensure_onnx
+def for_catalogue(labelled, cache_dir: Path, progress: bool = True, backbone=None, tokens: bool = True) -> Features:
+    """Cached frozen features of a labelled catalogue (samestyle.model.dataset): stem
+    activations and title token states; with `tokens`, also the image tokens through
+    `backbone`'s tail (default: the untrained ImageNet tail, i.e. the raw backbone)."""
+    f = cached_stem(labelled.path, labelled.ids, labelled.titles, labelled.photos, cache_dir, progress)
+    if tokens:
+        from .backbones import ImageBackbone
 
-    bundle = ensure_onnx(DEFAULT_MODEL_DIR)
-    return cached(labelled.path, labelled.ids, labelled.titles, labelled.photos, bundle, cache_dir, progress)
+        f.image_tokens = tokens_through(f, backbone or ImageBackbone())
+    return f
+
+
+# --- stem activations (the photo tower's frozen half) + title token states -----------
+
+def _stem_onnx(path: Path) -> Path:
+    """The frozen stem as an ONNX graph (ONNX Runtime runs it ~2x faster than torch here)."""
+    import warnings
+
+    import torch
+
+    from .backbones import ImageBackbone
+
+    if path.exists():
+        return path
+    ib = ImageBackbone()
+
+    class _Stem(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ib = ib
+
+        def forward(self, x):
+            return self.ib.stem(x)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.onnx")
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Stem(), (torch.zeros(2, 3, C.IMAGE_SIZE, C.IMAGE_SIZE),), str(tmp),
+                          input_names=["pixel_values"], output_names=["stem"],
+                          dynamic_axes={"pixel_values": {0: "b"}, "stem": {0: "b"}}, opset_version=17,
+                          dynamo=False)
+    tmp.rename(path)
+    return path
+
+
+def _text_onnx(folder: Path) -> Path:
+    """The frozen text backbone as ONNX + its tokenizer.json, exported once."""
+    import shutil
+    import warnings
+
+    import torch
+
+    from .backbones import TextBackbone
+
+    if (folder / C.ONNX_TEXT_BACKBONE).exists():
+        return folder
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tb = TextBackbone()
+    ids = torch.ones(2, C.MAX_TEXT_LEN, dtype=torch.long)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(tb, (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(tmp / C.ONNX_TEXT_BACKBONE),
+                          input_names=[C.T_INPUT_IDS, C.T_ATTENTION_MASK, C.T_TOKEN_TYPE_IDS],
+                          output_names=[C.T_TEXT_TOKENS], opset_version=17, dynamo=False,
+                          dynamic_axes={k: {0: "b"} for k in (C.T_INPUT_IDS, C.T_ATTENTION_MASK,
+                                                               C.T_TOKEN_TYPE_IDS, C.T_TEXT_TOKENS)})
+    shutil.copyfile(tb.tokenizer_file, tmp / "tokenizer.json")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+def compute_stem(ids, titles, photo_paths, text_dir: Path, stem_graph: Path, batch: int = 64,
+                 threads: int = 2, progress: bool = True) -> Features:
+    """Stem activations of every photo and token states of every title (ONNX Runtime).
+    Unreadable photos count as absent (logged): features feed training, not the index."""
+    from ..encoders.onnx import _session
+
+    stem = _session(stem_graph, threads)
+    text = _session(text_dir / C.ONNX_TEXT_BACKBONE, threads)
+    consts = C.preprocess_constants()
+    n, L = len(ids), C.MAX_TEXT_LEN
+    tokenizer = pp.load_tokenizer(str(text_dir / "tokenizer.json"), L)
+    acts = np.zeros((n, *C.IMAGE_STEM_SHAPE), dtype=np.float16)
+    txt = np.zeros((n, L, C.TEXT_FEATURE_DIM), dtype=np.float16)
+    am = np.zeros((n, L), dtype=np.int8)
+    has = np.zeros(n, dtype=bool)
+
+    def load(i):
+        p = photo_paths[i]
+        if p is None:
+            return i, None
+        try:
+            return i, pp.decode_image(Path(p).read_bytes(), consts)
+        except (OSError, pp.PreprocessError) as exc:
+            log.warning("product %s: photo skipped (%s)", ids[i], exc)
+            return i, None
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, desc="backbone features", unit="product")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for s in range(0, n, batch):
+            idx = list(range(s, min(n, s + batch)))
+            loaded = [x for x in pool.map(load, idx) if x[1] is not None]
+            if loaded:
+                rows = [i for i, _ in loaded]
+                acts[rows] = stem.run(["stem"], {"pixel_values": np.stack([a for _, a in loaded])})[0].astype(np.float16)
+                has[rows] = True
+            clean = [pp.clean_title(titles[i], consts) for i in idx]
+            tok = pp.tokenize(tokenizer, clean)
+            txt[idx] = text.run([C.T_TEXT_TOKENS], tok)[0].astype(np.float16)
+            am[idx] = tok[C.T_ATTENTION_MASK]
+            if bar:
+                bar.update(len(idx))
+    if bar:
+        bar.close()
+    return Features(np.asarray(ids), None, txt, am, has, image_stem=acts)
+
+
+def cached_stem(catalogue: Path, ids, titles, photo_paths, cache_dir: Path, progress=True, threads: int = 2) -> Features:
+    """Stem activations + title features of a catalogue, computed once and cached."""
+    text_bundle = _text_onnx(Path(cache_dir) / f"text-L{C.MAX_TEXT_LEN}")
+    stem_graph = _stem_onnx(Path(cache_dir) / f"stem-b{C.IMAGE_TAIL_FROM}-{C.IMAGE_SIZE}.onnx")
+    consts = C.preprocess_constants()
+    h = _file_hash(catalogue)
+    if len(ids) != _rows_in(catalogue):
+        h.update(f"rows={len(ids)}".encode())
+    _file_hash(stem_graph, h)
+    _file_hash(text_bundle / C.ONNX_TEXT_BACKBONE, h)
+    h.update(repr(sorted(consts.items())).encode())
+    path = Path(cache_dir) / f"stem-{h.hexdigest()[:16]}.npz"
+    if path.exists():
+        z = np.load(path, allow_pickle=False)
+        if list(z["ids"]) == list(ids):
+            log.info("features from cache %s", path)
+            return Features(z["ids"], None, z["text_tokens"], z["attention_mask"], z["has_image"],
+                            image_stem=z["image_stem"])
+        log.warning("feature cache %s holds other products; recomputing", path)
+    f = compute_stem(ids, titles, photo_paths, text_bundle, stem_graph, progress=progress, threads=threads)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, ids=f.ids, image_stem=f.image_stem, text_tokens=f.text_tokens,
+             attention_mask=f.attention_mask, has_image=f.has_image)
+    tmp.rename(path)
+    return f
+
+
+def tokens_through(f: Features, backbone, batch: int = 512) -> np.ndarray:
+    """Image tokens [N, T, 1280] (fp16) of every product through `backbone`'s tail,
+    from the cached stem activations; zero rows where there is no photo."""
+    import torch
+
+    out = np.zeros((len(f), C.IMAGE_TOKENS, C.IMAGE_FEATURE_DIM), dtype=np.float16)
+    with torch.no_grad():
+        for s in range(0, len(f), batch):
+            sl = slice(s, s + batch)
+            x = torch.from_numpy(f.image_stem[sl].astype(np.float32))
+            out[sl] = (backbone.tail(x) * torch.from_numpy(f.has_image[sl])[:, None, None]).numpy().astype(np.float16)
+    return out
+
+
+def pooled_through(f: Features, backbone, batch: int = 512) -> np.ndarray:
+    """The global-average token [N, 1280] (fp16) through `backbone`'s tail: with the
+    untrained ImageNet tail, the raw-backbone photo feature (baseline, locality ref)."""
+    import torch
+
+    out = np.zeros((len(f), C.IMAGE_FEATURE_DIM), dtype=np.float16)
+    with torch.no_grad():
+        for s in range(0, len(f), batch):
+            sl = slice(s, s + batch)
+            x = torch.from_numpy(f.image_stem[sl].astype(np.float32))
+            out[sl] = (backbone.tail(x)[:, 0] * torch.from_numpy(f.has_image[sl])[:, None]).numpy().astype(np.float16)
+    return out

@@ -24,13 +24,69 @@ def test_loss_decreases(tiny):
     pairs = np.array([(index[a], index[b]) for a, b in group_pairs(data.ids, data.labels)])
     cfg = TrainConfig(steps=40, batch_size=32, warmup=5, lr=1e-3, seed=0,
                       fusion={"embed_dim": 32, "d_model": 64, "heads": 2, "layers": 1})
-    _, hist = train(feats, data.labels, np.arange(len(data)), pairs, cfg, progress=False, log_every=1)
+    _, _, hist = train(feats, data.labels, np.arange(len(data)), pairs, cfg, progress=False, log_every=1)
     first = np.mean([h["loss"] for h in hist[:5]])
     last = np.mean([h["loss"] for h in hist[-5:]])
     assert last < 0.7 * first, (first, last)
     # deterministic for a seed
-    _, again = train(feats, data.labels, np.arange(len(data)), pairs, cfg, progress=False, log_every=1)
+    _, _, again = train(feats, data.labels, np.arange(len(data)), pairs, cfg, progress=False, log_every=1)
     assert [h["loss"] for h in hist[:5]] == [h["loss"] for h in again[:5]]
+
+
+@pytest.fixture(scope="module")
+def tiny_colours(catalogue, tiny):
+    data = dataset.read(catalogue.csv_path, label_col="style_group", colour_col="baseColour")
+    return data, tiny[1]
+
+
+def _full_cfg(**kw):
+    return TrainConfig(steps=kw.pop("steps", 30), batch_size=32, warmup=5, lr=1e-3, tail_lr=1e-4, seed=0,
+                       loss="infonce", temperature=0.2, self_temperature=0.05, w_ii=0.5, w_ti=0.5, w_mod=0.5,
+                       w_local_image=0.2, self_colour_negatives=True,
+                       fusion={"embed_dim": 32, "d_model": 64, "heads": 2, "layers": 1, "skip": True}, **kw)
+
+
+def _pairs(data):
+    from samestyle.pairs import group_pairs
+
+    index = {p: i for i, p in enumerate(data.ids)}
+    return np.array([(index[a], index[b]) for a, b in group_pairs(data.ids, data.labels)])
+
+
+def test_tail_and_every_term_train(tiny_colours):
+    """The photo tail trains with the fusion encoder; every loss term is active and
+    the loss falls; the frozen stem and the BN statistics do not move."""
+    import torch
+
+    from samestyle.model.backbones import ImageBackbone
+
+    data, feats = tiny_colours
+    _, tail, hist = train(feats, data.labels, np.arange(len(data)), _pairs(data), _full_cfg(), progress=False,
+                          log_every=1, colours=data.colours)
+    assert {"pair_fused", "ii", "ti", "self", "mod", "local", "local_image"} <= set(hist[0])
+    assert all(hist[0][k] > 0 for k in ("ii", "ti", "mod", "self"))
+    assert np.mean([h["loss"] for h in hist[-5:]]) < np.mean([h["loss"] for h in hist[:5]])
+    fresh = ImageBackbone()
+    a, b = fresh.state_dict(), tail.state_dict()
+    moved = [k for k in a if not torch.equal(a[k], b[k])]
+    assert moved and all(k.startswith(("net._blocks.15.", "net._conv_head.", "net._bn1.")) for k in moved)
+    assert not any("running" in k for k in moved)
+
+
+def test_resume_reproduces_an_uninterrupted_run(tiny_colours, tmp_path):
+    data, feats = tiny_colours
+    args = (feats, data.labels, np.arange(len(data)), _pairs(data))
+    m1, t1, _ = train(*args, _full_cfg(steps=12), progress=False, colours=data.colours)
+    state = tmp_path / "state.pt"
+    # a run stopped after 6 steps (its state saved), then resumed to 12
+    train(*args, _full_cfg(steps=12), progress=False, colours=data.colours, state_file=state, save_every=6,
+          _stop_after=6)
+    m2, t2, _ = train(*args, _full_cfg(steps=12), progress=False, colours=data.colours, state_file=state,
+                      save_every=6)
+    from samestyle.model.checkpoint import weights_hash
+
+    assert weights_hash(m1.state_dict()) == weights_hash(m2.state_dict())
+    assert weights_hash(t1.tail_state()) == weights_hash(t2.tail_state())
 
 
 def test_rank_metrics_on_hand_made_case():
@@ -72,16 +128,24 @@ def test_train_and_eval_cli(catalogue, tmp_path):
     env = {"SAMESTYLE_DATA_DIR": str(tmp_path / "data")}
     out = tmp_path / "ck"
     r = CliRunner().invoke(cli, ["train", str(catalogue.csv_path), "--label-col", "style_group", "--steps", "5",
-                                 "--batch-size", "16", "--embed-dim", "32", "--out", str(out), "--json"], env=env)
+                                 "--batch-size", "16", "--embed-dim", "32", "--tail-lr", "1e-4", "--w-mod", "0.5",
+                                 "--colour-col", "baseColour", "--self-colour-negatives",
+                                 "--exclude", "articleType=Tshirts", "--out", str(out), "--json"], env=env)
     assert r.exit_code == 0, r.output
     man = checkpoint.read_manifest(out)
     assert man["embed_dim"] == 32 and man["training"]["data_sha256"]
+    assert man["image_tail"]["from_block"] == 15 and (out / "image_tail.safetensors").exists()
+    assert not (out / ".train-state.pt").exists()
     r = CliRunner().invoke(cli, ["eval", str(catalogue.csv_path), "--label-col", "style_group", "--model", str(out),
-                                 "--encoder", "local", "--all-groups", "--json"], env=env)
+                                 "--encoder", "local", "--all-groups", "--colour-col", "baseColour", "--json"], env=env)
     assert r.exit_code == 0, r.output
     res = json.loads(r.output[r.output.index("{"):])
     assert set(res["directions"]) == set(ev.DIRECTIONS)
     assert res["queries"] > 50 and "title->own photo" in res["own_pair"]
+    assert res["modifier"]["queries"] > 20 and 0 <= res["modifier"]["photo + colour word"]["hit@10"] <= 1
+    # the category the model was trained without is checked by default, beside the raw backbone
+    chk = res["category_check"]["articleType=Tshirts"]
+    assert chk["products"] > 0 and chk["i2i"]["queries"] == chk["i2i raw backbone"]["queries"] > 0
 
 
 def test_self_temperature_sharpens_only_the_self_term():
