@@ -74,7 +74,10 @@ FUSION_MAX_BATCH = len(VIEWS) * MAX_BATCH
 # --- Milvus collection ------------------------------------------------------------
 COLLECTION_ALIAS = "products"
 COLLECTION_PREFIX = "products_v"
-VECTOR_FIELDS = {"image": "image_vec", "text": "text_vec", "fused": "fused_vec"}
+IMAGE_VEC = "image_vec"
+TEXT_VEC = "text_vec"
+FUSED_VEC = "fused_vec"
+VECTOR_FIELDS = {"image": IMAGE_VEC, "text": TEXT_VEC, "fused": FUSED_VEC}
 METRIC = "IP"  # vectors are L2-normalised, so IP is cosine and a zero vector scores 0
 PRIMARY_KEY = "id"
 CATEGORY_FIELD = "category"  # leaf category: partition key, dedup scope, weight-profile key
@@ -84,6 +87,11 @@ MAX_SEARCH_K = 1000
 MAX_SEARCH_OFFSET = 10_000  # offset + k stays far below Milvus's 16,384 cap
 MAX_BATCH_IDS = 1000  # product ids in one HTTP batch search request
 SEARCH_TIMEOUT_S = 10.0  # HTTP request timeout for one search
+
+# --- dedup ------------------------------------------------------------------------
+# The threshold `dedup` recommends (its default): `samestyle bench dedup` scores it against
+# re-listed products (docs/benchmarks).
+DEDUP_THRESHOLD = 0.95
 
 
 def collection_name(version: int) -> str:

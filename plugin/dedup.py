@@ -14,9 +14,12 @@ true pair two products with the same label; precision, recall and F1 over pairs.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -244,16 +247,15 @@ class Catalogue:
     extra: dict = field(default_factory=dict)
 
 
-def load(client, collection: str, *, vector_field: str = "fused_vec", group_field: str = C.CATEGORY_FIELD,
+def load(store, collection: str, *, vector_field: str = C.FUSED_VEC, group_field: str = C.CATEGORY_FIELD,
          label_field: str | None = None, expr: str = "", batch_size: int = 2000,
          progress: Callable[[int], None] | None = None) -> Catalogue:
-    """Fetch ids, one vector field, the category and (optionally) a label from Milvus."""
-    from .store import search as store
-
-    store.ensure_loaded(client, collection)
+    """Fetch ids, one vector field, the category and (optionally) a label from a
+    `samestyle.store.Store`."""
+    store.ensure_loaded(collection)
     out = [C.PRIMARY_KEY, vector_field, group_field] + ([label_field] if label_field else [])
     ids, vecs, groups, labels = [], [], [], []
-    for batch in store.scan(client, collection, out, expr=expr, batch_size=batch_size):
+    for batch in store.scan(collection, out, expr=expr, batch_size=batch_size):
         for r in batch:
             ids.append(str(r[C.PRIMARY_KEY]))
             vecs.append(r[vector_field])
@@ -264,3 +266,63 @@ def load(client, collection: str, *, vector_field: str = "fused_vec", group_fiel
             progress(len(batch))
     x = np.asarray(vecs, dtype=np.float32) if vecs else np.zeros((0, 1), np.float32)
     return Catalogue(ids, x, groups, labels if label_field else None)
+
+
+DEFAULT_THRESHOLD = C.DEDUP_THRESHOLD
+
+
+def _no_bar(desc: str, total: int | None):
+    return contextlib.nullcontext(lambda n: None)
+
+
+def run(store, collection: str, *, threshold: float = DEFAULT_THRESHOLD, vector_field: str = C.FUSED_VEC,
+        label_field: str | None = None, labels: Mapping[str, str] | None = None, sweep: Iterable[float] = (),
+        filters: Sequence[str] = (), block: int = 1024, out_path: Path | None = None,
+        bar: Callable[[str, int | None], Any] = _no_bar) -> dict:
+    """The dedup job behind `samestyle dedup`: near-duplicate clusters of `collection`
+    (read through a `samestyle.store.Store`), scored against `label_field` (stored) or
+    `labels` (id -> label, from elsewhere) when given, at `threshold` and every `sweep`
+    value; the clusters written to `out_path` as JSONL when given.
+
+    `filters` are `k=v` strings as `samestyle search --filter` takes them. `bar(desc,
+    total)` returns a context manager yielding a progress callable (the CLI's progress
+    bars; none by default). Returns the report as a dict (the CLI's --json)."""
+    from .query import filters as F
+    from .query.search import Searcher
+    from .store import search as store_reads
+
+    expr = ""
+    if filters:
+        schema = Searcher(store, collection).schema()
+        expr = F.to_expr(F.parse_cli(list(filters), schema), schema)
+    total = store.count(collection)
+    model = store_reads.model_version(store.describe(collection))
+    with bar("fetch", total) as update:
+        cat = load(store, collection, vector_field=vector_field, label_field=None if labels is not None else label_field,
+                   expr=expr, progress=update)
+    if labels is not None:
+        cat.labels = [labels.get(i) for i in cat.ids]
+    thresholds = sorted({threshold, *sweep})
+    with bar("compare", len(cat.ids)) as update:
+        pairs = find_pairs(cat.vectors, cat.groups, thresholds[0], block=block, progress=update)
+    results = {}
+    for t in thresholds:
+        p = pairs.above(t)
+        cids = cluster_ids(len(cat.ids), p)
+        results[t] = evaluate(cids, cat.labels, len(p), t)
+        if t == threshold:
+            main_cids, main_pairs = cids, p
+    records = list(cluster_records(cat.ids, cat.groups, main_cids, main_pairs, cat.labels))
+    written = 0
+    if out_path:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        with out_path.open("w", encoding="utf-8") as f:
+            for rec in records:
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                written += 1
+    return {"collection": collection, "model_version": model, "field": vector_field, "products": len(cat.ids),
+            "threshold": threshold,
+            "out": str(out_path) if out_path else None, "clusters_written": written,
+            "label": label_field, **results[threshold].to_dict(),
+            "sweep": [results[t].to_dict() for t in thresholds],
+            "duplicates": records}

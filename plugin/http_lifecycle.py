@@ -87,12 +87,12 @@ class IdsIn(BaseModel):
 
 
 def _searcher_for(base, collection: str | None):
-    """The app's Searcher, or one over the same client for another collection."""
+    """The app's Searcher, or one over the same store for another collection."""
     if not collection or collection == base.collection:
         return base
     from .query.search import Searcher
 
-    return Searcher(base.client, collection, base.encoder, base.profiles, index_params=base.index_params,
+    return Searcher(base.store, collection, base.encoder, base.profiles, index_params=base.index_params,
                     composite_params=base.composite_params)
 
 

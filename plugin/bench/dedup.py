@@ -276,8 +276,8 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
     byte-identical photos apart, and its run time as the catalogue grows."""
     from ..cli.dedup import DEFAULT_THRESHOLD
     from ..encoders.base import ProductInput
-    from ..store import connect
-    from ..store import search as store
+    from ..store import Store
+    from ..store import search as store_reads
 
     if quick:
         relists, synthetic_sizes = min(relists, 30), "2k,20k"
@@ -296,15 +296,10 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
     base_dir = photo_dir or (DEFAULT_PHOTO_DIR if DEFAULT_PHOTO_DIR.is_dir() else Path("."))
     rng = random.Random(seed)
     _say(f"bench dedup: reading {name}...")
-    client = connect(settings)
-    try:
-        cat = D.load(client, name, vector_field=vector_field)
-        model = store.model_version(store.describe(client, name))
-        meta = {}
-        for i in range(0, len(cat.ids), 500):
-            meta.update(store.fetch(client, name, cat.ids[i:i + 500], output_fields=["title", "image_uri"]))
-    finally:
-        client.close()
+    with Store.open(settings) as store:
+        cat = D.load(store, name, vector_field=vector_field)
+        model = store_reads.model_version(store.describe(name))
+        meta = store.fetch(name, cat.ids, ["title", "image_uri"])
     if not cat.ids:
         raise click.ClickException(f"collection [{name}] is empty")
 

@@ -230,7 +230,8 @@ def _dir_mb(path: Path) -> float:
 
 def _layout(cfg: ScaleConfig):
     """The product collection exactly as samestyle.store builds it (milvus/collection.json
-    + the index profile), with the vector index swapped when --index-type asks."""
+    + the index profile: partitions, shards, consistency level), with the vector index
+    swapped when --index-type asks."""
     from ..store.spec import build_index_params, build_schema, index_profile, load_collection_spec
 
     spec = load_collection_spec()
@@ -242,10 +243,7 @@ def _layout(cfg: ScaleConfig):
         prof = replace(prof, vector_index={"index_type": cfg.index_type, "params": dict(build)},
                        search_params=dict(search))
     schema = build_schema(spec, {"embed_dim": cfg.dim}, prof)
-    create = {"schema": schema}
-    if prof.partition_key and spec.partition_key and prof.num_partitions:  # as samestyle.store creates it
-        create["num_partitions"] = prof.num_partitions
-    return spec, prof, create, build_index_params(spec, prof)
+    return spec, prof, schema, build_index_params(spec, prof)
 
 
 def _rows(spec, start: int, m: int, vecs: dict[str, np.ndarray], prefix: str = "p") -> list[dict]:
@@ -272,40 +270,49 @@ def _rows(spec, start: int, m: int, vecs: dict[str, np.ndarray], prefix: str = "
     return out
 
 
-def _warm(client, cfg: ScaleConfig) -> None:
+def _warm(store, cfg: ScaleConfig) -> None:
     """One tiny collection through the whole cycle, then dropped: the server, the
     index library and the storage code are loaded lazily on first use, and their
     memory belongs to the baseline, not to the products."""
     name = COLLECTION + "_warm"
     # The profile's HNSW whatever --index-type says: it loads faiss all the same, and
     # IVF on 64 rows would only print clustering warnings.
-    spec, _, create, index_params = _layout(replace(cfg, index_type=None))
-    client.create_collection(name, **create)
+    spec, prof, schema, index_params = _layout(replace(cfg, index_type=None))
+    store.create_layout(name, schema, profile=prof)
     vf = spec.vector_fields
     v = {f: unit_vectors(cfg.seed, 7, 0, 64, cfg.dim) for f in vf.values()}
-    client.insert(name, _rows(spec, 0, 64, v, prefix="w"))
-    client.flush(name)
-    client.create_index(name, index_params)
-    client.load_collection(name)
-    client.search(name, data=[v[vf["fused"]][0].tolist()], anns_field=vf["fused"], limit=1, output_fields=["id"])
-    client.drop_collection(name)
+    store.insert(name, _rows(spec, 0, 64, v, prefix="w"))
+    store.flush(name)
+    store.build_index(name, index_params)
+    store.load(name)
+    store.search(name, _plan({vf["fused"]: v[vf["fused"]][0]}, [vf["fused"]], 1, prof), output_fields=["id"])
+    store.drop(name)
+
+
+def _plan(views: dict, fields: list[str], limit: int, prof):
+    """The query layer's plan for a search of `fields` under the profile's search params."""
+    from ..query import requests as R
+
+    return R.plan(views, fields, k=limit, params=dict(prof.search_params))
 
 
 def run_size(n: int, cfg: ScaleConfig, work_dir: str, progress: bool = False) -> dict:
     """Measure one catalogue size in a fresh Milvus Lite database under `work_dir`."""
-    from pymilvus import AnnSearchRequest, WeightedRanker
+    from pymilvus import AnnSearchRequest
 
-    from ..store.collections import client as milvus_client
+    from ..query import requests as R
+    from ..store import Store
+    from ..store.client import client as milvus_client
 
     db_dir = Path(work_dir) / f"size_{n}"
     shutil.rmtree(db_dir, ignore_errors=True)
     db_dir.mkdir(parents=True)
     base = _rss()
-    client = milvus_client(str(db_dir / "milvus.db"))
-    _warm(client, cfg)
+    spec, prof, schema, index_params = _layout(cfg)
+    store = Store(milvus_client(str(db_dir / "milvus.db")), spec=spec, profile=cfg.profile)
+    _warm(store, cfg)
     base_client = _rss()
-    spec, prof, create, index_params = _layout(cfg)
-    client.create_collection(COLLECTION, **create)
+    store.create_layout(COLLECTION, schema, profile=prof)
     views = list(C.VIEWS)  # field number f in unit_vectors() is the view's position
     vf = spec.vector_fields
     q_rows = query_rows(cfg.seed, n, cfg.queries)
@@ -323,7 +330,7 @@ def run_size(n: int, cfg: ScaleConfig, work_dir: str, progress: bool = False) ->
         for v in views:
             q_src[v].append(vecs[v][sel])
         t = time.perf_counter()
-        client.insert(COLLECTION, _rows(spec, start, m, {vf[v]: vecs[v] for v in views}))
+        store.insert(COLLECTION, _rows(spec, start, m, {vf[v]: vecs[v] for v in views}))
         insert_s += time.perf_counter() - t
         if bar:
             bar.update(m)
@@ -331,21 +338,20 @@ def run_size(n: int, cfg: ScaleConfig, work_dir: str, progress: bool = False) ->
         bar.close()
 
     t = time.perf_counter()
-    client.flush(COLLECTION)
+    store.flush(COLLECTION)
     flush_s = time.perf_counter() - t
     t = time.perf_counter()
-    client.create_index(COLLECTION, index_params)
+    store.build_index(COLLECTION, index_params)
     index_s = time.perf_counter() - t
     t = time.perf_counter()
-    client.load_collection(COLLECTION)
+    store.load(COLLECTION)
     load_s = time.perf_counter() - t
 
     queries = {v: noisy(np.concatenate(q_src[v]), cfg.seed + k) for k, v in enumerate(views)}
     sp = {"metric_type": C.METRIC, "params": dict(prof.search_params)}
 
     def search(q):
-        return client.search(COLLECTION, data=[q.tolist()], anns_field=vf["fused"], limit=cfg.limit,
-                             search_params=sp, output_fields=["id"])
+        return store.search(COLLECTION, _plan({vf["fused"]: q}, [vf["fused"]], cfg.limit, prof), output_fields=["id"])
 
     for q in queries["fused"][:5]:  # warm-up: first searches pay lazy index loading
         search(q)
@@ -354,7 +360,7 @@ def run_size(n: int, cfg: ScaleConfig, work_dir: str, progress: bool = False) ->
         t = time.perf_counter()
         res = search(q)
         lat.append(time.perf_counter() - t)
-        found.append([int(h["id"][1:]) for h in res[0]])
+        found.append([int(h["id"][1:]) for h in res])
 
     # The same queries again, `queries_per_call` to a call: Milvus Lite's per-call work
     # (a Python pass over every stored key, search/executor_indexed.py) is paid once
@@ -363,23 +369,26 @@ def run_size(n: int, cfg: ScaleConfig, work_dir: str, progress: bool = False) ->
     for start, m in batches(len(queries["fused"]), cfg.queries_per_call):
         chunk = queries["fused"][start:start + m]
         t = time.perf_counter()
-        res = client.search(COLLECTION, data=chunk.tolist(), anns_field=vf["fused"], limit=cfg.limit,
-                            search_params=sp, output_fields=["id"])
+        res = store.search_batch(COLLECTION, R.batch([_plan({vf["fused"]: q}, [vf["fused"]], cfg.limit, prof)
+                                                      for q in chunk]), output_fields=["id"])
         blat.append((time.perf_counter() - t, m))
         bfound.extend([int(h["id"][1:]) for h in hits] for hits in res)
 
     hlat = []
     for i in range(min(cfg.hybrid_queries, len(queries["fused"]))):
-        reqs = [AnnSearchRequest(data=[queries[v][i].tolist()], anns_field=vf[v], param=sp, limit=cfg.limit)
-                for v in views]
+        # The weighted hybrid_search of the query layer, each request cut to `limit`
+        # candidates (what this benchmark has always timed).
+        plan = R.plan({vf[v]: queries[v][i] for v in views}, [vf[v] for v in views], k=cfg.limit,
+                      weights=list(HYBRID_WEIGHTS), params=dict(prof.search_params))
+        plan = replace(plan, requests=[AnnSearchRequest(data=[queries[v][i].tolist()], anns_field=vf[v], param=sp,
+                                                        limit=cfg.limit) for v in views])
         t = time.perf_counter()
-        client.hybrid_search(COLLECTION, reqs=reqs, ranker=WeightedRanker(*HYBRID_WEIGHTS), limit=cfg.limit,
-                             output_fields=["id"])
+        store.search(COLLECTION, plan, output_fields=["id"])
         hlat.append(time.perf_counter() - t)
 
     mem = _rss()
     truth = exact_topk(cfg.seed, views.index("fused"), n, cfg.dim, cfg.batch, queries["fused"], cfg.limit)
-    client.close()
+    store.close()
     data_mb = max(0.0, mem["rss_mb"] - base_client["rss_mb"])
     return {
         "size": n,

@@ -85,11 +85,10 @@ def exact_topk(x: np.ndarray, q: np.ndarray, k: int, exclude: int | None = None)
     return top, float(s[top].min())
 
 
-def recall_at_k(client, collection: str, ids: list[str], x: np.ndarray, field: str, sample: list[int], k: int,
+def recall_at_k(store, collection: str, ids: list[str], x: np.ndarray, field: str, sample: list[int], k: int,
                 params: dict) -> dict:
     """Milvus (the field's index) vs exact search, stored vectors as queries."""
     from ..query import requests as R
-    from ..store import search as store
 
     norms = np.linalg.norm(x, axis=1)
     pos = {pid: j for j, pid in enumerate(ids)}
@@ -98,7 +97,7 @@ def recall_at_k(client, collection: str, ids: list[str], x: np.ndarray, field: s
         if norms[i] < 1e-6:
             continue  # a missing view is not a query
         plan = R.plan({field: x[i]}, [field], k=k, params=params)
-        got = [h["id"] for h in store.run(client, collection, plan)]
+        got = [h["id"] for h in store.search(collection, plan)]
         _, kth = exact_topk(x, x[i], k)
         ok = sum(1 for pid in got if pid in pos and float(x[pos[pid]] @ x[i]) >= kth - 1e-5)
         rec.append(ok / k)
@@ -214,12 +213,10 @@ def exact_ceiling(rows: list[dict], k: int, n: int = 50) -> dict:
     return {"single_field": single, "three_fields": three, "queries": len(qs), "rows": len(rows)}
 
 
-def _load_rows(client, collection: str, label_col: str | None):
-    from ..store import search as store
-
+def _load_rows(store, collection: str, label_col: str | None):
     fields = ["title", "image_uri", C.CATEGORY_FIELD, *C.VECTOR_FIELDS.values()] + ([label_col] if label_col else [])
     rows: list[dict] = []
-    for batch in store.scan(client, collection, fields, batch_size=2000):
+    for batch in store.scan(collection, fields, batch_size=2000):
         rows.extend(batch)
     return rows
 
@@ -339,7 +336,7 @@ def command(settings, n, concurrency, types, k, recall_queries, label_col, hit_q
     name = searcher.collection
     rng = random.Random(seed)
     _say(f"bench search: reading {name}...")
-    rows = _load_rows(searcher.client, name, label_col)
+    rows = _load_rows(searcher.store, name, label_col)
     if not rows:
         raise click.ClickException(f"collection [{name}] is empty")
     ids = [str(r[C.PRIMARY_KEY]) for r in rows]
@@ -406,7 +403,7 @@ def command(settings, n, concurrency, types, k, recall_queries, label_col, hit_q
             report["recall"] = {}
             for f in C.VECTOR_FIELDS.values():
                 x = np.asarray([r[f] for r in rows], dtype=np.float32)
-                report["recall"][f] = recall_at_k(searcher.client, name, ids, x, f, idx, k, searcher.index_params)
+                report["recall"][f] = recall_at_k(searcher.store, name, ids, x, f, idx, k, searcher.index_params)
         if label_col:
             _say(f"  hit rate against [{label_col}]...")
             idx = rng.sample(range(len(rows)), min(hit_queries, len(rows)))

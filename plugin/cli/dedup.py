@@ -43,15 +43,13 @@ def _floats(text: str | None) -> list[float]:
     return vals
 
 
-# The threshold `dedup` recommends (its default): `samestyle bench dedup` scores it against
-# re-listed products (docs/benchmarks).
-DEFAULT_THRESHOLD = 0.95
+DEFAULT_THRESHOLD = C.DEDUP_THRESHOLD
 
 
 @click.command("dedup")
 @click.option("--threshold", type=click.FloatRange(-1, 1), default=DEFAULT_THRESHOLD, show_default=True,
               envvar="SAMESTYLE_DEDUP_THRESHOLD", help="Link two products of one category at this cosine or above.")
-@click.option("--field", "vector_field", type=click.Choice(list(C.VECTOR_FIELDS.values())), default="fused_vec",
+@click.option("--field", "vector_field", type=click.Choice(list(C.VECTOR_FIELDS.values())), default=C.FUSED_VEC,
               show_default=True, help="Vector field compared.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the clusters here as JSONL (one cluster per line). [default: no file]")
@@ -80,58 +78,26 @@ def command(settings, threshold, vector_field, out_path, label_col, labels_path,
       samestyle dedup --label-col style_group --sweep 0.9,0.97,0.99 --json
       samestyle dedup --labels products.csv --label-col style_group --filter category=Tshirts
     """
+    from contextlib import contextmanager
+
     from tqdm import tqdm
 
     from .. import dedup as D
-    from ..query import filters as F
-    from ..query.search import Searcher
-    from ..store import connect
+    from ..store import Store
 
     if labels_path and not label_col:
         raise click.UsageError("--labels needs --label-col")
-    name = collection or settings.collection
-    client = connect(settings)
-    try:
-        expr = ""
-        if filters:
-            s = Searcher(client, name)
-            expr = F.to_expr(F.parse_cli(list(filters), s.schema()), s.schema())
-        from ..store import search as store
 
-        total = store.count(client, name)
-        model = store.model_version(store.describe(client, name))
-        with tqdm(total=total, desc="fetch", unit="rows", disable=not progress_enabled(), file=sys.stderr) as bar:
-            cat = D.load(client, name, vector_field=vector_field, label_field=None if labels_path else label_col,
-                         expr=expr, progress=bar.update)
-    finally:
-        client.close()
-    if labels_path:
-        by_id = _read_labels(labels_path, id_col, label_col)
-        cat.labels = [by_id.get(i) for i in cat.ids]
-    thresholds = sorted({threshold, *_floats(sweep)})
-    with tqdm(total=len(cat.ids), desc="compare", unit="rows", disable=not progress_enabled(), file=sys.stderr) as bar:
-        pairs = D.find_pairs(cat.vectors, cat.groups, thresholds[0], block=block, progress=bar.update)
-    results = {}
-    for t in thresholds:
-        p = pairs.above(t)
-        cids = D.cluster_ids(len(cat.ids), p)
-        results[t] = D.evaluate(cids, cat.labels, len(p), t)
-        if t == threshold:
-            main_cids, main_pairs = cids, p
-    records = list(D.cluster_records(cat.ids, cat.groups, main_cids, main_pairs, cat.labels))
-    written = 0
-    if out_path:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        with out_path.open("w", encoding="utf-8") as f:
-            for rec in records:
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                written += 1
-    report = {"collection": name, "model_version": model, "field": vector_field, "products": len(cat.ids),
-              "threshold": threshold,
-              "out": str(out_path) if out_path else None, "clusters_written": written,
-              "label": label_col, **results[threshold].to_dict(),
-              "sweep": [results[t].to_dict() for t in thresholds],
-              "duplicates": records}
+    @contextmanager
+    def bar(desc, total):
+        with tqdm(total=total, desc=desc, unit="rows", disable=not progress_enabled(), file=sys.stderr) as b:
+            yield b.update
+
+    labels = _read_labels(labels_path, id_col, label_col) if labels_path else None
+    with Store.open(settings) as store:
+        report = D.run(store, collection or settings.collection, threshold=threshold, vector_field=vector_field,
+                       label_field=label_col, labels=labels, sweep=_floats(sweep), filters=filters, block=block,
+                       out_path=out_path, bar=bar)
 
     def human(r):
         click.echo(f"{r['products']} products, {r['field']}, threshold {r['threshold']}: {r['clusters']} clusters "

@@ -21,12 +21,10 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from ..errors import InputError
+from ..store.expr import ids_expr, quote  # re-exported: the literals live with the store
 
 KINDS = ("str", "int", "float", "bool")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
-# The Milvus expression grammar knows \n \r \t \\ \" but not \xNN for other control
-# characters, so those cannot be represented faithfully and are refused.
-_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _MILVUS_TYPES = {
     "VARCHAR": "str", "STRING": "str",
     "INT8": "int", "INT16": "int", "INT32": "int", "INT64": "int",
@@ -111,22 +109,6 @@ Filter = Eq | Ne | In | Range | Prefix
 
 
 # --- literals ----------------------------------------------------------------------
-def quote(value: str, field_name: str | None = None) -> str:
-    """A Milvus string literal whose content is exactly `value`."""
-    if not isinstance(value, str):
-        raise InputError(f"expected type [str], got [{type(value).__name__}] {value!r}", field=field_name)
-    out = []
-    for ch in value:
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            raise InputError(f"filter value {value!r} contains the control character U+{ord(ch):04X}",
-                             field=field_name, fix="remove control characters from filter values")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -257,10 +239,6 @@ def exclude_ids(ids: Iterable[str], pk: str = "id") -> str:
     if len(ids) == 1:
         return f"({pk} != {quote(ids[0], pk)})"
     return f"({pk} not in [{', '.join(quote(i, pk) for i in ids)}])"
-
-
-def ids_expr(ids: Iterable[str], pk: str = "id") -> str:
-    return f"({pk} in [{', '.join(quote(i, pk) for i in ids)}])"
 
 
 # --- parsing ------------------------------------------------------------------------

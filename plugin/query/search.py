@@ -1,6 +1,6 @@
 """Same-style search, the Python API behind `samestyle search` and the HTTP API.
 
-    searcher = Searcher(client, "products", encoder=encoder)
+    searcher = Searcher(Store.open(settings), "products", encoder=encoder)
     searcher.by_product("P00012")                      # fused -> fused, minus itself
     searcher.by_text("red striped t-shirt", target="image")   # cross-modal
     searcher.by_photo(Path("dress.jpg"), fields=["image_vec"])
@@ -32,7 +32,9 @@ import numpy as np
 from .. import contract as C
 from ..encoders.base import Encoder, ProductInput
 from ..errors import EncodeError, InputError, SchemaMismatch
-from ..store import search as store
+from ..store import Store
+from ..store import search as store_reads
+from ..store.spec import index_profile, search_params
 from . import filters as F
 from . import requests as R
 from .profiles import Profiles
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 MAX_K = C.MAX_SEARCH_K
 MAX_OFFSET = C.MAX_SEARCH_OFFSET
 CATEGORY_FIELD = C.CATEGORY_FIELD
-PK = store.PK
+PK = store_reads.PK
 VIEW_FLAG = {"image_vec": "has_image", "text_vec": "has_text"}
 TIE_SLACK = 10  # extra hits fetched so that ties at a page boundary sort the same way
 GROUP_OVERFETCH = 10  # candidates per hit when grouping on a dynamic attribute
@@ -191,11 +193,12 @@ class Searcher:
     """Same-style search over one collection (or alias). `encoder` is needed for text
     and photo queries only; product searches use the stored vectors."""
 
-    def __init__(self, client, collection: str = C.COLLECTION_ALIAS, encoder: Encoder | None = None,
+    def __init__(self, store: Store, collection: str = C.COLLECTION_ALIAS, encoder: Encoder | None = None,
                  profiles: Profiles | None = None, timeout: float | None = None,
                  index_params: Mapping | None = None, composite_params: Mapping | None = None,
                  use_composite: bool = True):
-        self.client = client
+        # Every Milvus call goes through the Store; a bare MilvusClient is wrapped in one.
+        self.store = store if isinstance(store, Store) else Store(store, alias=collection)
         self.collection = collection
         self.encoder = encoder
         self.profiles = profiles or Profiles.load()
@@ -213,29 +216,27 @@ class Searcher:
 
     @classmethod
     def from_settings(cls, settings, encoder: Encoder | None = None, collection: str | None = None) -> "Searcher":
-        from .. import store as store_pkg  # connect() lives with the rest of the store
-
-        client = store_pkg.connect(settings)
-        params = store_pkg.search_params(settings.resolved_profile)["params"]
-        from ..store.spec import index_profile
-
+        params = search_params(settings.resolved_profile)["params"]
         comp = index_profile(settings.resolved_profile).composite
-        return cls(client, collection or settings.collection, encoder, Profiles.load(settings.search_profiles),
+        return cls(Store.open(settings, collection), collection or settings.collection, encoder,
+                   Profiles.load(settings.search_profiles),
                    index_params=params, composite_params=dict(comp.search_params) if comp else None)
 
+    @property
+    def client(self):
+        """The store's MilvusClient (for samestyle.products, which takes one)."""
+        return self.store.client
+
     def close(self) -> None:
-        try:
-            self.client.close()
-        except Exception:  # noqa: BLE001 - closing twice is harmless
-            pass
+        self.store.close()
 
     # -- schema -----------------------------------------------------------------------
     def schema(self) -> F.FilterSchema:
         if self._schema is None:
-            store.ensure_loaded(self.client, self.collection)
-            desc = store.describe(self.client, self.collection)
-            self._model_version = store.model_version(desc)
-            self._composite = store.composite_field(desc)
+            self.store.ensure_loaded(self.collection)
+            desc = self.store.describe(self.collection)
+            self._model_version = store_reads.model_version(desc)
+            self._composite = store_reads.composite_field(desc)
             base = F.FilterSchema.from_description(desc)
             self._scalars = list(base.fields)
             fields = dict(base.fields)
@@ -243,7 +244,7 @@ class Searcher:
                 # Names outside the schema are checked against the attributes rows
                 # actually carry, so a typo is an error rather than zero hits.
                 known = [*fields, self._composite] if self._composite else list(fields)
-                for k, kind in store.dynamic_keys(self.client, self.collection, known).items():
+                for k, kind in self.store.dynamic_keys(self.collection, known).items():
                     fields.setdefault(k, kind)
             self._schema = F.FilterSchema(fields, dynamic=False)
         return self._schema
@@ -350,7 +351,7 @@ class Searcher:
             raise InputError(f"product id [{product_id!r}] is not a non-empty string of at most {C.MAX_ID_CHARS} chars",
                              field="product_id")
         self.schema()
-        row = store.fetch(self.client, self.collection, [product_id], timeout=o.timeout or self.timeout).get(product_id)
+        row = self.store.fetch(self.collection, [product_id], ["*"], timeout=o.timeout or self.timeout).get(product_id)
         if row is None:
             raise ProductNotFound(f"product [{product_id}] is not in collection [{self.collection}]",
                                   record=product_id, field="product_id")
@@ -393,8 +394,8 @@ class Searcher:
         self.schema()
         rows: dict[str, dict] = {}
         for i in range(0, len(wanted), MAX_BATCH):
-            rows.update(store.fetch(self.client, self.collection, wanted[i:i + MAX_BATCH],
-                                    timeout=o.timeout or self.timeout))
+            rows.update(self.store.fetch(self.collection, wanted[i:i + MAX_BATCH], ["*"],
+                                         timeout=o.timeout or self.timeout))
         groups: dict[tuple, list[tuple[str, R.SearchPlan, str, dict]]] = {}
         for pid in wanted:
             row = rows.get(pid)
@@ -412,8 +413,8 @@ class Searcher:
             for i in range(0, len(members), MAX_BATCH):
                 chunk = members[i:i + MAX_BATCH]
                 t1 = time.perf_counter()
-                raws = store.run_batch(self.client, self.collection, R.batch([m[1] for m in chunk]),
-                                       output_fields=["*"], timeout=o.timeout or self.timeout)
+                raws = self.store.search_batch(self.collection, R.batch([m[1] for m in chunk]),
+                                               output_fields=["*"], timeout=o.timeout or self.timeout)
                 out.calls += 1
                 for (pid, plan, profile_name, views), raw in zip(chunk, raws):
                     out.results[pid] = self._result("product", plan, profile_name, raw, views, o,
@@ -493,8 +494,8 @@ class Searcher:
                 continue
             if o.group_by is not None:
                 t1 = time.perf_counter()
-                raw = store.run(self.client, self.collection, plan, offset=0, group_by=self._server_group(o),
-                                output_fields=["*"], timeout=o.timeout or self.timeout)
+                raw = self.store.search(self.collection, plan, offset=0, group_by=self._server_group(o),
+                                        output_fields=["*"], timeout=o.timeout or self.timeout)
                 out.calls += 1
                 out.results[key] = self._result(kind, plan, profile_name, self._client_group(o, raw), views, o,
                                                 query, t1)
@@ -504,8 +505,8 @@ class Searcher:
             for i in range(0, len(members), MAX_BATCH):
                 chunk = members[i:i + MAX_BATCH]
                 t1 = time.perf_counter()
-                raws = store.run_batch(self.client, self.collection, R.batch([m[1] for m in chunk]),
-                                       output_fields=["*"], timeout=o.timeout or self.timeout)
+                raws = self.store.search_batch(self.collection, R.batch([m[1] for m in chunk]),
+                                               output_fields=["*"], timeout=o.timeout or self.timeout)
                 out.calls += 1
                 for (key, plan, profile_name, views, query), raw in zip(chunk, raws):
                     out.results[key] = self._result(kind, plan, profile_name, raw, views, o, query, t1)
@@ -572,8 +573,8 @@ class Searcher:
         t0 = time.perf_counter()
         plan, profile_name = self._plan(views, default_fields, o, exclude, category)
         # "*" brings the vectors (for per-field scores) and any dynamic attributes.
-        raw = store.run(self.client, self.collection, plan, offset=0, group_by=self._server_group(o),
-                        output_fields=["*"], timeout=o.timeout or self.timeout)
+        raw = self.store.search(self.collection, plan, offset=0, group_by=self._server_group(o),
+                                output_fields=["*"], timeout=o.timeout or self.timeout)
         return self._result(kind, plan, profile_name, self._client_group(o, raw), views, o, query, t0)
 
     def _plan(self, views: Mapping, default_fields: Sequence[str], o: SearchOptions, exclude: Sequence[str],

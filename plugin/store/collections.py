@@ -15,70 +15,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..config import Settings
-from ..errors import SamestyleError, SchemaMismatch, ServerUnavailable, StoreError
-from ..query.filters import ids_expr
+from ..errors import SchemaMismatch, StoreError
 from . import spec as S
+from .client import GRPC_OPTIONS, CollectionNotFound, client, connect, wrap
+from .search import FETCH_CHUNK, Reads
+
+__all__ = ["GRPC_OPTIONS", "FETCH_CHUNK", "CollectionInfo", "CollectionNotFound", "Store", "client", "connect"]
 
 log = logging.getLogger(__name__)
-# Milvus caps the length of one expression; fetching hashes for a batch stays well under it.
-FETCH_CHUNK = 512
-
-
-class CollectionNotFound(StoreError):
-    code = "collection_not_found"
-    user_error = True
-
-
-def _wrap(exc: Exception, what: str, name: str | None) -> SamestyleError:
-    if isinstance(exc, SamestyleError):
-        return exc
-    msg = getattr(exc, "message", None) or str(exc)
-    low = msg.lower()
-    code = getattr(exc, "code", None)
-    if code in (2, 503) or any(w in low for w in ("unavailable", "connect", "deadline", "timed out")):
-        return ServerUnavailable(f"Milvus {what} failed: {msg}", collection=name,
-                                 fix="check SAMESTYLE_MILVUS_URI / SAMESTYLE_MILVUS_TOKEN and that Milvus is up")
-    if "not exist" in low or "not found" in low or "can't find" in low:
-        return CollectionNotFound(f"collection [{name}] does not exist ({msg})", collection=name,
-                                  fix="ingest a catalogue first (`samestyle ingest CATALOGUE`) or pass --collection")
-    return StoreError(f"Milvus {what} on [{name}] failed: {msg}", collection=name, milvus_code=code)
-
-
-# pymilvus pings an idle-looking channel every 10 s; Milvus Lite's gRPC server (like
-# any gRPC server with default enforcement) answers a long call that pings that often
-# with GOAWAY "too_many_pings", which drops the call mid-way: an index build of 100k+
-# rows then failed on its retry with "index already exists". Ping every 5 min instead
-# (the gRPC default minimum the server permits), only while a call is open.
-GRPC_OPTIONS = {
-    "grpc.keepalive_time_ms": 300_000,
-    "grpc.keepalive_timeout_ms": 20_000,
-    "grpc.keepalive_permit_without_calls": False,
-}
-
-
-def client(uri: str, token: str = ""):
-    """A MilvusClient with the project's channel options (see GRPC_OPTIONS)."""
-    from pymilvus import MilvusClient
-
-    return MilvusClient(uri=uri, token=token, grpc_options=dict(GRPC_OPTIONS))
-
-
-def connect(settings: Settings):
-    """MilvusClient for the settings: the embedded Milvus Lite file under the data
-    directory when SAMESTYLE_MILVUS_URI is unset, else that URI (+ token)."""
-    uri = settings.resolved_milvus_uri
-    if uri.endswith(".db"):
-        Path(uri).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return client(uri, settings.milvus_token or "")
-    except Exception as exc:  # noqa: BLE001 - pymilvus raises several types on connect
-        raise ServerUnavailable(f"cannot connect to Milvus at [{uri}]: {exc}", uri=uri,
-                                fix="check SAMESTYLE_MILVUS_URI (unset = embedded Milvus Lite under "
-                                    "SAMESTYLE_DATA_DIR) and SAMESTYLE_MILVUS_TOKEN") from None
 
 
 @dataclass
@@ -95,9 +42,12 @@ class CollectionInfo:
         return asdict(self)
 
 
-class Store:
-    """Collection management over one MilvusClient. `alias` is the name readers use
-    (SAMESTYLE_COLLECTION, default `products`)."""
+class Store(Reads):
+    """The one owner of pymilvus calls, over one MilvusClient: collection management
+    here, reads and searches in `Reads` (samestyle.store.search). `alias` is the name
+    readers use (SAMESTYLE_COLLECTION, default `products`)."""
+
+    _wrap = staticmethod(wrap)
 
     def __init__(self, client, *, alias: str = "products", profile: str = "lite",
                  spec: S.CollectionSpec | None = None, profiles: Mapping[str, S.IndexProfile] | None = None):
@@ -127,7 +77,7 @@ class Store:
         try:
             return fn(*args, **kw)
         except Exception as exc:  # noqa: BLE001 - mapped onto the project's errors
-            raise _wrap(exc, what, name) from None
+            raise wrap(exc, what, name) from None
 
     # -- introspection ------------------------------------------------------------------
     def alias_target(self, alias: str | None = None) -> str | None:
@@ -147,19 +97,11 @@ class Store:
         out = [(S.parse_version(alias, n), n) for n in self.collections()]
         return sorted((v, n) for v, n in out if v is not None)
 
-    def describe(self, name: str) -> dict:
-        return self._call("describe_collection", name, self.client.describe_collection, name)
-
     def properties(self, name: str) -> dict:
         return dict(self.describe(name).get("properties") or {})
 
     def exists(self, name: str) -> bool:
         return bool(self._call("has_collection", name, self.client.has_collection, name))
-
-    def count(self, name: str) -> int:
-        self.ensure_loaded(name)
-        res = self._call("query", name, self.client.query, name, filter="", output_fields=["count(*)"])
-        return int(res[0]["count(*)"])
 
     def _quick_count(self, name: str) -> int:
         """Exact (count(*)) when the collection is loaded; else the server's row
@@ -196,21 +138,38 @@ class Store:
         self._composite.pop(name, None)
         schema = S.build_schema(self.spec, manifest, self.profile)
         index = S.build_index_params(self.spec, self.profile)
-        kw: dict[str, Any] = {}
-        if self.profile.partition_key and self.spec.partition_key and self.profile.num_partitions:
-            kw["num_partitions"] = self.profile.num_partitions
-        if self.profile.shards_num:
-            kw["shards_num"] = self.profile.shards_num
-        if self.profile.consistency_level:
-            kw["consistency_level"] = self.profile.consistency_level
         log.info("creating collection %s (model %s, %s-d, profile %s)", name, manifest["model_version"],
                  manifest["embed_dim"], self.profile.name)
-        self._call("create_collection", name, self.client.create_collection, name, schema=schema,
-                   properties=S.collection_properties(self.spec, manifest, profile=self.profile), **kw)
+        self.create_layout(name, schema, properties=S.collection_properties(self.spec, manifest, profile=self.profile))
         # sync=False: the collection is empty, there is nothing to wait for, and the
         # wait itself calls AllocTimestamp, which Milvus Lite does not implement.
-        self._call("create_index", name, self.client.create_index, name, index, sync=False)
+        self.build_index(name, index, sync=False)
+        self.load(name)
+
+    def create_layout(self, name: str, schema, *, properties: Mapping | None = None,
+                      profile: S.IndexProfile | None = None) -> None:
+        """An empty collection of `schema`, with the profile's create options (partitions,
+        shards, consistency level); no index. `create` builds samestyle's product
+        collections on it; `samestyle bench scale` its bare layouts."""
+        kw: dict[str, Any] = S.create_options(self.spec, profile or self.profile)
+        if properties:
+            kw["properties"] = dict(properties)
+        self._composite.pop(name, None)
+        self._call("create_collection", name, self.client.create_collection, name, schema=schema, **kw)
+
+    def build_index(self, name: str, index_params, *, sync: bool = True) -> None:
+        self._call("create_index", name, self.client.create_index, name, index_params, sync=sync)
+
+    def load(self, name: str) -> None:
         self._call("load_collection", name, self.client.load_collection, name)
+
+    def insert(self, name: str, rows: Sequence[dict]) -> int:
+        """Plain insert of complete rows (no composite field filled: see `upsert`)."""
+        res = self._call("insert", name, self.client.insert, name, list(rows))
+        return int(res.get("insert_count", len(rows))) if isinstance(res, Mapping) else len(rows)
+
+    def flush(self, name: str) -> None:
+        self._call("flush", name, self.client.flush, name)
 
     def check(self, name: str, manifest: Mapping) -> None:
         """Raise SchemaMismatch unless `name` was built by samestyle for this model:
@@ -335,34 +294,13 @@ class Store:
         res = self._call("upsert", name, self.client.upsert, name, list(rows))
         return int(res.get("upsert_count", len(rows))) if isinstance(res, Mapping) else len(rows)
 
-    def fetch(self, name: str, ids: Iterable[str], fields: Sequence[str] | None = None) -> dict[str, dict]:
-        """Rows by id (missing ids are absent). Ids are escaped by samestyle.query.filters
-        (pymilvus' own `get` does not escape quotes)."""
-        ids = list(dict.fromkeys(ids))
-        out_fields = list(fields) if fields is not None else self.spec.scalar_output_fields
-        pk = self.spec.by_role("id").name
-        if pk not in out_fields:
-            out_fields = [pk, *out_fields]
-        out: dict[str, dict] = {}
-        for i in range(0, len(ids), FETCH_CHUNK):
-            chunk = ids[i : i + FETCH_CHUNK]
-            rows = self._call("query", name, self.client.query, name, filter=ids_expr(chunk, pk),
-                              output_fields=out_fields)
-            out.update({r[pk]: dict(r) for r in rows})
-        return out
-
     def hashes(self, name: str, ids: Iterable[str]) -> dict[str, str]:
         """content_hash of the stored products among `ids`."""
         h = self.spec.by_role("content_hash").name
         return {k: v.get(h) for k, v in self.fetch(name, ids, [h]).items()}
 
-    def ensure_loaded(self, name: str) -> None:
-        state = self._call("get_load_state", name, self.client.get_load_state, name).get("state")
-        if getattr(state, "name", str(state)) != "Loaded":
-            self._call("load_collection", name, self.client.load_collection, name)
-
     def flush_and_load(self, name: str) -> None:
         """Seal what was written so searches are fast (~20 ms instead of ~0.5 s on
         Milvus Lite), then make sure the collection is loaded for search."""
-        self._call("flush", name, self.client.flush, name)
+        self.flush(name)
         self.ensure_loaded(name)

@@ -307,6 +307,19 @@ def build_index_params(spec: CollectionSpec, profile: IndexProfile):
     return params
 
 
+def create_options(spec: CollectionSpec, profile: IndexProfile) -> dict:
+    """create_collection's keyword options under the index profile: partitions (when
+    the profile uses the partition key), shards and consistency level."""
+    kw: dict = {}
+    if profile.partition_key and spec.partition_key and profile.num_partitions:
+        kw["num_partitions"] = profile.num_partitions
+    if profile.shards_num:
+        kw["shards_num"] = profile.shards_num
+    if profile.consistency_level:
+        kw["consistency_level"] = profile.consistency_level
+    return kw
+
+
 def collection_properties(spec: CollectionSpec, manifest: Mapping, state: str = "building",
                           profile: IndexProfile | None = None) -> dict[str, str]:
     """Stored with the collection, so a reader can check it holds this model's vectors

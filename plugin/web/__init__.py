@@ -69,8 +69,6 @@ class _Cache:
 def facets(searcher) -> dict:
     """Filterable attributes (schema and dynamic), the scalar fields group-by accepts,
     and the most common values of each text attribute."""
-    from ..store import search as store
-
     schema = searcher.schema()
     scalars = [f for f in (searcher._scalars or []) if f not in INTERNAL]
     attrs = {name: kind for name, kind in schema.fields.items() if name not in INTERNAL}
@@ -78,7 +76,7 @@ def facets(searcher) -> dict:
     counts: dict[str, Counter] = {n: Counter() for n in text_attrs}
     rows = 0
     if text_attrs:
-        for batch in store.scan(searcher.client, searcher.collection, text_attrs, batch_size=5000):
+        for batch in searcher.store.scan(searcher.collection, text_attrs, batch_size=5000):
             for r in batch:
                 for n in text_attrs:
                     v = r.get(n)
@@ -93,12 +91,10 @@ def facets(searcher) -> dict:
 
 
 def _load_dedup(searcher, field: str) -> dict:
-    from ..store import search as store
-
     searcher.schema()
     cols = [C.PRIMARY_KEY, field, C.CATEGORY_FIELD, "title", "content_hash", "has_image"]
     ids, vecs, groups, meta = [], [], [], []
-    for batch in store.scan(searcher.client, searcher.collection, cols, batch_size=2000):
+    for batch in searcher.store.scan(searcher.collection, cols, batch_size=2000):
         for r in batch:
             ids.append(str(r[C.PRIMARY_KEY]))
             vecs.append(r[field])

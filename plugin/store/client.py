@@ -1,0 +1,71 @@
+"""The pymilvus client and the one mapping of its errors onto the project's.
+
+`connect(settings)` builds the MilvusClient every part of samestyle uses (through
+`Store`); `wrap` turns whatever pymilvus raised into a SamestyleError.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import SamestyleError, ServerUnavailable, StoreError
+
+
+class CollectionNotFound(StoreError):
+    code = "collection_not_found"
+    user_error = True
+
+
+def not_found(name: str) -> CollectionNotFound:
+    return CollectionNotFound(f"collection [{name}] does not exist", collection=name,
+                              fix="ingest a catalogue first (`samestyle ingest CATALOGUE`) or pass --collection")
+
+
+def wrap(exc: Exception, what: str, name: str | None) -> SamestyleError:
+    """The project's error for a failed pymilvus call (SamestyleErrors pass through)."""
+    if isinstance(exc, SamestyleError):
+        return exc
+    msg = getattr(exc, "message", None) or str(exc)
+    low = msg.lower()
+    code = getattr(exc, "code", None)
+    if code in (2, 503) or any(w in low for w in ("unavailable", "connect", "deadline", "timed out")):
+        return ServerUnavailable(f"Milvus {what} failed: {msg}", collection=name,
+                                 fix="check SAMESTYLE_MILVUS_URI / SAMESTYLE_MILVUS_TOKEN and that Milvus is up")
+    if "not exist" in low or "not found" in low or "can't find" in low:
+        return CollectionNotFound(f"collection [{name}] does not exist ({msg})", collection=name,
+                                  fix="ingest a catalogue first (`samestyle ingest CATALOGUE`) or pass --collection")
+    return StoreError(f"Milvus {what} on [{name}] failed: {msg}", collection=name, milvus_code=code)
+
+
+# pymilvus pings an idle-looking channel every 10 s; Milvus Lite's gRPC server (like
+# any gRPC server with default enforcement) answers a long call that pings that often
+# with GOAWAY "too_many_pings", which drops the call mid-way: an index build of 100k+
+# rows then failed on its retry with "index already exists". Ping every 5 min instead
+# (the gRPC default minimum the server permits), only while a call is open.
+GRPC_OPTIONS = {
+    "grpc.keepalive_time_ms": 300_000,
+    "grpc.keepalive_timeout_ms": 20_000,
+    "grpc.keepalive_permit_without_calls": False,
+}
+
+
+def client(uri: str, token: str = ""):
+    """A MilvusClient with the project's channel options (see GRPC_OPTIONS)."""
+    from pymilvus import MilvusClient
+
+    return MilvusClient(uri=uri, token=token, grpc_options=dict(GRPC_OPTIONS))
+
+
+def connect(settings: Settings):
+    """MilvusClient for the settings: the embedded Milvus Lite file under the data
+    directory when SAMESTYLE_MILVUS_URI is unset, else that URI (+ token)."""
+    uri = settings.resolved_milvus_uri
+    if uri.endswith(".db"):
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return client(uri, settings.milvus_token or "")
+    except Exception as exc:  # noqa: BLE001 - pymilvus raises several types on connect
+        raise ServerUnavailable(f"cannot connect to Milvus at [{uri}]: {exc}", uri=uri,
+                                fix="check SAMESTYLE_MILVUS_URI (unset = embedded Milvus Lite under "
+                                    "SAMESTYLE_DATA_DIR) and SAMESTYLE_MILVUS_TOKEN") from None
