@@ -120,9 +120,16 @@ def _consts(encoder: Encoder) -> dict | None:
 
 def _run(catalogue: Path, target: str, *, store: Store, encoder: Encoder, columns: ColumnMap, data_dir: Path,
          fmt: str | None, dead_letter: Path | None, options: IngestOptions, photo_options: PhotoOptions,
-         progress) -> IngestReport:
-    source = Source(catalogue, fmt)
+         progress, csv_options: dict | None = None) -> IngestReport:
+    csv_options = csv_options or {}
+    source = Source(catalogue, fmt, delimiter=csv_options.get("delimiter"), encoding=csv_options.get("encoding"))
     transformer = Transformer(store.spec, columns, encoder.model_version, _consts(encoder), source.columns)
+    if source.columns is None:  # JSONL: check the mapping against the first records' keys
+        keys, n = source.sample_keys()
+        if n:
+            transformer.check_columns(keys, sampled=n)
+    for note in transformer.notes:
+        log.warning("%s", note)
     dl = dead_letter or data_dir / "dead-letter" / f"{source.path.stem}.{target}.jsonl"
     ck = Checkpoint.open(data_dir / "checkpoints", source.path, collection=target,
                          model_version=encoder.model_version, columns=columns.key(), limit=options.limit)
@@ -136,6 +143,7 @@ def _run(catalogue: Path, target: str, *, store: Store, encoder: Encoder, column
                               progress.update if progress is not None else None, thumbs=Thumbnails(data_dir))
         store.flush_and_load(target)
         ck.clear()
+        report.notes = list(transformer.notes)
         return report
     finally:
         photos.close()
@@ -146,7 +154,7 @@ def ingest_catalogue(catalogue: str | Path, *, store: Store, encoder: Encoder, c
                      data_dir: str | Path, collection: str | None = None, fmt: str | None = None,
                      dead_letter: str | Path | None = None, options: IngestOptions | None = None,
                      photo_options: PhotoOptions | None = None, max_failures: str = DEFAULT_MAX_FAILURES,
-                     progress=None) -> dict:
+                     progress=None, csv_options: dict | None = None) -> dict:
     """Ingest a catalogue; returns the report as a dict (see IngestReport) plus
     `threshold`, `threshold_exceeded`, `alias` and `count` (rows in the collection)."""
     threshold = Threshold.parse(max_failures)
@@ -155,7 +163,7 @@ def ingest_catalogue(catalogue: str | Path, *, store: Store, encoder: Encoder, c
     report = _run(Path(catalogue), target, store=store, encoder=encoder, columns=columns, data_dir=Path(data_dir),
                   fmt=fmt, dead_letter=Path(dead_letter) if dead_letter else None,
                   options=options or IngestOptions(), photo_options=photo_options or PhotoOptions(),
-                  progress=progress)
+                  progress=progress, csv_options=csv_options)
     if store.properties(target).get(S.PROP_STATE) != "complete":
         store.set_state(target, "complete")
     alias = None
@@ -174,7 +182,8 @@ def reindex_catalogue(catalogue: str | Path, *, store: Store, encoder: Encoder, 
                       data_dir: str | Path, fmt: str | None = None, dead_letter: str | Path | None = None,
                       options: IngestOptions | None = None, photo_options: PhotoOptions | None = None,
                       max_failures: str = DEFAULT_MAX_FAILURES, force: bool = False,
-                      before_switch: Callable[[str], None] | None = None, progress=None) -> dict:
+                      before_switch: Callable[[str], None] | None = None, progress=None,
+                      csv_options: dict | None = None) -> dict:
     """Re-embed a catalogue with `encoder`'s model into the next `<alias>_v<N>` and
     switch the alias when it is complete. An interrupted reindex resumes into the
     same new collection. `before_switch(name)` runs just before the switch (tests use
@@ -192,7 +201,7 @@ def reindex_catalogue(catalogue: str | Path, *, store: Store, encoder: Encoder, 
     report = _run(Path(catalogue), target, store=store, encoder=encoder, columns=columns, data_dir=Path(data_dir),
                   fmt=fmt, dead_letter=Path(dead_letter) if dead_letter else None,
                   options=options or IngestOptions(), photo_options=photo_options or PhotoOptions(),
-                  progress=progress)
+                  progress=progress, csv_options=csv_options)
     count = store.count(target)
     expected = report.loaded + report.unchanged
     exceeded = threshold.exceeded(report.failed, report.read)

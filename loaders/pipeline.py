@@ -72,6 +72,7 @@ class IngestReport:
     # Counts carried over from the interrupted runs a resumed run continues: the
     # counters above are cumulative, the rates below are this run's alone.
     carried: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)  # what the column check said (e.g. no category column)
 
     @property
     def products_per_s(self) -> float:

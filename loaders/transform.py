@@ -49,10 +49,13 @@ class ColumnMap:
     image: str = "image"
     category: str = "articleType"
     attrs: tuple[tuple[str, str | None], ...] | None = None
+    # Roles ("id", "title", "image", "category") whose column the user named: such a
+    # column must exist. A default that is absent is allowed (and said), never guessed.
+    explicit: frozenset[str] = frozenset()
 
     @classmethod
     def from_options(cls, id_col="id", title_col="title", image_col="image", category_col="articleType",
-                     attr_cols: Sequence[str] = ()) -> "ColumnMap":
+                     attr_cols: Sequence[str] = (), explicit: Sequence[str] = ()) -> "ColumnMap":
         attrs = None
         if attr_cols:
             pairs = []
@@ -63,7 +66,7 @@ class ColumnMap:
                                       fix="e.g. --attr-col brand --attr-col 'Base Colour=colour'")
                 pairs.append((col.strip(), fld.strip() or None))
             attrs = tuple(pairs)
-        return cls(id_col, title_col, image_col, category_col, attrs)
+        return cls(id_col, title_col, image_col, category_col, attrs, frozenset(explicit))
 
     def key(self) -> str:
         return json.dumps([self.id, self.title, self.image, self.category, self.attrs])
@@ -178,6 +181,7 @@ class Transformer:
         for f in spec.attribute_fields:
             for name in (f.name, *f.columns):
                 self._alias.setdefault(name.lower(), f.name)
+        self.notes: list[str] = []  # what the column check found worth saying (not errors)
         self._plan: dict[str, tuple[str, bool]] = {}  # column -> (target, declared?)
         self._taken: set[str] = set()
         if columns.attrs is not None:
@@ -206,22 +210,37 @@ class Transformer:
             return declared, True
         return attribute_name(column, self.reserved), False
 
-    def check_columns(self, available: Sequence[str]) -> None:
+    def check_columns(self, available: Sequence[str], sampled: int | None = None) -> None:
         """Fail fast, before reading a record, when the mapping names columns the
-        catalogue does not have (CSV header, Parquet schema)."""
-        have = set(available)
-        if self.cols.id not in have:
-            raise ConfigError(f"the catalogue has no id column [{self.cols.id}]; its columns are {list(available)}",
-                              fix="pass --id-col with the column that holds the product id")
-        if self.cols.title not in have and self.cols.image not in have:
-            raise ConfigError(f"the catalogue has neither the title column [{self.cols.title}] nor the photo "
-                              f"column [{self.cols.image}]; its columns are {list(available)}",
-                              fix="pass --title-col and/or --image-col")
-        if self.cols.attrs is not None:
-            missing = [c for c, _ in self.cols.attrs if c not in have]
+        catalogue does not have (CSV header, Parquet schema; for JSONL the keys of the
+        first `sampled` records). A column the user named must exist; of the defaults,
+        the id must, and the title or the photo. What is left unmapped is said in
+        `self.notes` (e.g. no category column: every category is empty)."""
+        have = list(dict.fromkeys(available))
+        where = (f"the keys of its first {sampled} records are {have}" if sampled is not None
+                 else f"its columns are {have}")
+        c = self.cols
+        options = {"id": ("--id-col", c.id), "title": ("--title-col", c.title), "image": ("--image-col", c.image),
+                   "category": ("--category-col", c.category)}
+        for role, (option, col) in options.items():
+            if (role in c.explicit or role == "id") and col not in have:
+                raise ConfigError(f"the catalogue has no {role} column [{col}] ({option}); {where}{_closest(col, have)}",
+                                  fix=f"pass {option} with one of the catalogue's columns "
+                                      "(column names are case-sensitive)")
+        if c.title not in have and c.image not in have:
+            raise ConfigError(f"the catalogue has neither the title column [{c.title}] nor the photo "
+                              f"column [{c.image}]; {where}", fix="pass --title-col and/or --image-col")
+        if c.attrs is not None:
+            missing = [col for col, _ in c.attrs if col not in have]
             if missing:
-                raise ConfigError(f"--attr-col names columns the catalogue lacks: {missing}; its columns are "
-                                  f"{list(available)}", fix="check the spelling (column names are case-sensitive)")
+                hints = "".join(_closest(m, have) for m in missing)
+                raise ConfigError(f"--attr-col names columns the catalogue lacks: {missing}; {where}{hints}",
+                                  fix="check the spelling (column names are case-sensitive)")
+        for role, (option, col) in options.items():
+            if col not in have:
+                what = {"title": "products get no title (photo only)", "image": "products get no photo (title only)",
+                        "category": "every product's category is empty"}[role]
+                self.notes.append(f"no {role} column [{col}] in the catalogue: {what}; name it with {option}")
 
     def _attr_columns(self, record: Mapping[str, Any]) -> list[str]:
         if self.cols.attrs is not None:
@@ -338,6 +357,15 @@ class Transformer:
         for view, name in s.vector_fields.items():
             out[name] = np.ascontiguousarray(enc.view(view)[i], dtype=np.float32)
         return out
+
+
+def _closest(name: str, have: Sequence[str]) -> str:
+    """"; did you mean [x]?" for the nearest column name, or ""."""
+    import difflib
+
+    by_lower = {h.lower(): h for h in have}
+    match = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f"; did you mean [{by_lower[match[0]]}]?" if match else ""
 
 
 def check_photo(data: bytes, consts: Mapping) -> tuple[str, str] | None:

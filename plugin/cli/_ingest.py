@@ -41,6 +41,7 @@ def ingest_options(f):
         click.option("--progress/--no-progress", default=None,
                      help="Progress bar on stderr [default: when stderr is a terminal]."),
         *photo_policy_options,
+        *csv_options,
         json_option,
     ]
     for o in reversed(opts):
@@ -48,11 +49,11 @@ def ingest_options(f):
     return f
 
 
-def _photo_policy(name: str):
-    """Callback of the photo-confinement options: they land in ctx.meta (not in every
-    verb's signature) and build_jobs_args reads them there."""
+def _photo_policy(name: str, group: str = "photo_policy"):
+    """Callback of the photo-confinement (and CSV dialect) options: they land in
+    ctx.meta (not in every verb's signature) and build_jobs_args reads them there."""
     def store(ctx, param, value):
-        ctx.meta.setdefault("photo_policy", {})[name] = value
+        ctx.meta.setdefault(group, {})[name] = value
         return value
     return store
 
@@ -70,6 +71,17 @@ photo_policy_options = [
     click.option("--allow-network", multiple=True, expose_value=False, callback=_photo_policy("allow_networks"),
                  help="A network (CIDR, e.g. 10.1.2.0/24) photo URLs may point into although it is private "
                       "(repeatable)."),
+]
+
+
+csv_options = [
+    click.option("--delimiter", default=None, expose_value=False, callback=_photo_policy("delimiter", "csv_options"),
+                 help="CSV field delimiter, e.g. ';' or tab [default: the one of , ; tab | the header uses most; "
+                      "tab for .tsv]."),
+    click.option("--encoding", default=None, envvar="SAMESTYLE_ENCODING", expose_value=False,
+                 callback=_photo_policy("encoding", "csv_options"),
+                 help="Text encoding of a CSV catalogue, e.g. cp1252 [default: UTF-8, its BOM dropped; UTF-16 "
+                      "when the file starts with a UTF-16 BOM]."),
 ]
 
 
@@ -109,11 +121,19 @@ def build_jobs_args(settings, *, fmt, id_col, title_col, image_col, category_col
     from samestyle.loaders.pipeline import IngestOptions
     from samestyle.loaders.transform import ColumnMap
 
-    columns = ColumnMap.from_options(id_col, title_col, image_col, category_col, attr_cols)
+    ctx = click.get_current_context(silent=True)
+    explicit = []
+    if ctx is not None:  # a column the user named (option or env var) must exist; a default may be absent
+        from click.core import ParameterSource
+
+        for role in ("id", "title", "image", "category"):
+            if ctx.get_parameter_source(f"{role}_col") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+                explicit.append(role)
+    columns = ColumnMap.from_options(id_col, title_col, image_col, category_col, attr_cols, explicit=explicit)
     options = IngestOptions(batch_size=batch_size, limit=limit,
                             encode_workers=encode_workers or (2 if encoder_kind == "triton" else 1))
-    policy = click.get_current_context(silent=True)
-    policy = dict(policy.meta.get("photo_policy", {})) if policy is not None else {}
+    policy = dict(ctx.meta.get("photo_policy", {})) if ctx is not None else {}
+    csv_opts = {k: v for k, v in (ctx.meta.get("csv_options", {}) if ctx is not None else {}).items() if v}
     try:
         import ipaddress
 
@@ -126,7 +146,8 @@ def build_jobs_args(settings, *, fmt, id_col, title_col, image_col, category_col
                           allow_file_uri=bool(policy.get("allow_file_uri")),
                           allow_private_hosts=bool(policy.get("allow_private_hosts")),
                           allow_networks=tuple(policy.get("allow_networks", ())))
-    return dict(columns=columns, data_dir=settings.data_dir, fmt=fmt, options=options, photo_options=photos)
+    return dict(columns=columns, data_dir=settings.data_dir, fmt=fmt, options=options, photo_options=photos,
+                csv_options=csv_opts)
 
 
 def render_report(r: dict, verb: str) -> None:
@@ -141,6 +162,8 @@ def render_report(r: dict, verb: str) -> None:
         click.echo(f"    {n:6d}  {kind}")
     if r["failed"]:
         click.echo(f"  rejected records: {r['dead_letter']}")
+    for note in r.get("notes") or ():
+        click.secho(f"  note: {note}", fg="yellow")
     click.echo(f"  collection now holds {r['count']} products")
     if "switched" in r:
         if r["switched"]:

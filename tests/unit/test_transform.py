@@ -164,3 +164,31 @@ def test_row_has_every_field_and_zero_image_vector_without_photo():
     assert row["has_image"] is False and row["has_text"] is True and row["price"] == 5
     assert not row["image_vec"].any() and row["text_vec"].dtype == np.float32
     assert row["model_version"] == "model-a" and row["content_hash"] == p.content_hash
+
+
+# -- columns are checked, never guessed (#12) -----------------------------------------------
+
+
+def test_a_misspelt_column_is_an_error_naming_it_the_columns_and_the_closest():
+    cols = ["id", "name", "photo", "articleType"]
+    with pytest.raises(ConfigError) as err:
+        Transformer(SPEC, ColumnMap.from_options(title_col="nmae", image_col="photo", explicit=["title", "image"]),
+                    "m", source_columns=cols)
+    msg = str(err.value)
+    assert "[nmae]" in msg and "--title-col" in msg and str(cols) in msg and "did you mean [name]?" in msg
+    with pytest.raises(ConfigError, match=r"category column \[Category\].*did you mean \[category\]\?"):
+        Transformer(SPEC, ColumnMap.from_options(category_col="Category", explicit=["category"]), "m",
+                    source_columns=["id", "title", "image", "category"])
+
+
+def test_a_default_column_that_is_absent_is_said_not_guessed():
+    tf = Transformer(SPEC, ColumnMap(), "m", source_columns=["id", "title", "image", "category"])
+    assert any("no category column [articleType]" in n and "--category-col" in n for n in tf.notes)
+    tf = Transformer(SPEC, ColumnMap(category="category"), "m", source_columns=["id", "title", "image", "category"])
+    assert tf.notes == []
+
+
+def test_jsonl_mapping_is_checked_against_the_sampled_keys():
+    tf = Transformer(SPEC, ColumnMap.from_options(image_col="img", explicit=["image"]), "m")
+    with pytest.raises(ConfigError, match=r"first 3 records are \['id', 'title', 'image'\]; did you mean \[image\]"):
+        tf.check_columns(["id", "title", "image"], sampled=3)
