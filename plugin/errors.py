@@ -47,6 +47,11 @@ class InputError(SamestyleError):
         self.field = field
 
 
+class InputTooLarge(InputError):
+    """Input over a size limit (a photo's bytes or pixels): the HTTP API answers 413.
+    Same code as any other bad input; the class is what tells it apart."""
+
+
 class EncodeError(SamestyleError):
     """One product could not be encoded (the rest of its batch can be)."""
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import contract as C
 from ..encoders.base import Encoder, ProductInput
-from ..errors import EncodeError, InputError, SchemaMismatch
+from ..errors import EncodeError, InputError, InputTooLarge, SchemaMismatch
 from ..store import Store
 from ..store import search as store_reads
 from ..store.spec import index_profile, search_params
@@ -157,7 +157,8 @@ def _read_photo(photo: bytes | str | Path) -> bytes:
             raise InputError(f"photo [{p}] is not a file", field="photo")
         size = p.stat().st_size
         if size > C.MAX_PHOTO_BYTES:
-            raise InputError(f"photo [{p}] is {size} bytes, over the limit of {C.MAX_PHOTO_BYTES}", field="photo")
+            raise InputTooLarge(f"photo [{p}] is {size} bytes, over the limit of {C.MAX_PHOTO_BYTES}",
+                                field="photo")
         data = p.read_bytes()
     else:
         raise InputError(f"photo must be bytes or a path, got [{type(photo).__name__}]", field="photo")
@@ -341,7 +342,11 @@ class Searcher:
             enc = self.encoder.encode_one(ProductInput("query", image=photo, text=text))
         except EncodeError as exc:
             fld = {"image": "photo"}.get(exc.field or "", exc.field)
-            raise InputError(f"cannot encode the query: {exc.message}", field=fld) from None
+            # The model reports a refused input as the text "field: reason" (it crosses
+            # Triton as a string); a photo over its byte or pixel limit is told apart here,
+            # once, so callers choose by class (the HTTP API: 413).
+            cls = InputTooLarge if fld == "photo" and "over the limit" in exc.message else InputError
+            raise cls(f"cannot encode the query: {exc.message}", field=fld) from None
         return {v: enc.view(v)[0] for v in C.VIEWS}
 
     # -- the search types ---------------------------------------------------------------
