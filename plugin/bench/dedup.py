@@ -255,7 +255,7 @@ def plot(report: dict, path: Path) -> None:
               help="Products listed again (a third photo changes, a third title changes, a third both); "
                    "0: only the synthetic timing (no collection needed).")
 @click.option("--thresholds", default=THRESHOLDS, show_default=True, help="Thresholds to score.")
-@click.option("--field", "vector_field", type=click.Choice(list(C.VECTOR_FIELDS.values())), default="fused_vec",
+@click.option("--field", "vector_field", type=click.Choice(list(C.VECTOR_FIELDS.values())), default=C.FUSED_VEC,
               show_default=True)
 @click.option("--synthetic-sizes", default="42k,1M", show_default=True,
               help="Synthetic catalogue sizes to time dedup at ('' to skip).")

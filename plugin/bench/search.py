@@ -163,7 +163,7 @@ def hybrid_fusion(searcher, rows: list[dict], ids: list[str], sample: list[int],
     _say(f"  hybrid fusion: {len(sample)} queries, single field / hybrid_search / composite / exact")
     searcher.by_product(qids[0], k=k)  # warm-up
     out["single_p50_ms"] = _p50(lambda q: searcher.by_product(q, k=k), qids)
-    out["exact_single_p50_ms"] = _p50(lambda i: np.argpartition(-(x["fused_vec"] @ x["fused_vec"][i]), k)[:k], sample)
+    out["exact_single_p50_ms"] = _p50(lambda i: np.argpartition(-(x[C.FUSED_VEC] @ x[C.FUSED_VEC][i]), k)[:k], sample)
     out["exact_hybrid_p50_ms"] = _p50(exact_topk, sample)
     ways = [("hybrid_search", False)] + ([("composite", True)] if comp else [])
     for name, use in ways:
@@ -208,7 +208,7 @@ def exact_ceiling(rows: list[dict], k: int, n: int = 50) -> dict:
 
     x = {f: np.asarray([r[f] for r in rows], dtype=np.float32) for f in R.FIELDS}
     qs = list(range(0, len(rows), max(1, len(rows) // n)))[:n]
-    single = _p50(lambda i: np.argpartition(-(x["fused_vec"] @ x["fused_vec"][i]), k)[:k], qs)
+    single = _p50(lambda i: np.argpartition(-(x[C.FUSED_VEC] @ x[C.FUSED_VEC][i]), k)[:k], qs)
     three = _p50(lambda i: np.argpartition(-sum(x[f] @ x[f][i] for f in R.FIELDS), k)[:k], qs)
     return {"single_field": single, "three_fields": three, "queries": len(qs), "rows": len(rows)}
 

@@ -9,7 +9,7 @@ from .. import contract as C
 from ..errors import InputError
 from .common import emit, json_option
 
-SHORT = {"image_vec": "image", "text_vec": "text", "fused_vec": "fused"}
+SHORT = {f: v for v, f in C.VECTOR_FIELDS.items()}  # image_vec -> image
 
 
 def _split(values: tuple[str, ...]) -> list[str]:

@@ -36,15 +36,15 @@ RANKERS = ("weighted", "rrf")
 RRF_K = 60
 SEARCH_TYPES = ("product", "text", "photo", "photo_text", "hybrid")
 DEFAULT_FIELDS = {
-    "product": ("fused_vec",),
-    "text": ("text_vec",),
+    "product": (C.FUSED_VEC,),
+    "text": (C.TEXT_VEC,),
     # A photo alone is compared with photos; fused_vec (photo + title) can be added
     # per request, but a query without a title sits off the stored fused vectors.
-    "photo": ("image_vec",),
-    "photo_text": ("fused_vec",),
+    "photo": (C.IMAGE_VEC,),
+    "photo_text": (C.FUSED_VEC,),
     "hybrid": FIELDS,
 }
-TEXT_TARGETS = {"text": ("text_vec",), "image": ("image_vec",), "fused": ("fused_vec",), "all": FIELDS}
+TEXT_TARGETS = {"text": (C.TEXT_VEC,), "image": (C.IMAGE_VEC,), "fused": (C.FUSED_VEC,), "all": FIELDS}
 # How many candidates each sub-request of a hybrid search brings to the ranker, as a
 # multiple of what the page needs: a hit ranked low in one view but high in another
 # must be among both candidate lists for its fused score to be right.

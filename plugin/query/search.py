@@ -45,7 +45,7 @@ MAX_K = C.MAX_SEARCH_K
 MAX_OFFSET = C.MAX_SEARCH_OFFSET
 CATEGORY_FIELD = C.CATEGORY_FIELD
 PK = store_reads.PK
-VIEW_FLAG = {"image_vec": "has_image", "text_vec": "has_text"}
+VIEW_FLAG = {C.IMAGE_VEC: "has_image", C.TEXT_VEC: "has_text"}
 TIE_SLACK = 10  # extra hits fetched so that ties at a page boundary sort the same way
 GROUP_OVERFETCH = 10  # candidates per hit when grouping on a dynamic attribute
 GROUP_MAX_CANDIDATES = 16384  # Milvus's largest limit
@@ -142,9 +142,9 @@ def _stored_views(row: Mapping) -> dict:
     missing photo look present."""
     views = {f: row.get(f) for f in R.FIELDS}
     if row.get("has_image") is False:
-        views.pop("image_vec")
+        views.pop(C.IMAGE_VEC)
     if row.get("has_text") is False:
-        views.pop("text_vec")
+        views.pop(C.TEXT_VEC)
     return views
 
 

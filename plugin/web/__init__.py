@@ -43,8 +43,9 @@ MAX_MEMBERS = 24  # photos per cluster strip
 
 class DedupQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    threshold: float = Field(0.95, ge=-1.0, le=1.0, description="link two products of one category at this cosine")
-    field: Literal["image_vec", "text_vec", "fused_vec"] = "fused_vec"
+    threshold: float = Field(C.DEDUP_THRESHOLD, ge=-1.0, le=1.0,
+                             description="link two products of one category at this cosine")
+    field: Literal[tuple(C.VECTOR_FIELDS.values())] = C.FUSED_VEC
     category: str | None = Field(None, max_length=256, description="only this category")
     max_clusters: int = Field(50, ge=1, le=MAX_CLUSTERS)
 
