@@ -170,13 +170,15 @@ class _Stages:
 
 def upsert_isolating(store: Store, collection: str, rows: list[dict], products: list[Product]) -> list[Rejected]:
     """Upsert a batch; if Milvus refuses it (not unavailable: refuses), upsert row by
-    row so one row it will not take cannot keep the rest of the batch out."""
+    row so one row it will not take cannot keep the rest of the batch out. A retriable
+    error (Milvus unavailable) is raised instead: row by row would fail the same way,
+    and the checkpoint resumes the batch."""
     try:
         store.upsert(collection, rows)
         return []
-    except ServerUnavailable:
-        raise
-    except StoreError as exc:
+    except (ServerUnavailable, StoreError) as exc:
+        if exc.retriable:
+            raise
         log.warning("batch upsert refused (%s); retrying row by row", exc.message)
     by_id = {p.id: p for p in products}
     pk = store.spec.by_role("id").name
@@ -184,9 +186,9 @@ def upsert_isolating(store: Store, collection: str, rows: list[dict], products: 
     for row in rows:
         try:
             store.upsert(collection, [row])
-        except ServerUnavailable:
-            raise
-        except StoreError as exc:
+        except (ServerUnavailable, StoreError) as exc:
+            if exc.retriable:
+                raise
             p = by_id[row[pk]]
             out.append(Rejected(p.line, p.id, "record", "store_rejected", exc.message))
     return out

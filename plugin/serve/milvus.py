@@ -39,6 +39,11 @@ class MilvusServer:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs (benchmarks sample its memory)."""
+        return self._proc.proc.pid if self.running else None
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.running
 

@@ -67,21 +67,19 @@ def site(catalogue, onnx_encoder, triton_repo, tmp_path_factory):
     from samestyle.loaders.pipeline import IngestOptions
     from samestyle.loaders.transform import ColumnMap
     from samestyle.serve import TritonServer
-    from samestyle.serve.milvus import milvus_command
+    from samestyle.serve.milvus import MilvusServer
     from samestyle.store import Store
 
     data = tmp_path_factory.mktemp("web")
-    mport = free_port()
-    mlog = (data / "milvus.log").open("wb")
-    milvus = subprocess.Popen(milvus_command(data / "db", mport), stdout=mlog, stderr=subprocess.STDOUT)
+    milvus = MilvusServer(data / "db", log_dir=data)
     triton = None
     server = thread = pw = None
     try:
-        _wait_port(mport, milvus, "milvus_lite server")
+        milvus.start()
         base = Settings()
         triton = TritonServer(triton_repo, serve_python=base.serve_python, log_dir=data / "triton-logs")
         triton.start()
-        settings = Settings(data_dir=data / "samestyle", milvus_uri=f"http://127.0.0.1:{mport}",
+        settings = Settings(data_dir=data / "samestyle", milvus_uri=milvus.uri,
                             triton_url=triton.url)
         store = Store.open(settings)
         try:
@@ -107,12 +105,7 @@ def site(catalogue, onnx_encoder, triton_repo, tmp_path_factory):
             thread.join(timeout=10)
         if triton is not None:
             triton.stop()
-        milvus.terminate()
-        try:
-            milvus.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            milvus.kill()
-        mlog.close()
+        milvus.stop()
 
 
 @pytest.fixture
