@@ -150,15 +150,88 @@ def _run(catalogue: Path, target: str, *, store: Store, encoder: Encoder, column
         ck.release()
 
 
+def parse_share(text: str | float | int, option: str = "--sync-max-share") -> float:
+    """`10%`, `0.1` -> 0.1 (a share of the stored products)."""
+    s = str(text).strip()
+    try:
+        v = float(s[:-1]) / 100 if s.endswith("%") else float(s)
+    except ValueError:
+        v = -1.0
+    if not 0 <= v <= 1:
+        raise ConfigError(f"{option} [{text}] is not a share between 0 and 1 (or 0% and 100%)",
+                          fix=f"e.g. {option} 10% or {option} 0.1")
+    return v
+
+
+def plan_sync(catalogue: str | Path, store: Store, target: str, columns: ColumnMap, *, fmt: str | None = None,
+              csv_options: dict | None = None, max_share: float = 0.1, force: bool = False) -> dict:
+    """What `ingest --sync` would remove from `target`: the stored products whose id no
+    record of the catalogue has. Reads ids only (no photo, no encoder). Refused (a
+    ConfigError, nothing changed) when the share to remove passes `max_share`, or when
+    records without a readable id could be products it would wrongly remove, unless
+    `force`."""
+    csv_options = csv_options or {}
+    source = Source(catalogue, fmt, delimiter=csv_options.get("delimiter"), encoding=csv_options.get("encoding"))
+    if source.columns is not None and columns.id not in source.columns:
+        Transformer(store.spec, columns, "-", source_columns=source.columns)  # raises, naming the columns
+    listed: set[str] = set()
+    unreadable: list[int] = []
+    for rec in source:
+        value = rec.fields.get(columns.id) if rec.fields is not None else None
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode("utf-8", "replace")
+        if value is None or isinstance(value, (bool, float)) or not str(value).strip():
+            unreadable.append(rec.line)
+            continue
+        listed.add(str(value).strip())
+    stored = store.ids(target) if store.exists(target) else set()
+    remove = sorted(stored - listed)
+    share = len(remove) / len(stored) if stored else 0.0
+    plan = {"stored": len(stored), "in_catalogue": len(listed), "remove": remove, "remove_count": len(remove),
+            "share": round(share, 4), "max_share": max_share, "unreadable_lines": unreadable[:100],
+            "unreadable": len(unreadable), "refused": None}
+    if unreadable and remove:
+        plan["refused"] = (f"{len(unreadable)} records have no readable id (first on line {unreadable[0]}); "
+                           f"a product they hold could be among the {len(remove)} to remove")
+    elif share > max_share:
+        plan["refused"] = (f"{len(remove)} of {len(stored)} stored products ({share:.1%}) are not in the catalogue, "
+                           f"over --sync-max-share {max_share:.0%}")
+    if plan["refused"] and force:
+        plan["forced"], plan["refused"] = plan["refused"], None
+    return plan
+
+
 def ingest_catalogue(catalogue: str | Path, *, store: Store, encoder: Encoder, columns: ColumnMap,
                      data_dir: str | Path, collection: str | None = None, fmt: str | None = None,
                      dead_letter: str | Path | None = None, options: IngestOptions | None = None,
                      photo_options: PhotoOptions | None = None, max_failures: str = DEFAULT_MAX_FAILURES,
-                     progress=None, csv_options: dict | None = None) -> dict:
+                     progress=None, csv_options: dict | None = None, sync: bool = False,
+                     sync_max_share: float = 0.1, force: bool = False, dry_run: bool = False) -> dict:
     """Ingest a catalogue; returns the report as a dict (see IngestReport) plus
-    `threshold`, `threshold_exceeded`, `alias` and `count` (rows in the collection)."""
+    `threshold`, `threshold_exceeded`, `alias` and `count` (rows in the collection).
+
+    `sync`: the catalogue is the whole truth; stored products it does not list are
+    removed after a run under the failure threshold. The plan (`plan_sync`) is made
+    before anything is written, and a refused plan writes nothing. `dry_run` returns
+    the plan alone: nothing ingested, nothing removed."""
     threshold = Threshold.parse(max_failures)
     name = collection or store.alias
+    if dry_run and not sync:
+        raise ConfigError("--dry-run shows what --sync would remove", fix="pass --sync --dry-run")
+    plan = None
+    if sync:
+        if options is not None and options.limit is not None:
+            raise ConfigError("--sync removes what the catalogue does not list, so it needs the whole catalogue",
+                              fix="drop --limit")
+        existing = store.alias_target(name) or (name if store.exists(name) else None)
+        plan = plan_sync(catalogue, store, existing or name, columns, fmt=fmt, csv_options=csv_options,
+                         max_share=sync_max_share, force=force)
+        if dry_run:
+            return {"dry_run": True, "catalogue": str(catalogue), "collection": existing, "sync": plan}
+        if plan["refused"]:
+            raise ConfigError(f"ingest --sync refused, nothing written: {plan['refused']}",
+                              fix="check the catalogue is the whole one (see --sync --dry-run), then pass --force "
+                                  "or raise --sync-max-share")
     target, alias_pending = store.resolve_target(manifest_of(encoder), name)
     report = _run(Path(catalogue), target, store=store, encoder=encoder, columns=columns, data_dir=Path(data_dir),
                   fmt=fmt, dead_letter=Path(dead_letter) if dead_letter else None,
@@ -173,8 +246,15 @@ def ingest_catalogue(catalogue: str | Path, *, store: Store, encoder: Encoder, c
     else:
         alias = next(iter(store.info(target).aliases), None)
     out = report.to_dict()
-    out.update(threshold=str(threshold), threshold_exceeded=threshold.exceeded(report.failed, report.read),
-               alias=alias, count=store.count(target))
+    exceeded = threshold.exceeded(report.failed, report.read)
+    if plan is not None:
+        if exceeded:
+            plan.update(removed=[], not_removed_because=f"{report.failed} failures of {report.read} records, "
+                                                        f"over {threshold}")
+        else:
+            plan["removed"] = store.delete(target, plan["remove"]) if plan["remove"] else []
+        out["sync"] = plan
+    out.update(threshold=str(threshold), threshold_exceeded=exceeded, alias=alias, count=store.count(target))
     return out
 
 

@@ -172,16 +172,9 @@ def get(ids: Sequence[str], *, client, settings, collection: str | None = None,
 
 def delete(ids: Sequence[str], *, client, settings, collection: str | None = None) -> dict:
     """Delete products by id: {"deleted": [ids that existed], "missing": [the rest]}."""
-    from .query.filters import ids_expr
-
     ids = _check_ids(ids)
     store = _store(client, settings, collection)
-    name = _target(store)
-    present = set(store.hashes(name, ids))
-    pk = store.spec.by_role("id").name
-    if present:
-        store._call("delete", name, store.client.delete, name, filter=ids_expr(sorted(present), pk))
-        store._call("flush", name, store.client.flush, name)
+    present = set(store.delete(_target(store), ids))
     return {"collection": store.alias, "deleted": [i for i in ids if i in present],
             "missing": [i for i in ids if i not in present]}
 

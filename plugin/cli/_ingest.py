@@ -172,5 +172,31 @@ def render_report(r: dict, verb: str) -> None:
             click.secho(f"  alias {r['alias']} left on {r.get('previous')}: {r.get('not_switched_because')}", fg="yellow")
     elif r.get("alias"):
         click.echo(f"  readers use the alias [{r['alias']}]")
+    if r.get("sync"):
+        sync = r["sync"]
+        if sync.get("not_removed_because"):
+            click.secho(f"  sync: {sync['remove_count']} products not in the catalogue were kept: "
+                        f"{sync['not_removed_because']}", fg="yellow")
+        else:
+            click.echo(f"  sync: removed {len(sync.get('removed', []))} products not in the catalogue"
+                       + (f" (forced: {sync['forced']})" if sync.get("forced") else ""))
     if r["threshold_exceeded"]:
         click.secho(f"  failures are over the threshold ({r['threshold']}): exit code 1", fg="red", err=True)
+
+
+def render_sync_plan(r: dict, show: int = 20) -> None:
+    """`ingest --sync --dry-run`: what would be removed, and whether the real run would be refused."""
+    p = r["sync"]
+    click.echo(f"sync {r['catalogue']} -> {r['collection'] or '(no collection yet)'} (dry run: nothing written)")
+    click.echo(f"  stored {p['stored']}, listed in the catalogue {p['in_catalogue']}: would remove "
+               f"{p['remove_count']} ({p['share']:.1%}, limit {p['max_share']:.0%})")
+    for pid in p["remove"][:show]:
+        click.echo(f"    {pid}")
+    if p["remove_count"] > show:
+        click.echo(f"    ... and {p['remove_count'] - show} more (--json lists them all)")
+    if p["unreadable"]:
+        click.echo(f"  {p['unreadable']} records have no readable id (lines {p['unreadable_lines'][:10]})")
+    if p["refused"]:
+        click.secho(f"  the run would be refused: {p['refused']} (--force to go ahead)", fg="yellow")
+    elif p.get("forced"):
+        click.secho(f"  --force: {p['forced']}", fg="yellow")

@@ -21,6 +21,7 @@ from ..config import Settings
 from ..errors import SchemaMismatch, StoreError
 from . import spec as S
 from .client import GRPC_OPTIONS, CollectionNotFound, client, connect, wrap
+from .expr import ids_expr
 from .search import FETCH_CHUNK, Reads
 
 __all__ = ["GRPC_OPTIONS", "FETCH_CHUNK", "CollectionInfo", "CollectionNotFound", "Store", "client", "connect"]
@@ -298,6 +299,25 @@ class Store(Reads):
         """content_hash of the stored products among `ids`."""
         h = self.spec.by_role("content_hash").name
         return {k: v.get(h) for k, v in self.fetch(name, ids, [h]).items()}
+
+    def delete(self, name: str, ids: Iterable[str]) -> list[str]:
+        """Delete the products among `ids` that exist; returns those, in the order given
+        (ids escaped by samestyle.store.expr). Flushed, so a count right after sees it."""
+        ids = [str(i) for i in dict.fromkeys(ids)]
+        self.ensure_loaded(name)
+        present = set(self.fetch(name, ids, [self.spec.by_role("id").name]))
+        gone = [i for i in ids if i in present]
+        pk = self.spec.by_role("id").name
+        for i in range(0, len(gone), FETCH_CHUNK):
+            self._call("delete", name, self.client.delete, name, filter=ids_expr(gone[i : i + FETCH_CHUNK], pk))
+        if gone:
+            self.flush(name)
+        return gone
+
+    def ids(self, name: str) -> set[str]:
+        """Every product id in the collection (for `ingest --sync`)."""
+        pk = self.spec.by_role("id").name
+        return {str(r[pk]) for batch in self.scan(name, [pk]) for r in batch}
 
     def flush_and_load(self, name: str) -> None:
         """Seal what was written so searches are fast (~20 ms instead of ~0.5 s on
