@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 
+@pytest.mark.slow  # a bench run over the ingested catalogue
 def test_bench_dedup_quick(search_catalogue, tmp_path):
     from click.testing import CliRunner
 

@@ -197,6 +197,7 @@ def test_cli_uses_the_stack_serve_advertises(lifecycle_settings, onnx_encoder, s
         searcher.close()
 
 
+@pytest.mark.slow  # CLI subprocesses timed over several runs
 def test_bench_cli_quick_structure(samestyle_cli, onnx_bundle, tmp_path):
     """`samestyle bench cli --quick`: structure only (no serve, one run; no timing asserted)."""
     env = dict(os.environ, TMPDIR=str(tmp_path))
@@ -267,6 +268,7 @@ def test_unchanged_ingest_starts_no_encoder(ingested_store, catalogue, monkeypat
     assert report["loaded"] == 0 and report["unchanged"] == catalogue.n_products and not opened
 
 
+@pytest.mark.slow  # the demo ingests its catalogue, then runs each printed command
 def test_demo_ends_with_next_commands_that_work(tmp_path, onnx_encoder, monkeypatch):
     """The demo loads the data dir's own collection and ends with the commands to type
     next; they run on its data as printed. A data dir whose `products` holds other

@@ -75,6 +75,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow  # starts `samestyle serve`, which starts a Milvus Lite server
 def test_serve_stops_its_stack_and_exits_0_on_sigterm(tmp_path, samestyle_cli):
     """What a process manager or `docker stop` sends. Triton is given as a URL (not
     started here: this test is about the signal), Milvus Lite is started by serve."""

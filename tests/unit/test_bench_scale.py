@@ -1,14 +1,7 @@
-"""`samestyle bench scale`: the pure helpers, and the quick mode end to end against a real
-embedded Milvus Lite (structure only: timings on a shared machine are not asserted)."""
+"""`samestyle bench scale`: the pure helpers (the quick mode against a real Milvus Lite is
+tests/integration/test_bench_scale.py)."""
 
 from __future__ import annotations
-
-import json
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,49 +59,6 @@ def test_latency_stats_and_curve():
     assert c["marginal_bytes_per_product"] == int(3 * 2**20 / 3000)
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    """One --quick run (2k and 5k products, ~30 s) shared by the structure tests."""
-    out = tmp_path_factory.mktemp("scale")
-    png = out / "scale.png"
-    res = CliRunner().invoke(S.command, ["--quick", "--json", "--plot", "--plot-file", str(png),
-                                         "--work-dir", str(out / "work")])
-    assert res.exit_code == 0, res.output + repr(res.exception)
-    # each size's line goes to stderr as it ends; stdout holds only the JSON report
-    assert res.stderr.count("scale ") == 2, res.stderr
-    return json.loads(res.stdout), png
-
-
-def test_quick_report_structure(quick_run):
-    report, _ = quick_run
-    assert report["benchmark"] == "scale"
-    assert report["machine"]["cores"] >= 1 and report["versions"]["milvus-lite"]
-    assert [r["size"] for r in report["results"]] == list(S.QUICK_SIZES)
-    for r in report["results"]:
-        assert r["index"]["index_type"] == "HNSW"  # the lite profile of milvus/indexes.json
-        assert r["insert_rows_per_s"] > 0 and r["index_s"] > 0
-        for kind in ("search", "hybrid"):
-            st = r[kind]
-            assert st["n"] > 0 and 0 < st["p50_ms"] <= st["p95_ms"] <= st["p99_ms"]
-        assert 0.0 <= r["recall_at_10"] <= 1.0
-        b = r["batched"]  # the same queries again, 10 to a call
-        assert b["queries"] == r["search"]["n"] and b["queries_per_call"] == 10 and b["calls"] == 3
-        assert b["per_query_ms"] > 0 and b["call_p50_ms"] > 0
-        assert 0.0 <= r["batched_recall_at_10"] <= 1.0
-        assert r["memory"]["peak_rss_mb"] >= r["memory"]["rss_after_load_mb"] > r["memory"]["process_baseline_mb"]
-        assert r["memory"]["raw_vectors_mb"] == pytest.approx(r["size"] * 3 * 256 * 4 / 2**20, abs=0.1)
-        assert r["disk_mb"] > 0
-    assert report["curve"]["sizes"] == list(S.QUICK_SIZES)
-    assert isinstance(report["curve"]["target_met"], bool)
-
-
-def test_quick_writes_plot_and_json(quick_run):
-    report, png = quick_run
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    saved = json.loads(png.with_suffix(".json").read_text())
-    assert saved["results"] == report["results"]
-
-
 def test_batched_stats_cost_per_query():
     st = S.batched_stats([(0.5, 50), (0.3, 50), (0.1, 10)])
     assert st["calls"] == 3 and st["queries"] == 110 and st["queries_per_call"] == 50
@@ -121,43 +71,3 @@ def test_bad_sizes_is_a_clear_usage_error():
     res = CliRunner().invoke(S.command, ["--sizes", "lots"])
     assert res.exit_code == 2
     assert "--sizes" in res.output and "[lots] is not a number" in res.output
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
-def test_killed_run_leaves_no_worker_behind(tmp_path):
-    """SIGTERM to the bench process also ends the spawned process measuring a size (it
-    used to live on and load the cores for minutes)."""
-    proc = subprocess.Popen([sys.executable, "-m", "samestyle.cli.main", "bench", "scale", "--sizes", "200k",
-                             "--work-dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        worker = None
-        deadline = time.monotonic() + 120
-        # the worker makes its database directory once it runs the size
-        while (worker is None or not (tmp_path / "size_200000").exists()) and time.monotonic() < deadline:
-            worker = _child_of(proc.pid)
-            time.sleep(0.2)
-        assert worker is not None, "the size's worker process never started"
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        deadline = time.monotonic() + 30
-        while _alive(worker) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not _alive(worker), f"worker {worker} outlived the bench process"
-    finally:
-        proc.kill()
-
-
-def _child_of(pid: int) -> int | None:
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        kids = (task / "children").read_text().split() if (task / "children").exists() else []
-        for k in kids:
-            if "spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace"):
-                return int(k)
-    return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False

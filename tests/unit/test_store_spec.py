@@ -153,19 +153,3 @@ def test_shards_and_consistency_are_profile_data():
     profiles = S.load_index_profiles()
     assert profiles["lite"].shards_num == 1
     assert {p.consistency_level for p in profiles.values()} <= set(S.CONSISTENCY_LEVELS)
-
-
-def test_created_collection_carries_the_profile_consistency(tmp_path):
-    """Milvus Lite keeps the consistency level the profile asks for."""
-    from dataclasses import replace
-
-    from samestyle.store.collections import Store, client
-
-    profiles = S.load_index_profiles()
-    profiles["lite"] = replace(profiles["lite"], consistency_level="Strong")
-    c = client(str(tmp_path / "m.db"))
-    try:
-        Store(c, profile="lite", profiles=profiles).create("probe_v1", {"model_version": "ss-16d-test", "embed_dim": 16})
-        assert c.describe_collection("probe_v1")["consistency_level"] in (0, "Strong")
-    finally:
-        c.close()
