@@ -5,7 +5,9 @@ the pretrained backbones' similarity). Labelled groups (e.g. Myntra's style_grou
 give pairs too. Also: a generator of a noisy synthetic click log from labelled
 groups, so the miner's rules can be tested against known truth.
 
-Pure functions over plain data; reading files is in `read_click_log`.
+Pure functions over plain data; reading files is in `read_click_log`. At the end, the
+jobs behind `samestyle pairs` (`mine_catalogue`, `write_synthetic_log`), which read the
+catalogue and write their files, for the CLI and any other caller.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import random
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping
 
 from .errors import InputError
 
@@ -184,3 +186,75 @@ def synthetic_click_log(ids: list[str], labels: list[int], category: dict[str, s
             row(a, f"missing-{rng.randint(0, 10**6)}", 5, 30.0)
     rng.shuffle(rows)
     return rows, truth
+
+
+# --- jobs (what `samestyle pairs mine|synth` run; the CLI parses and prints) ----------------
+def _read_catalogue(catalogue: Path, columns: Mapping[str, str], label_col: str | None):
+    from .model import dataset  # torch: only the jobs need it
+
+    return dataset.read(catalogue, label_col=label_col, **columns)
+
+
+def _backbone_similarity(data, cache_dir: Path, progress: bool) -> Callable:
+    """Cosine of the pretrained backbones (photo + title, concatenated) between products."""
+    import numpy as np
+
+    from .model import features
+
+    feats = features.for_catalogue(data, cache_dir, progress=progress)
+    base = features.backbone_vectors(feats)
+    joint = np.concatenate([base["image"], base["text"]], axis=1)
+    joint /= np.maximum(np.linalg.norm(joint, axis=1, keepdims=True), 1e-12)
+    index = {pid: i for i, pid in enumerate(data.ids)}
+
+    def similarity(a, b):
+        ia = np.array([index[x] for x in a])
+        ib = np.array([index[x] for x in b])
+        return (joint[ia] * joint[ib]).sum(1).tolist()
+
+    return similarity
+
+
+def mine_catalogue(catalogue: Path, click_log: Path, out: Path, *, columns: Mapping[str, str] | None = None,
+                   label_col: str | None = None, min_clicks: int = 2, min_dwell: float = 5.0,
+                   sim_floor: float | None = 0.3, cache_dir: Path, progress: bool = False) -> dict:
+    """Mine `click_log` against `catalogue` (same leaf category, relevance thresholds, a
+    backbone-similarity floor unless `sim_floor` is None or negative), add the pairs of
+    `label_col`'s groups, and write them to `out` as CSV rows (a, b, clicks|label).
+    `columns` maps id_col/title_col/image_col/category_col to the catalogue's names.
+    Returns the report (what each rule removed, pairs written)."""
+    data = _read_catalogue(catalogue, columns or {}, label_col)
+    category = dict(zip(data.ids, data.categories))
+    floor = sim_floor if sim_floor is not None and sim_floor >= 0 else None
+    similarity = _backbone_similarity(data, cache_dir, progress) if floor is not None else None
+    cfg = MinerConfig(min_clicks=min_clicks, min_dwell=min_dwell, sim_floor=floor)
+    pairs, report = mine(read_click_log(click_log), category, cfg, similarity)
+    labelled = group_pairs(data.ids, data.labels) if label_col else []
+    seen = set(pairs)
+    extra = [p for p in labelled if p not in seen]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as f:
+        w = csv.writer(f)
+        for a, b in pairs:
+            w.writerow([a, b, "clicks"])
+        for a, b in extra:
+            w.writerow([a, b, "label"])
+    return {**report.to_dict(), "label_pairs": len(extra), "written": len(pairs) + len(extra), "out": str(out)}
+
+
+def write_synthetic_log(catalogue: Path, out: Path, *, columns: Mapping[str, str] | None = None,
+                        label_col: str = "style_group", noise: float = 1.0, seed: int = 0) -> dict:
+    """A noisy synthetic click log from `catalogue`'s labelled groups, written to `out`
+    (.jsonl, else CSV). Returns rows written and true pairs."""
+    data = _read_catalogue(catalogue, columns or {}, label_col)
+    rows, truth = synthetic_click_log(data.ids, data.labels.tolist(), dict(zip(data.ids, data.categories)), seed,
+                                      noise)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() in (".jsonl", ".ndjson"):
+        out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        with out.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["query_id", "clicked_id", "clicks", "dwell"])
+            w.writeheader()
+            w.writerows(rows)
+    return {"rows": len(rows), "true_pairs": len(truth), "out": str(out)}
