@@ -21,7 +21,6 @@ import csv
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -198,25 +197,13 @@ def end_to_end(settings, encoder, catalogue: Path, work: Path, batch: int, worke
             "rss_series": [(d, round(r, 1)) for _, d, r, _ in sampler.samples]}
 
 
-def _start_milvus(data: Path) -> tuple[subprocess.Popen, str]:
-    """A Milvus Lite server of our own, so the ingest process's memory is the
-    pipeline's and the database's is measured apart."""
-    from ..serve.milvus import milvus_command
-    from ..serve.process import free_port
+def _start_milvus(data: Path):
+    """A Milvus Lite server of our own (as `samestyle serve` starts one), so the ingest
+    process's memory is the pipeline's and the database's is measured apart."""
+    from ..serve.milvus import MilvusServer
 
-    port = free_port()
     data.mkdir(parents=True, exist_ok=True)
-    log = (data / "server.log").open("wb")
-    proc = subprocess.Popen(milvus_command(data / "db", port), stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise click.ClickException(f"Milvus Lite server did not start; see {data / 'server.log'}")
+    return MilvusServer(data / "db", log_dir=data).start()
 
 
 def memory_run(settings, catalogue: Path, work: Path, encoder_kind: str, marks: list[int], batch: int,
@@ -225,7 +212,8 @@ def memory_run(settings, catalogue: Path, work: Path, encoder_kind: str, marks: 
     ingest process's RSS (and its children's: a local Triton) sampled against
     products done, read from its checkpoint (which advances per batch)."""
     data = work / "memory"
-    server, uri = _start_milvus(milvus_dir or work / "memory-milvus")
+    server = _start_milvus(milvus_dir or work / "memory-milvus")
+    uri = server.uri
     env = dict(os.environ, SAMESTYLE_DATA_DIR=str(data), SAMESTYLE_LOG_LEVEL="WARNING", SAMESTYLE_MILVUS_URI=uri,
                SAMESTYLE_MILVUS_PROFILE="lite")
     cmd = [sys.executable, "-c", "from samestyle.cli.main import main; main()", "ingest", str(catalogue),
@@ -247,8 +235,7 @@ def memory_run(settings, catalogue: Path, work: Path, encoder_kind: str, marks: 
         with Sampler(proc.pid, done, interval=0.5) as sampler, Sampler(server.pid, done, interval=0.5) as db:
             out, err = proc.communicate()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
     if proc.returncode not in (0, 1):
         raise click.ClickException(f"memory run failed ({proc.returncode}): {err[-1500:]}")
     rep = json.loads(out)
