@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import contract as C
 from .config import Settings
-from .errors import InputError, SamestyleError, SchemaMismatch, ServerUnavailable
+from .errors import InputError, InputTooLarge, SamestyleError, SchemaMismatch, ServerUnavailable
 from .http_guard import ERROR_RESPONSES, BodyLimit, install_error_handlers, safe, secure
 from .http_guard import error as _guard_error
 
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 # base64 grows a photo by 4/3; the rest of a JSON body is small.
 MAX_BODY_BYTES = C.MAX_PHOTO_BYTES * 4 // 3 + 64 * 1024
-FieldName = Literal["image_vec", "text_vec", "fused_vec", "image", "text", "fused"]
+FieldName = Literal[(*C.VECTOR_FIELDS.values(), *C.VIEWS)]  # image_vec, text_vec, fused_vec, image, text, fused
 
 
 class Options(BaseModel):
@@ -147,7 +147,7 @@ def _status(exc: SamestyleError) -> int:
     if isinstance(exc, ProductNotFound):
         return 404
     if isinstance(exc, InputError):
-        return 413 if "over the limit" in exc.message and exc.field == "photo" else 400
+        return 413 if isinstance(exc, InputTooLarge) else 400
     if isinstance(exc, (ServerUnavailable, CollectionNotFound, SchemaMismatch)):
         return 503
     return 502 if exc.code in ("store_error", "encode_failed") else 500
@@ -161,13 +161,13 @@ def _b64(data: str) -> bytes:
     if data.startswith("data:"):
         data = data.split(",", 1)[-1]
     if len(data) > MAX_BODY_BYTES:
-        raise InputError(f"photo is over the limit of {C.MAX_PHOTO_BYTES} bytes", field="photo")
+        raise InputTooLarge(f"photo is over the limit of {C.MAX_PHOTO_BYTES} bytes", field="photo")
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise InputError("image_b64 is not valid base64", field="image_b64") from None
     if len(raw) > C.MAX_PHOTO_BYTES:
-        raise InputError(f"photo is {len(raw)} bytes, over the limit of {C.MAX_PHOTO_BYTES}", field="photo")
+        raise InputTooLarge(f"photo is {len(raw)} bytes, over the limit of {C.MAX_PHOTO_BYTES}", field="photo")
     return raw
 
 
@@ -376,7 +376,7 @@ async def _multipart(request: Request):
                          fix="send the photo as a file part named `photo`")
     data = await upload.read(C.MAX_PHOTO_BYTES + 1)
     if len(data) > C.MAX_PHOTO_BYTES:
-        raise InputError(f"photo is over the limit of {C.MAX_PHOTO_BYTES} bytes", field="photo")
+        raise InputTooLarge(f"photo is over the limit of {C.MAX_PHOTO_BYTES} bytes", field="photo")
     raw_opts = form.get("options") or "{}"
     try:
         opts = json.loads(raw_opts)
