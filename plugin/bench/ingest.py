@@ -134,10 +134,12 @@ def encoder_ceiling(encoder, catalogue: Path, n: int, batch: int = 32) -> dict:
     return {"products": len(items), "batch": batch, "seconds": round(s, 2), "products_per_s": round(len(items) / s, 2)}
 
 
-def naive_path(encoder, catalogue: Path, n: int, work: Path) -> dict:
+def naive_path(encoder, catalogue: Path, n: int, work: Path, photo_dir: Path) -> dict:
     """One product per encode call, one insert per product: the loop a first script
-    writes. Shares the pipeline's checks and row layout, so only batching differs."""
-    from samestyle.loaders.photos import PhotoLoader
+    writes. Shares the pipeline's checks and row layout, so only batching differs.
+    The prepared catalogue points at `photo_dir` (absolute paths outside its own
+    temporary folder), so that folder is a photo root, as `--photo-root` makes it."""
+    from samestyle.loaders.photos import PhotoLoader, PhotoOptions
     from samestyle.loaders.sources import Source
     from samestyle.loaders.transform import ColumnMap, Parsed, Product, Transformer
 
@@ -149,7 +151,7 @@ def naive_path(encoder, catalogue: Path, n: int, work: Path) -> dict:
     with Store.open(settings) as store:
         name = store.create_version({"model_version": encoder.model_version, "embed_dim": encoder.dim})
         tf = Transformer(store.spec, ColumnMap(), encoder.model_version, getattr(encoder, "consts", None), src.columns)
-        photos = PhotoLoader(src.base_dir)
+        photos = PhotoLoader(src.base_dir, PhotoOptions(roots=(str(photo_dir),)))
         done = 0
         t = time.perf_counter()
         for raw in src:
@@ -169,8 +171,9 @@ def naive_path(encoder, catalogue: Path, n: int, work: Path) -> dict:
     return {"products": done, "seconds": round(s, 2), "products_per_s": round(done / s, 2) if s else 0.0}
 
 
-def end_to_end(settings, encoder, catalogue: Path, work: Path, batch: int, workers: int) -> dict:
+def end_to_end(settings, encoder, catalogue: Path, work: Path, batch: int, workers: int, photo_dir: Path) -> dict:
     from samestyle.loaders.jobs import ingest_catalogue
+    from samestyle.loaders.photos import PhotoOptions
     from samestyle.loaders.pipeline import IngestOptions
     from samestyle.loaders.transform import ColumnMap
 
@@ -189,7 +192,8 @@ def end_to_end(settings, encoder, catalogue: Path, work: Path, batch: int, worke
     with Store.open(s) as store, Sampler(os.getpid(), lambda: state["read"]) as sampler:
         t = time.perf_counter()
         rep = ingest_catalogue(catalogue, store=store, encoder=encoder, columns=ColumnMap(), data_dir=s.data_dir,
-                               options=IngestOptions(batch_size=batch, encode_workers=workers), progress=_Progress())
+                               options=IngestOptions(batch_size=batch, encode_workers=workers),
+                               photo_options=PhotoOptions(roots=(str(photo_dir),)), progress=_Progress())
         wall = time.perf_counter() - t
     return {"products": rep["read"], "loaded": rep["loaded"], "failed": rep["failed"],
             "pipeline_seconds": round(rep["seconds"], 2), "products_per_s": rep["products_per_s"],
@@ -207,7 +211,7 @@ def _start_milvus(data: Path):
 
 
 def memory_run(settings, catalogue: Path, work: Path, encoder_kind: str, marks: list[int], batch: int,
-               milvus_dir: Path | None = None) -> dict:
+               photo_dir: Path, milvus_dir: Path | None = None) -> dict:
     """`samestyle ingest` in a subprocess against a Milvus Lite server in another, the
     ingest process's RSS (and its children's: a local Triton) sampled against
     products done, read from its checkpoint (which advances per batch)."""
@@ -217,7 +221,8 @@ def memory_run(settings, catalogue: Path, work: Path, encoder_kind: str, marks: 
     env = dict(os.environ, SAMESTYLE_DATA_DIR=str(data), SAMESTYLE_LOG_LEVEL="WARNING", SAMESTYLE_MILVUS_URI=uri,
                SAMESTYLE_MILVUS_PROFILE="lite")
     cmd = [sys.executable, "-c", "from samestyle.cli.main import main; main()", "ingest", str(catalogue),
-           "--encoder", encoder_kind, "--batch-size", str(batch), "--json", "--no-progress"]
+           "--encoder", encoder_kind, "--batch-size", str(batch), "--photo-root", str(photo_dir), "--json",
+           "--no-progress"]
     ck_dir = data / "checkpoints"
     last = [0]
 
@@ -338,16 +343,16 @@ def command(settings, src, photos, n, ceiling_products, naive_products, memory_p
             e2e_cat = work / "e2e-n.csv"
             prepare_catalogue(cat, photos, n, e2e_cat)
             _say(f"  end to end ({encoder_kind})...")
-            report["end_to_end"] = end_to_end(settings, enc, e2e_cat, work, batch_size, workers)
+            report["end_to_end"] = end_to_end(settings, enc, e2e_cat, work, batch_size, workers, photos)
             _say("  naive path...")
-            report["naive"] = naive_path(enc, cat, naive_products, work)
+            report["naive"] = naive_path(enc, cat, naive_products, work, photos)
         if memory_products:
             mem_cat = work / "memory.csv"
             mem_photos = src.parent / "images" if (src.parent / "images").is_dir() else photos
             prepare_catalogue(src, mem_photos, memory_products, mem_cat)
             _say(f"  memory run: {memory_products} products in a subprocess...")
             report["memory"] = memory_run(settings, mem_cat, work, encoder_kind, sorted(marks), batch_size,
-                                          keep_milvus)
+                                          mem_photos, keep_milvus)
             if keep_milvus:
                 report["memory"]["milvus_data_dir"] = str(keep_milvus)
     e, c, nv = (report[k]["products_per_s"] for k in ("end_to_end", "ceiling", "naive"))

@@ -312,7 +312,10 @@ def test_jsonl_catalogue_with_broken_lines(tmp_path, catalogue, onnx_encoder):
     path.write_text("\n".join(lines) + "\n")
     settings = Settings(data_dir=tmp_path / "data")
     with Store.open(settings) as store:
-        rep = _ingest(path, store, onnx_encoder, settings, max_failures="100%")
+        # J1's photo is an absolute path into the shared catalogue, outside this file's folder:
+        # allowed as `--photo-root` allows it (tests/unit/test_confinement.py: refused without)
+        rep = _ingest(path, store, onnx_encoder, settings, max_failures="100%",
+                      photo_options=PhotoOptions(roots=(str(catalogue.root),)))
         assert (rep["loaded"], rep["failed"]) == (2, 2)
         got = store.fetch(C.COLLECTION_ALIAS, ["J1", "4"], [*store.spec.scalar_output_fields, "size"])
         assert got["J1"]["size"] == 42 and got["J1"]["image_uri"] == photo and got["4"]["has_image"] is False
