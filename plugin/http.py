@@ -14,6 +14,11 @@ The OpenAPI spec is at /openapi.json (interactive docs at /docs).
 Every error is {"error": {"code", "message", "field"?, "fix"?}} with a 4xx status
 when the request was at fault (400 bad input, 404 unknown product, 413 photo too
 large, 422 malformed body), 503/502 when Milvus or Triton failed, 504 on timeout.
+
+A Triton outage fails only the searches that need an encoder (text, photo, hybrid with
+either), and fast: 503 with Retry-After and a message naming Triton, after at most
+ENCODER_RETRY_S of retries (well inside the request's time limit), then at once for
+ENCODER_COOLDOWN_S; searches by product need no encoder and keep answering.
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ log = logging.getLogger(__name__)
 # base64 grows a photo by 4/3; the rest of a JSON body is small.
 MAX_BODY_BYTES = C.MAX_PHOTO_BYTES * 4 // 3 + 64 * 1024
 FieldName = Literal[(*C.VECTOR_FIELDS.values(), *C.VIEWS)]  # image_vec, text_vec, fused_vec, image, text, fused
+# How long a request waits for an unavailable Triton (capped at a third of the request's
+# time limit), and how long after that requests needing it fail at once (Retry-After).
+ENCODER_RETRY_S = 3.0
+ENCODER_COOLDOWN_S = 5.0
+RETRY_AFTER_S = 5
 
 
 class Options(BaseModel):
@@ -179,7 +189,12 @@ def _opts(q: Options, **extra):
 
 
 class _Backend:
-    """The searcher and encoder, created on first use (Milvus may start after the app)."""
+    """The searcher and encoder, created on first use (Milvus may start after the app).
+
+    The encoder (a Triton client) is made to give up on an unavailable Triton within
+    ENCODER_RETRY_S (the TritonEncoder default, 120 s, suits ingest, not a request with a
+    10 s limit) and to fail at once for ENCODER_COOLDOWN_S after that; a Triton that
+    cannot be reached when the encoder is first needed is remembered the same way."""
 
     def __init__(self, settings: Settings, searcher=None, timeout: float | None = None):
         self.settings = settings
@@ -187,8 +202,13 @@ class _Backend:
         self.searcher = searcher
         self.owned = searcher is None
         self.lock = threading.Lock()
+        self.retry_s = min(ENCODER_RETRY_S, (timeout or C.SEARCH_TIMEOUT_S) / 3)
+        self._encoder_down: tuple[float, ServerUnavailable] | None = None  # (until, error)
 
     def get(self, need_encoder: bool):
+        s = self.searcher
+        if s is not None and (not need_encoder or s.encoder is not None):
+            return s  # never waits behind a request that is connecting to Triton
         with self.lock:
             if self.searcher is None:
                 from .query.search import Searcher
@@ -196,10 +216,24 @@ class _Backend:
                 self.searcher = Searcher.from_settings(self.settings)
                 self.searcher.timeout = self.timeout  # Milvus calls give up with the request
             if need_encoder and self.searcher.encoder is None:
-                from .serve import encoder_for
-
-                self.searcher.encoder = encoder_for(self.settings)
+                self.searcher.encoder = self._encoder()
             return self.searcher
+
+    def _encoder(self):
+        import time
+
+        from .serve import encoder_for
+
+        if self._encoder_down is not None and time.monotonic() < self._encoder_down[0]:
+            e = self._encoder_down[1]
+            raise ServerUnavailable(e.message, fix=e.fix, **e.data)
+        try:
+            enc = encoder_for(self.settings, retry_s=self.retry_s, cooldown_s=ENCODER_COOLDOWN_S)
+        except ServerUnavailable as exc:
+            self._encoder_down = (time.monotonic() + ENCODER_COOLDOWN_S, exc)
+            raise
+        self._encoder_down = None
+        return enc
 
     def close(self):
         if self.owned and self.searcher is not None:
@@ -231,7 +265,7 @@ def create_app(settings: Settings, *, searcher=None, timeout: float | None = Non
     @app.exception_handler(SamestyleError)
     async def _samestyle(request, exc: SamestyleError):
         status = _status(exc)
-        headers = {"Retry-After": "5"} if status == 503 else None
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
         return JSONResponse(safe({"error": exc.to_dict()}), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -6,6 +6,10 @@ a bounded number of requests in flight (shared by every thread using this encode
 a deadline per request, retries with backoff while the server is unavailable (a
 restart costs no product, encoding is idempotent), and per-product errors from the
 model's `error` output, named by product id.
+
+A caller that answers people (the HTTP API) gives a short `retry_s` and a `cooldown_s`:
+once the retries run out, every call for the next `cooldown_s` fails at once with the
+same ServerUnavailable instead of queueing behind the request slots to retry again.
 """
 
 from __future__ import annotations
@@ -51,11 +55,14 @@ class TritonEncoder(Encoder):
 
     batch_size: products per request; max_in_flight: requests in flight at once (all
     threads together); timeout_s: deadline of one request; retry_s: how long to keep
-    retrying an unavailable server before ServerUnavailable. `on_close` runs when the
-    encoder is closed (encoder_for uses it to stop a server it started)."""
+    retrying an unavailable server before ServerUnavailable; cooldown_s: after that,
+    how long calls fail at once without trying (0: never, every call retries).
+    `on_close` runs when the encoder is closed (encoder_for uses it to stop a server it
+    started)."""
 
     def __init__(self, url: str, *, model: str = C.ENTRY_MODEL, batch_size: int = 16, max_in_flight: int = 4,
-                 timeout_s: float = 60.0, retry_s: float = 120.0, on_close: Callable[[], None] | None = None):
+                 timeout_s: float = 60.0, retry_s: float = 120.0, cooldown_s: float = 0.0,
+                 on_close: Callable[[], None] | None = None):
         import tritonclient.grpc as grpcclient
 
         if not 1 <= batch_size <= C.MAX_BATCH:
@@ -65,7 +72,9 @@ class TritonEncoder(Encoder):
         self.url, self.model = url, model
         self.max_batch = batch_size
         self.max_in_flight = max_in_flight
-        self.timeout_s, self.retry_s = timeout_s, retry_s
+        self.timeout_s, self.retry_s, self.cooldown_s = timeout_s, retry_s, cooldown_s
+        self._down_until = 0.0  # monotonic time until which calls fail at once (cooldown_s)
+        self._down: ServerUnavailable | None = None
         self._on_close = on_close
         self._client = grpcclient.InferenceServerClient(url)
         self._slots = threading.BoundedSemaphore(max_in_flight)
@@ -86,27 +95,47 @@ class TritonEncoder(Encoder):
         self.server_max_batch = int(cfg.get("max_batch_size", C.MAX_BATCH))
 
     # -- transport ---------------------------------------------------------------
+    def _check_down(self) -> None:
+        """Within cooldown_s of running out of retries: the same error, at once."""
+        down = self._down
+        if down is not None and time.monotonic() < self._down_until:
+            raise ServerUnavailable(down.message, fix=down.fix, **down.data)
+
     def _call(self, fn, budget_s: float | None = None):
         """fn() with retries while the server is unavailable."""
         budget = self.retry_s if budget_s is None else budget_s
         deadline = time.monotonic() + budget
         delay, tries = 0.1, 0
         while True:
+            self._check_down()  # another thread already ran out of retries
             tries += 1
             try:
-                return fn()
+                out = fn()
             except Exception as exc:
                 if not _retriable(exc):
                     raise
                 if time.monotonic() + delay > deadline:
-                    raise ServerUnavailable(
-                        f"Triton at {self.url} did not answer after {tries} tries over {budget:.0f} s: {exc}",
-                        url=self.url, fix="start it (`samestyle serve`), or unset SAMESTYLE_TRITON_URL to let "
-                                          "samestyle start a local one") from None
+                    status = exc.status() if isinstance(exc, InferenceServerException) else None
+                    # One message for one kind of outage (no try count, no gRPC detail in it),
+                    # so every request it fails reads the same; the detail goes beside it.
+                    err = ServerUnavailable(
+                        f"Triton at {self.url} is unavailable: no answer over {budget:g} s of retries"
+                        + (f" ({status})" if status else ""),
+                        url=self.url, service="triton", detail=str(exc)[:300],
+                        fix="start it (`samestyle serve`), or unset SAMESTYLE_TRITON_URL to let samestyle start "
+                            "a local one")
+                    if self.cooldown_s > 0:
+                        self._down, self._down_until = err, time.monotonic() + self.cooldown_s
+                    log.warning("Triton at %s unavailable after %d tries over %g s: %s", self.url, tries, budget,
+                                str(exc)[:300])
+                    raise err from None
                 if tries == 1 or tries % 10 == 0:
                     log.warning("Triton at %s unavailable (%s); retrying", self.url, str(exc)[:120])
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+            else:
+                self._down = None
+                return out
 
     def _infer(self, products: Sequence[ProductInput]):
         import tritonclient.grpc as grpcclient
@@ -121,6 +150,7 @@ class TritonEncoder(Encoder):
         inputs[0].set_data_from_numpy(image)
         inputs[1].set_data_from_numpy(text)
         outputs = [grpcclient.InferRequestedOutput(o) for o in (C.OUT_IMAGE, C.OUT_TEXT, C.OUT_FUSED, C.OUT_ERROR)]
+        self._check_down()  # not queued behind the slots only to fail there
         with self._slots:
             try:
                 return self._call(lambda: self._client.infer(self.model, inputs, outputs=outputs,

@@ -158,6 +158,44 @@ def test_timeout_is_504(searcher, tmp_path):
     assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
 
 
+def test_triton_down_fails_fast_and_product_searches_go_on(searcher, search_catalogue, tmp_path):
+    """Issue #12 item 4: with Triton unreachable, a search that needs an encoder answers
+    503 with Retry-After and a message naming Triton well inside the request's time
+    limit (not a 504 after the Triton client's 120 s of retries), the next ones at once;
+    searches by product need no encoder and keep answering."""
+    import copy
+    import time
+
+    from samestyle.http import create_app
+    from samestyle.serve.process import free_port
+
+    no_encoder = copy.copy(searcher)  # the session searcher, without its in-process encoder
+    no_encoder.encoder = None
+    url = f"127.0.0.1:{free_port()}"  # nothing listens there: Triton is down
+    app = create_app(Settings(data_dir=tmp_path, triton_url=url), searcher=no_encoder)
+    photo = b64(next(iter(search_catalogue.photos.values())))
+    pid = search_catalogue.rows[0]["id"]
+    with TestClient(app) as client:
+        calls = [("/v1/search/text", {"text": "red dress"}), ("/v1/search/photo", {"image_b64": photo}),
+                 ("/v1/search", {"type": "text", "text": "red dress"}), ("/v1/search/texts", {"texts": ["a", "b"]})]
+        for i, (path, body) in enumerate(calls):
+            t0 = time.monotonic()
+            r = client.post(path, json=body)
+            took = time.monotonic() - t0
+            assert r.status_code == 503, (path, r.text)
+            assert int(r.headers["retry-after"]) > 0
+            err = r.json()["error"]
+            assert err["code"] == "server_unavailable" and err["message"].startswith(f"Triton at {url} is unavailable")
+            assert took < C.SEARCH_TIMEOUT_S, (path, took)  # a 504 comes at the limit, not before
+            if i:
+                assert took < 1.0, (path, took)  # the outage is remembered: no second wait
+        for path, body in [("/v1/search/product", {"id": pid, "k": 3}), ("/v1/search", {"type": "product", "id": pid}),
+                           ("/v1/search/products", {"ids": [pid], "k": 3})]:
+            r = client.post(path, json=body)
+            assert r.status_code == 200, (path, r.text)
+        assert client.post("/v1/search/product", json={"id": pid, "k": 3}).json()["hits"]
+
+
 def test_not_ready_without_collection(milvus_client, tmp_path):
     from samestyle.http import create_app
     from samestyle.query.search import Searcher

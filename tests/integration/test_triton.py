@@ -138,6 +138,47 @@ def test_unreachable_server_is_a_clear_error(tmp_path):
     assert time.monotonic() - t0 < 10
 
 
+def test_server_gone_fails_within_retry_s_then_at_once_during_the_cooldown(monkeypatch):
+    """A client made for requests with a time limit (the HTTP API's: short retry_s, a
+    cooldown_s): a server that goes away fails a call after retry_s, with a message
+    naming Triton, and every call in the next cooldown_s at once with the same error.
+    The server "went away" before the first request: the model config is faked, the
+    gRPC calls after it go to a port nobody listens on."""
+    import tritonclient.grpc as grpcclient
+
+    from samestyle.serve.process import free_port
+
+    cfg = {"config": {"output": [{"name": C.OUT_FUSED, "dims": ["256"]}], "max_batch_size": 64,
+                      "parameters": {"model_version": {"string_value": "gone"}}}}
+    monkeypatch.setattr(grpcclient.InferenceServerClient, "get_model_config", lambda self, *a, **kw: cfg)
+    url = f"127.0.0.1:{free_port()}"
+    enc = TritonEncoder(url, retry_s=1.0, cooldown_s=30.0)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ServerUnavailable) as first:
+            enc.encode_one(ProductInput("q", text="red dress"))
+        assert 0.5 < time.monotonic() - t0 < 5
+        assert first.value.message.startswith(f"Triton at {url} is unavailable")
+        assert first.value.data["service"] == "triton" and "samestyle serve" in first.value.fix
+        for _ in range(3):
+            t0 = time.monotonic()
+            with pytest.raises(ServerUnavailable) as again:
+                enc.encode_batch([ProductInput("q", text="blue shirt")])
+            assert time.monotonic() - t0 < 0.2 and again.value.message == first.value.message
+    finally:
+        enc.close()
+    # without a cooldown (ingest's client) each call retries for itself
+    enc = TritonEncoder(url, retry_s=0.5)
+    try:
+        for _ in range(2):
+            t0 = time.monotonic()
+            with pytest.raises(ServerUnavailable):
+                enc.encode_one(ProductInput("q", text="red dress"))
+            assert time.monotonic() - t0 > 0.25
+    finally:
+        enc.close()
+
+
 def test_taken_port_and_incomplete_repository_are_clear_errors(triton_server, triton_repo, tmp_path):
     from samestyle.serve import TritonServer
     from samestyle.triton_repo import without_dynamic_batching
