@@ -84,7 +84,7 @@ def main() -> None:
         make(p)
     per_thumb_ms = (time.perf_counter() - t1) * 1000 / max(1, len(photos))
 
-    searcher = Searcher(store.client, "products", encoder=enc)
+    searcher = Searcher(store, "products", encoder=enc)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings, searcher=searcher), host="127.0.0.1", port=port,
                                            log_level="warning"))
