@@ -205,6 +205,10 @@ class _Backend:
         self.retry_s = min(ENCODER_RETRY_S, (timeout or C.SEARCH_TIMEOUT_S) / 3)
         self._encoder_down: tuple[float, ServerUnavailable] | None = None  # (until, error)
 
+    @property
+    def collection(self) -> str:
+        return self.searcher.collection if self.searcher is not None else self.settings.collection
+
     def get(self, need_encoder: bool):
         s = self.searcher
         if s is not None and (not need_encoder or s.encoder is not None):
@@ -295,17 +299,14 @@ def create_app(settings: Settings, *, searcher=None, timeout: float | None = Non
 
     @app.get("/readyz")
     async def readyz():
-        def check():
-            s = backend.get(False)
-            s.schema()  # loads the collection when it is not
-            return {"status": "ready", "collection": s.collection, "encoder": s.encoder is not None}
+        from .health import readiness  # Milvus, the collection's load state, Triton: each named
 
-        try:
-            return await asyncio.wait_for(asyncio.to_thread(check), limit_s)
-        except SamestyleError as exc:
-            return _error(503, exc.code, exc.message, fix=exc.fix)
-        except asyncio.TimeoutError:
-            return _error(503, "timeout", "Milvus did not answer in time")
+        r = await readiness(lambda: backend.get(False).store, backend.collection, backend.settings.triton_url)
+        if r["ready"]:
+            return {"status": "ready", "collection": backend.collection, "checks": r["checks"]}
+        why = "; ".join(f"{k}: {r['checks'][k].get('error', 'failed')}" for k in r["failed"] or ["collection"])
+        return _error(503, "not_ready", f"not ready ({why})", headers={"Retry-After": str(RETRY_AFTER_S)},
+                      failed=r["failed"] or ["collection"], checks=r["checks"])
 
     @app.post("/v1/search/product", response_model=SearchOut)
     async def search_product(q: ProductQuery):

@@ -63,7 +63,10 @@ class MilvusServer:
     def _probe(self) -> bool:
         # The server logs this line once its gRPC service is started; a bare TCP
         # connect can succeed a moment earlier.
-        if "listening on" not in (self._proc.log_tail(5) if self._proc else ""):
+        tail = self._proc.log_tail(20) if self._proc else ""
+        # The log is appended to: only this start's lines count (after its "==== " header),
+        # else a restart on the same port reads the last run's line and is "ready" early.
+        if "listening on" not in tail.rsplit("\n==== ", 1)[-1]:
             return False
         with socket.create_connection(("127.0.0.1", self.port), timeout=1):
             return True

@@ -47,14 +47,21 @@ GRPC_OPTIONS = {
     "grpc.keepalive_time_ms": 300_000,
     "grpc.keepalive_timeout_ms": 20_000,
     "grpc.keepalive_permit_without_calls": False,
+    # A server that went away and came back (a restarted Milvus Lite under `serve`) is
+    # found again within 2 s: gRPC's reconnect backoff otherwise grows to 2 min, and
+    # channels to the same address share it unless each has its own subchannel pool.
+    "grpc.max_reconnect_backoff_ms": 2_000,
+    "grpc.use_local_subchannel_pool": 1,
 }
 
 
-def client(uri: str, token: str = ""):
-    """A MilvusClient with the project's channel options (see GRPC_OPTIONS)."""
+def client(uri: str, token: str = "", timeout: float | None = None):
+    """A MilvusClient with the project's channel options (see GRPC_OPTIONS); `timeout`
+    bounds the wait for the server (pymilvus' default otherwise)."""
     from pymilvus import MilvusClient
 
-    return MilvusClient(uri=uri, token=token, grpc_options=dict(GRPC_OPTIONS))
+    kw = {"timeout": timeout} if timeout is not None else {}
+    return MilvusClient(uri=uri, token=token, grpc_options=dict(GRPC_OPTIONS), **kw)
 
 
 def connect(settings: Settings):

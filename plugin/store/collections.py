@@ -14,11 +14,12 @@ Milvus Lite server, or against Milvus standalone/cluster with a token.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..config import Settings
-from ..errors import SchemaMismatch, StoreError
+from ..errors import SchemaMismatch, ServerUnavailable, StoreError
 from . import spec as S
 from .client import GRPC_OPTIONS, CollectionNotFound, client, connect, wrap
 from .expr import ids_expr
@@ -27,6 +28,19 @@ from .search import FETCH_CHUNK, Reads
 __all__ = ["GRPC_OPTIONS", "FETCH_CHUNK", "CollectionInfo", "CollectionNotFound", "Store", "client", "connect"]
 
 log = logging.getLogger(__name__)
+RELOADABLE = ("search", "query", "count", "delete")  # calls that need a loaded collection
+RECONNECT_TIMEOUT_S = 3.0
+
+
+def _message(exc: Exception) -> str:
+    return getattr(exc, "message", None) or str(exc)
+
+
+def _released(exc: Exception) -> bool:
+    """Milvus refused because the collection is not loaded ("collection ... is in state
+    released", "collection not loaded")."""
+    low = _message(exc).lower()
+    return "released" in low or "not loaded" in low or "not been loaded" in low
 
 
 @dataclass
@@ -57,10 +71,16 @@ class Store(Reads):
         self.spec = spec or S.load_collection_spec()
         self.profile = S.index_profile(profile, profiles)
         self._composite: dict[str, str | None] = {}
+        self._reconnect = None  # set by Store.open for a server URI
+        self._reconnect_lock = threading.Lock()
 
     @classmethod
     def open(cls, settings: Settings, alias: str | None = None) -> "Store":
-        return cls(connect(settings), alias=alias or settings.collection, profile=settings.resolved_profile)
+        store = cls(connect(settings), alias=alias or settings.collection, profile=settings.resolved_profile)
+        uri = settings.resolved_milvus_uri
+        if not uri.endswith(".db"):  # a server: its connection can be made again after it restarts
+            store._reconnect = lambda: client(uri, settings.milvus_token or "", timeout=RECONNECT_TIMEOUT_S)
+        return store
 
     def close(self) -> None:
         try:
@@ -78,7 +98,48 @@ class Store(Reads):
         try:
             return fn(*args, **kw)
         except Exception as exc:  # noqa: BLE001 - mapped onto the project's errors
-            raise wrap(exc, what, name) from None
+            err = wrap(exc, what, name)
+            if isinstance(err, ServerUnavailable) and self._reconnected():
+                # pymilvus does not recover a channel whose server went away and came
+                # back: the call is made again once on a new connection, bound to it.
+                fn = getattr(self.client, getattr(fn, "__name__", ""), None) or fn
+                try:
+                    return fn(*args, **kw)
+                except Exception as again:  # noqa: BLE001
+                    exc, err = again, wrap(again, what, name)
+            if name and what in RELOADABLE and _released(exc):
+                # A restarted Milvus (Lite server) comes back with every collection
+                # released: load it again and retry once, instead of failing every
+                # search until someone reloads it by hand.
+                log.warning("collection %s is released (%s): loading it again", name, _message(exc)[:200])
+                try:
+                    self.client.load_collection(name)
+                    return fn(*args, **kw)
+                except Exception as again:  # noqa: BLE001
+                    raise wrap(again, what, name) from None
+            raise err from None
+
+    def _reconnected(self) -> bool:
+        """A new client after the server was unreachable (one attempt, bounded by
+        RECONNECT_TIMEOUT_S). Requests failing while another thread is trying do not
+        wait for it: they fail as they were going to."""
+        if self._reconnect is None or not self._reconnect_lock.acquire(blocking=False):
+            return False
+        try:
+            fresh = self._reconnect()
+            fresh.list_collections(timeout=RECONNECT_TIMEOUT_S)  # pymilvus may connect lazily
+            old, self.client = self.client, fresh
+        except Exception as exc:  # noqa: BLE001 - still down
+            log.info("Milvus still unreachable: %s", str(exc)[:200])
+            return False
+        finally:
+            self._reconnect_lock.release()
+        log.warning("reconnected to Milvus")
+        try:
+            old.close()
+        except Exception:  # noqa: BLE001
+            pass
+        return True
 
     # -- introspection ------------------------------------------------------------------
     def alias_target(self, alias: str | None = None) -> str | None:

@@ -1,0 +1,78 @@
+"""A serve stack that heals (#12), against a real Milvus Lite server: killed and started
+again on its port, the first search after its return reloads the released collection
+by itself, and /readyz names the part that failed (Milvus, the collection's load state,
+Triton) instead of blaming Milvus for everything."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from samestyle.config import Settings
+from tests.fixtures.milvus import free_port, subprocess_env
+
+
+def _ingest(data_dir, uri, path):
+    from samestyle.cli.main import cli
+
+    env = subprocess_env(Settings(data_dir=data_dir), SAMESTYLE_MILVUS_URI=uri)
+    return CliRunner().invoke(cli, ["ingest", str(path), "--encoder", "onnx", "--no-progress", "--json",
+                                    "--category-col", "category"], env=env, catch_exceptions=False)
+
+
+def test_milvus_killed_and_back_search_reloads_and_readyz_names_the_part(tmp_path):
+    from samestyle.http import create_app
+    from samestyle.serve.milvus import MilvusServer
+
+    cat = tmp_path / "c.csv"
+    cat.write_text("id,title,category\n" + "".join(f"h{i},Striped linen shirt {i},Shirts\n" for i in range(8)))
+    server = MilvusServer(tmp_path / "db", log_dir=tmp_path).start()
+    try:
+        res = _ingest(tmp_path / "data", server.uri, cat)
+        assert res.exit_code == 0, res.output
+        dead_triton = f"127.0.0.1:{free_port()}"  # nothing listens there
+        settings = Settings(data_dir=tmp_path / "data", milvus_uri=server.uri, triton_url=dead_triton)
+        with TestClient(create_app(settings)) as api:
+            first = api.post("/v1/search/product", json={"id": "h1", "k": 3})
+            assert first.status_code == 200, first.text
+            r = api.get("/readyz")
+            body = r.json()["error"]
+            # Triton is down (never started): it is the one named; Milvus and the collection are fine.
+            assert r.status_code == 503 and body["failed"] == ["triton"], body
+            assert body["checks"]["milvus"]["ok"] and body["checks"]["collection"]["state"] == "Loaded"
+            assert dead_triton in body["message"]
+
+            os.kill(server.pid, signal.SIGKILL)  # the Milvus Lite server dies
+            server._proc.proc.wait()
+            r = api.get("/readyz")
+            body = r.json()["error"]
+            assert r.status_code == 503 and "milvus" in body["failed"], body
+            assert body["checks"]["collection"]["error"].startswith("not checked")
+            down = api.post("/v1/search/product", json={"id": "h1", "k": 3})
+            assert down.status_code in (502, 503, 504), down.text  # an answer, not a crash
+
+            server.start()  # back on the same port, every collection released
+            again = api.post("/v1/search/product", json={"id": "h1", "k": 3})
+            assert again.status_code == 200, again.text  # reloaded by the search itself
+            assert [h["id"] for h in again.json()["hits"]] == [h["id"] for h in first.json()["hits"]]
+            r = api.get("/readyz")
+            assert r.status_code == 503 and r.json()["error"]["failed"] == ["triton"], r.text
+
+            # Released again (nobody searching): /readyz says so and loads it.
+            from samestyle.store import Store
+
+            with Store.open(settings) as store:
+                store.client.release_collection(store.alias_target())
+            ok = TestClient(create_app(Settings(data_dir=tmp_path / "data", milvus_uri=server.uri)))
+            with ok:
+                r = ok.get("/readyz")
+                assert r.status_code == 200, r.text
+                coll = r.json()["checks"]["collection"]
+                assert (coll["state"], coll["was"]) == ("Loaded", "released")
+                assert r.json()["checks"]["triton"]["ok"] is None
+    finally:
+        server.stop()
