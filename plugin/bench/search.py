@@ -283,6 +283,7 @@ def plot_fusion(report: dict, path: Path) -> None:
         ax.text(x_, v, f"{v:.1f} ms" + (f"\nrecall {r:.3f}" if r is not None else ""), ha="center", va="bottom",
                 fontsize=8)
     ax.set_xticks(xs, [b[0] for b in bars], fontsize=8)
+    ax.set_ylim(top=max(b[1] for b in bars) * 1.2)  # room for the labels
     ax.set_ylabel("p50 per query (ms)")
     ax.set_title(f"Weighted 3-field search, {report['products']:,} products: recall@{h['k']} against exact "
                  f"weighted fusion", fontsize=9)
