@@ -454,6 +454,7 @@ def test_a_collection_not_made_by_samestyle_is_refused(tmp_path, onnx_encoder):
 
 
 # --- the benchmark's smoke run -------------------------------------------------------------
+@pytest.mark.slow  # a benchmark run (CLI subprocess over the catalogue)
 def test_bench_ingest_quick(tmp_path, catalogue):
     from samestyle.bench.ingest import prepare_catalogue
     from samestyle.cli.main import cli

@@ -335,6 +335,7 @@ def test_cli_dedup_finds_the_near_duplicates(search_catalogue, cli_env, tmp_path
     assert json.loads(from_file.stdout)["tp"] == rep["tp"]
 
 
+@pytest.mark.slow  # a benchmark run (CLI subprocess over the catalogue)
 def test_bench_search_quick(search_catalogue, cli_env, tmp_path):
     import json
 
