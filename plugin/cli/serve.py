@@ -25,16 +25,13 @@ def _http_app(settings):
     return create_app(settings)
 
 
-def _wait_for_signal(stack) -> int:
+def _wait_for_signal(supervisor) -> None:
+    """Without the HTTP API: until Ctrl-C/SIGTERM, or the supervisor gives up."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(1.0):
-        for name, server in (("Triton", stack.triton), ("Milvus", stack.milvus)):
-            if server is not None and not server.running:
-                click.secho(f"error: {name} exited unexpectedly; see {stack.describe()}", fg="red", err=True)
-                return 1
-    return 0
+    while not stop.wait(1.0) and supervisor.fatal is None:
+        pass
 
 
 @click.command("serve")
@@ -48,9 +45,13 @@ def _wait_for_signal(stack) -> int:
               help="Interface the HTTP API listens on.")
 @click.option("--export/--no-export", default=True, show_default=True,
               help="Export the model into the Triton repository when it is missing or stale.")
+@click.option("--max-restarts", type=click.IntRange(0, 100), default=3, show_default=True,
+              envvar="SAMESTYLE_SERVE_MAX_RESTARTS",
+              help="Times a Triton or Milvus child that exits is started again (per child, per 10 min) "
+                   "before serve gives up and exits 1.")
 @json_option
 @click.pass_obj
-def command(settings, triton_grpc_port, milvus_port, http_port, http_host, export, as_json):
+def command(settings, triton_grpc_port, milvus_port, http_port, http_host, export, max_restarts, as_json):
     """Run the local stack until interrupted.
 
     Starts Triton (the tritonserver of nvidia-pytriton, with the serving environment)
@@ -58,6 +59,9 @@ def command(settings, triton_grpc_port, milvus_port, http_port, http_host, expor
     unless SAMESTYLE_MILVUS_URI is set, then the HTTP API. Other samestyle commands
     reach them through the printed SAMESTYLE_TRITON_URL and SAMESTYLE_MILVUS_URI.
     Logs go to <data dir>/logs.
+
+    A Triton or Milvus Lite child that exits is started again on its port; past
+    --max-restarts, or when that fails, serve stops and exits 1 saying why.
     """
     from ..serve import local_stack
     from ..serve.process import check_port
@@ -82,8 +86,18 @@ def command(settings, triton_grpc_port, milvus_port, http_port, http_host, expor
         from ..serve import advert
 
         advert.write(settings.data_dir, info)  # other commands find this stack (removed at exit)
+        from ..serve.supervise import Supervisor
+
+        uv = None
+
+        def give_up(reason: str) -> None:
+            if uv is not None:
+                uv.should_exit = True  # uvicorn drains and returns; the stack is stopped below
+
+        supervisor = Supervisor(stack, give_up, max_restarts=max_restarts)
         if app is None:
-            code = _wait_for_signal(stack)
+            supervisor.start()
+            _wait_for_signal(supervisor)
         else:
             import uvicorn
 
@@ -96,11 +110,19 @@ def command(settings, triton_grpc_port, milvus_port, http_port, http_host, expor
 
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, _stop)
+            uv = uvicorn.Server(uvicorn.Config(app, host=http_host, port=http_port,
+                                               log_level=settings.log_level.lower()))
+            supervisor.start()
             try:
-                uvicorn.run(app, host=http_host, port=http_port, log_level=settings.log_level.lower())
+                uv.run()
             except SystemExit as exc:
                 if exc.code not in (0, None):
                     raise
-            code = 0
-    if code:
-        raise SystemExit(code)
+            finally:
+                supervisor.stop()
+        supervisor.stop()
+        if supervisor.fatal is not None:
+            from ..errors import ServeError
+
+            raise ServeError(f"serve stopped: {supervisor.fatal}",
+                             fix="read the child's log; --max-restarts sets how often serve restarts it")

@@ -6,6 +6,7 @@ interpreter exit if nobody stopped it, killed by the kernel if we die without ex
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import logging
 import os
@@ -68,6 +69,20 @@ def die_with_parent(parent: int | None = None) -> None:
 
 
 _LIVE: "weakref.WeakSet[ManagedProcess]" = weakref.WeakSet()
+_LONG_LIVED: set[int] = set()  # idents of threads that live as long as what they start
+
+
+@contextlib.contextmanager
+def long_lived():
+    """Within it, servers started by this thread are armed with PDEATHSIG as from the
+    main thread: the caller promises the thread outlives them (serve's supervisor,
+    which stops only when serve does)."""
+    me = threading.get_ident()
+    _LONG_LIVED.add(me)
+    try:
+        yield
+    finally:
+        _LONG_LIVED.discard(me)
 
 
 @atexit.register
@@ -95,7 +110,7 @@ class ManagedProcess:
             out.flush()
             # PDEATHSIG fires when the *thread* that forked exits, so only the main
             # thread (which lives as long as the process) may arm it.
-            main = threading.current_thread() is threading.main_thread()
+            main = threading.current_thread() is threading.main_thread() or threading.get_ident() in _LONG_LIVED
             self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
                                          preexec_fn=die_with_parent if main else None)
