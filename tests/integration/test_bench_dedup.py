@@ -14,6 +14,7 @@ import pytest
 
 
 @pytest.mark.slow  # a bench run over the ingested catalogue
+@pytest.mark.slow  # a benchmark run over the catalogue (re-listings encoded, 20k synthetic rows)
 def test_bench_dedup_quick(search_catalogue, tmp_path):
     from click.testing import CliRunner
 
