@@ -51,7 +51,7 @@ class ErrorResponse(BaseModel):
 _WHY = {
     400: "bad input: a value out of range, a malformed filter, an undecodable photo (`field` names it)",
     401: "SAMESTYLE_API_KEY is set and the request carries no valid key",
-    404: "unknown product id or path",
+    404: "unknown product id or path, or a collection named in the request that does not exist",
     405: "method not allowed on this path",
     413: "request body or photo over the size limit",
     415: "unsupported content type",

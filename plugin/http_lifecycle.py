@@ -16,8 +16,9 @@ and one search endpoint in the CLI's own vocabulary. Mounted by http.create_app.
     (POST /v1/dedup, near-duplicate clusters, is mounted by samestyle.web)
 
 Same limits and error shape as the search endpoints: {"error": {"code", "message", ...}},
-400 bad input, 404 unknown product, 413 too large, 422 malformed body, 503/502 Milvus or
-Triton, 504 time limit. An upsert answers 200 with per-record rejections (the same
+400 bad input, 404 unknown product or a `collection` named in the request that does not
+exist (the server's own collection missing is 503: not ready), 413 too large, 422
+malformed body, 503/502 Milvus or Triton, 504 time limit. An upsert answers 200 with per-record rejections (the same
 `kind`s as ingest's dead-letter file); it fails as a whole only when nothing can be
 stored (collection missing, Milvus or Triton down)."""
 
@@ -131,13 +132,22 @@ def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
     app's Searcher (http._Backend)."""
     from . import products as P
 
-    async def call(fn, what: str, limit: float | None = None):
+    async def call(fn, what: str, limit: float | None = None, collection: str | None = None):
+        """`collection`: the one the request named, if any (a missing one is the
+        caller's 404; the server's own collection missing is a 503, not ready)."""
+        from .store import CollectionNotFound
+
         limit = limit or limit_s
         try:
             out = await asyncio.wait_for(asyncio.to_thread(fn), limit)
         except asyncio.TimeoutError:
             return _error(504, "timeout", f"{what} took longer than {limit:g} s",
                           fix="retry, or send fewer products per call")
+        except CollectionNotFound as exc:
+            if not collection or collection == settings.collection:
+                raise
+            return _error(404, exc.code, f"collection [{collection}] does not exist", field="collection",
+                          fix="GET /v1/collections lists them; leave `collection` out for the server's own")
         return JSONResponse(safe(out))
 
     @app.post("/v1/search", tags=["search"])
@@ -145,7 +155,7 @@ def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
         """Any search type in one endpoint, with the CLI's option names (filters as
         `k=v` strings or the JSON form); the answer is the typed endpoints' answer."""
         need = q.type == "text" or q.type == "photo" or (q.type == "hybrid" and (q.text or q.image_b64))
-        return await call(lambda: run_search(backend.get(bool(need)), q), "the search")
+        return await call(lambda: run_search(backend.get(bool(need)), q), "the search", collection=q.collection)
 
     @app.get("/v1/collections", tags=["lifecycle"])
     async def list_collections():
@@ -162,7 +172,7 @@ def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
                          collection=collection, vectors=vectors)
             return rows.get(product_id)
 
-        res = await call(make, "reading the product")
+        res = await call(make, "reading the product", collection=collection)
         if res.body == b"null":
             return _error(404, "product_not_found", f"product [{product_id}] is not in the collection",
                           field="id", fix="check the id (ids are case-sensitive)")
@@ -175,7 +185,7 @@ def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
                          vectors=q.vectors)
             return {"products": rows, "missing": [i for i in dict.fromkeys(q.ids) if i not in rows]}
 
-        return await call(make, "reading the products")
+        return await call(make, "reading the products", collection=q.collection)
 
     @app.delete("/v1/products/{product_id}", tags=["lifecycle"])
     async def delete_product(product_id: str, collection: str | None = None):
@@ -183,7 +193,7 @@ def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
             return P.delete([product_id], client=backend.get(False).client, settings=settings,
                             collection=collection)
 
-        res = await call(make, "deleting the product")
+        res = await call(make, "deleting the product", collection=collection)
         if isinstance(res, JSONResponse) and res.status_code == 200 and json.loads(res.body).get("missing"):
             return _error(404, "product_not_found", f"product [{product_id}] is not in the collection", field="id")
         return res
@@ -191,7 +201,8 @@ def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
     @app.post("/v1/products/delete", tags=["lifecycle"])
     async def delete_products(q: IdsIn):
         return await call(lambda: P.delete(q.ids, client=backend.get(False).client, settings=settings,
-                                           collection=q.collection), "deleting the products")
+                                           collection=q.collection), "deleting the products",
+                          collection=q.collection)
 
     upsert_body = {"requestBody": {"required": True, "content": {
         "application/json": {"schema": UpsertIn.model_json_schema()},
@@ -227,7 +238,7 @@ def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
             return P.upsert(q.products, client=s.client, settings=settings, encoder=s.encoder,
                             collection=q.collection, force=q.force).to_dict()
 
-        return await call(make, "the upsert", max(limit_s, 120.0))
+        return await call(make, "the upsert", max(limit_s, 120.0), collection=q.collection)
 
 
 async def _upsert_multipart(request: Request, validate) -> UpsertIn:

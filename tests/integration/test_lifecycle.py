@@ -104,6 +104,15 @@ def test_http_upsert_get_delete_collections(api, catalogue):
     assert len(api.get("/v1/products/H2", params={"vectors": "true"}).json()["fused_vec"]) > 0
     missing = api.get("/v1/products/NOPE")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "product_not_found"
+    # a collection the request names that does not exist is the caller's 404, not a 503 "not ready"
+    for r in (api.get("/v1/products/H2", params={"collection": "no_such"}),
+              api.delete("/v1/products/H2", params={"collection": "no_such"}),
+              api.post("/v1/products/get", json={"ids": ["H2"], "collection": "no_such"}),
+              api.post("/v1/products/delete", json={"ids": ["H2"], "collection": "no_such"}),
+              api.post("/v1/search", json={"type": "product", "id": "H2", "collection": "no_such"})):
+        err = r.json()["error"]
+        assert r.status_code == 404 and (err["code"], err["field"]) == ("collection_not_found", "collection"), r.text
+        assert "[no_such]" in err["message"]
     many = api.post("/v1/products/get", json={"ids": ["H1", "NOPE"]}).json()
     assert list(many["products"]) == ["H1"] and many["missing"] == ["NOPE"]
 
