@@ -231,7 +231,8 @@ class _State:
 
 def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndarray, cfg: TrainConfig,
           progress: bool = True, log_every: int = 50, colours: list[str] | None = None,
-          state_file: Path | None = None, save_every: int = 50, _stop_after: int | None = None):
+          state_file: Path | None = None, save_every: int = 50, _stop_after: int | None = None,
+          cache_dir: Path | None = None):
     """pairs: int [P, 2] indices into f (both directions are added here);
     train_idx: the products whose own photo-title pairs are used. Returns (fusion,
     image backbone with its trained tail or None, history). With `state_file`, the
@@ -260,10 +261,9 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
     # frozen references for the locality terms: ImageNet photo features, MiniLM titles
     frozen_img = None
     if f.image_stem is not None:
-        from .model.backbones import ImageBackbone
-        from .model.features import pooled_through
+        from .model.features import imagenet_tokens
 
-        frozen_img = pooled_through(f, ImageBackbone())
+        frozen_img = np.ascontiguousarray(imagenet_tokens(f, cache_dir)[:, 0])
     elif f.image_tokens is not None:
         frozen_img = f.image_tokens[:, 0]
     phrases, col_codes = None, None

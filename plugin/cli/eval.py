@@ -102,7 +102,8 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     data = dataset.read(catalogue, id_col=id_col, title_col=title_col, image_col=image_col,
                         category_col=category_col, label_col=label_col, colour_col=colour_col, limit=limit)
     feats = features.for_catalogue(data, settings.data_dir / "cache", progress=progress_enabled(),
-                                   backbone=checkpoint.image_backbone(model_dir, manifest) if encoder == "local" else None)
+                                   backbone=checkpoint.image_backbone(model_dir, manifest)
+                                   if encoder == "local" and manifest.get("image_tail") else None)
     tr = manifest.get("training", {})
     same_data = tr.get("catalogue_sha256") and tr.get("label_col") == label_col
     if same_data and not all_groups:
@@ -139,10 +140,8 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
             views = _encode_all(enc, data, progress_enabled())
             if mods:
                 mod_views = _modifier_encoded(enc, data, mods)
-    from ..model.backbones import ImageBackbone
-
     # the raw-backbone baselines: the untrained ImageNet tail over the same cached stem
-    feats.image_tokens = features.tokens_through(feats, ImageBackbone())
+    feats.image_tokens = features.imagenet_tokens(feats, settings.data_dir / "cache")
     base = features.backbone_vectors(feats)
     both = np.flatnonzero(feats.has_image & (feats.attention_mask.sum(1) > 0))
     pool = np.intersect1d(candidates, both) if split == "held-out groups" else both

@@ -109,7 +109,7 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     state_file = out / ".train-state.pt" if resume else None
     t0 = time.time()
     model, tail, history = train(feats, data.labels, train_idx, pair_idx, cfg, progress=progress_enabled(),
-                                 colours=data.colours, state_file=state_file)
+                                 colours=data.colours, state_file=state_file, cache_dir=settings.data_dir / "cache")
     manifest = checkpoint.save(out, model, image_tail=tail.tail_state() if tail is not None else None, training={
         "command": "samestyle train " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
         "catalogue": catalogue.name,

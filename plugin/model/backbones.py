@@ -9,6 +9,8 @@ text backbone:  input_ids, attention_mask, token_type_ids [B,L] -> text_tokens [
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 
@@ -68,7 +70,8 @@ class ImageBackbone(nn.Module):
         path = Path(weights) if weights else default_image_weights()
         if not path.exists():
             raise CheckpointError(f"image backbone weights not found at [{path}]", fix="give an existing .pth path")
-        self.net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path))
+        with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load; --json owns stdout
+            self.net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path))
         self.grid = grid
         self.tail_from = tail_from
         if tail_state:

@@ -36,6 +36,7 @@ class Features:
     attention_mask: np.ndarray  # int8 [N, L]
     has_image: np.ndarray  # bool [N]
     image_stem: np.ndarray | None = None  # fp16 [N, *IMAGE_STEM_SHAPE]: frozen stem activations
+    cache_name: str | None = None  # the stem cache file's stem, for caches derived from it
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -98,9 +99,7 @@ def for_catalogue(labelled, cache_dir: Path, progress: bool = True, backbone=Non
     `backbone`'s tail (default: the untrained ImageNet tail, i.e. the raw backbone)."""
     f = cached_stem(labelled.path, labelled.ids, labelled.titles, labelled.photos, cache_dir, progress)
     if tokens:
-        from .backbones import ImageBackbone
-
-        f.image_tokens = tokens_through(f, backbone or ImageBackbone())
+        f.image_tokens = tokens_through(f, backbone) if backbone is not None else imagenet_tokens(f, cache_dir)
     return f
 
 
@@ -234,7 +233,7 @@ def cached_stem(catalogue: Path, ids, titles, photo_paths, cache_dir: Path, prog
         if list(z["ids"]) == list(ids):
             log.info("features from cache %s", path)
             return Features(z["ids"], None, z["text_tokens"], z["attention_mask"], z["has_image"],
-                            image_stem=z["image_stem"])
+                            image_stem=z["image_stem"], cache_name=path.stem)
         log.warning("feature cache %s holds other products; recomputing", path)
     f = compute_stem(ids, titles, photo_paths, text_bundle, stem_graph, progress=progress, threads=threads)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -243,6 +242,22 @@ def cached_stem(catalogue: Path, ids, titles, photo_paths, cache_dir: Path, prog
              attention_mask=f.attention_mask, has_image=f.has_image)
     tmp.rename(path)
     return f
+
+
+def imagenet_tokens(f: Features, cache_dir: Path | None = None) -> np.ndarray:
+    """Image tokens through the untrained ImageNet tail (the raw backbone: baselines,
+    locality reference), cached beside the stem activations they come from."""
+    from .backbones import ImageBackbone
+
+    path = Path(cache_dir) / f"{f.cache_name}.imagenet-tokens.npy" if cache_dir and f.cache_name else None
+    if path is not None and path.exists():
+        return np.load(path)
+    tokens = tokens_through(f, ImageBackbone())
+    if path is not None:
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, tokens)
+        tmp.rename(path)
+    return tokens
 
 
 def tokens_through(f: Features, backbone, batch: int = 512) -> np.ndarray:
@@ -256,18 +271,4 @@ def tokens_through(f: Features, backbone, batch: int = 512) -> np.ndarray:
             sl = slice(s, s + batch)
             x = torch.from_numpy(f.image_stem[sl].astype(np.float32))
             out[sl] = (backbone.tail(x) * torch.from_numpy(f.has_image[sl])[:, None, None]).numpy().astype(np.float16)
-    return out
-
-
-def pooled_through(f: Features, backbone, batch: int = 512) -> np.ndarray:
-    """The global-average token [N, 1280] (fp16) through `backbone`'s tail: with the
-    untrained ImageNet tail, the raw-backbone photo feature (baseline, locality ref)."""
-    import torch
-
-    out = np.zeros((len(f), C.IMAGE_FEATURE_DIM), dtype=np.float16)
-    with torch.no_grad():
-        for s in range(0, len(f), batch):
-            sl = slice(s, s + batch)
-            x = torch.from_numpy(f.image_stem[sl].astype(np.float32))
-            out[sl] = (backbone.tail(x)[:, 0] * torch.from_numpy(f.has_image[sl])[:, None]).numpy().astype(np.float16)
     return out

@@ -42,10 +42,16 @@ def test_image_backbone_matches_torch(onnx_bundle, catalogue):
     consts = json.loads((onnx_bundle / "preprocess.json").read_text())
     photos = sorted((catalogue.root / "images").iterdir())[:3]
     x = np.stack([pp.decode_image(p.read_bytes(), consts) for p in photos])
+    shipped = checkpoint.image_backbone(DEFAULT_MODEL_DIR)  # ImageNet stem + the shipped fine-tuned tail
     with torch.no_grad():
-        ref = ImageBackbone()(torch.from_numpy(x)).numpy()
+        ref = shipped(torch.from_numpy(x)).numpy()
+        split = shipped.tail(shipped.stem(torch.from_numpy(x))).numpy()
+        imagenet = ImageBackbone()(torch.from_numpy(x)).numpy()
     got = _sess(onnx_bundle, C.ONNX_IMAGE_BACKBONE).run(None, {C.T_PIXEL_VALUES: x})[0]
     assert np.abs(got - ref).max() <= TOL * max(1.0, float(np.abs(ref).max()) / 10)
+    assert np.array_equal(split, ref)  # training's stem/tail split is the served graph
+    if checkpoint.read_manifest(DEFAULT_MODEL_DIR).get("image_tail"):
+        assert np.abs(imagenet - ref).max() > 1e-2  # the fine-tuned tail is what gets served
 
 
 def test_text_backbone_matches_torch(onnx_bundle):
