@@ -18,6 +18,10 @@ advance the checkpoint to "everything before line L is done" after each batch.
 Duplicate ids within one file: the first record carrying an id claims it (whether or
 not that record loads); every later record with that id is dead-lettered with the
 line of the first. This is decided while reading, so it is the same on a resumed run.
+
+Blanking: a record with an empty title (or no photo) for an id whose stored product has
+one is dead-lettered (would_blank) unless IngestOptions.allow_blanking; the batch's one
+look-up of stored content hashes also reads has_image/has_text for this.
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ class IngestOptions:
     batch_size: int = 32
     limit: int | None = None
     encode_workers: int = 1  # batches encoding at once (>1 helps a remote Triton)
+    # A record with an empty title (or no photo) for an id whose stored product has one
+    # would blank the stored title (or photo) and its vectors: dead-lettered unless this is set.
+    allow_blanking: bool = False
 
 
 @dataclass
@@ -259,14 +266,48 @@ def run_pipeline(source: Source, transformer: Transformer, photos: PhotoLoader, 
     def encode(products: list[Product]) -> EncodedBatch:
         return encoder.encode([p.input for p in products], batch_size=min(bs, encoder.max_batch))
 
+    f_hash = store.spec.by_role("content_hash").name
+    f_has_image = store.spec.by_role("has_image").name
+    f_has_text = store.spec.by_role("has_text").name
+    stored_fields = [f_hash, f_has_image, f_has_text]
+
+    def would_blank(p: Product, row: dict) -> Rejected | None:
+        """The record would clear the stored product's title or photo (and its vectors)."""
+        what = []
+        if row.get(f_has_text) and not p.title:
+            what.append(("title", transformer.cols.title))
+        if row.get(f_has_image) and p.photo is None:
+            what.append(("photo", transformer.cols.image))
+        if not what:
+            return None
+        names = " and ".join(w for w, _ in what)
+        two = len(what) > 1
+        return Rejected(p.line, p.id, ",".join(c for _, c in what), "would_blank",
+                        f"product [{p.id}]: {names} {'are' if two else 'is'} empty but the stored product has "
+                        f"{'them' if two else 'one'}; storing the record would clear the stored {names} and "
+                        f"{'their' if two else 'its'} vectors, so the stored product was kept as it is; fill the "
+                        f"column [{'], ['.join(c for _, c in what)}] or pass --allow-blanking to clear it")
+
     def batcher():
         items: list = []
 
         def submit() -> bool:
             nonlocal items
             products = [x for _, x in items if isinstance(x, Product)]
-            stored = store.hashes(collection, [p.id for p in products]) if products else {}
-            todo = [p for p in products if stored.get(p.id) != p.content_hash]
+            # One query per batch, for the ids in it that are stored: hash + what they hold.
+            stored = store.fetch(collection, [p.id for p in products], stored_fields) if products else {}
+            if not opts.allow_blanking and stored:
+                blanking = {}
+                for p in products:
+                    row = stored.get(p.id)
+                    if row is not None and row.get(f_hash) != p.content_hash:
+                        r = would_blank(p, row)
+                        if r is not None:
+                            blanking[p.line] = r
+                if blanking:
+                    items = [(ln, blanking.get(ln, x) if isinstance(x, Product) else x) for ln, x in items]
+                    products = [x for _, x in items if isinstance(x, Product)]
+            todo = [p for p in products if (stored.get(p.id) or {}).get(f_hash) != p.content_hash]
             fut = encode_pool.submit(encode, todo) if todo else None
             batch = _Batch(items, todo, len(products) - len(todo), fut, items[-1][0])
             items = []

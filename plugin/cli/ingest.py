@@ -21,10 +21,14 @@ from .common import emit
               help="--sync refuses (writing nothing) to remove more than this share of the stored products.")
 @click.option("--force", is_flag=True, help="With --sync: remove past --sync-max-share, or although some records "
                                             "have no readable id.")
+@click.option("--allow-blanking", is_flag=True, envvar="SAMESTYLE_ALLOW_BLANKING",
+              help="Let a record with an empty title or photo clear the title or photo (and its vectors) of the "
+                   "stored product with its id [default: such a record is dead-lettered, kind would_blank].")
 @click.pass_obj
 def command(settings, catalogue, fmt, id_col, title_col, image_col, category_col, attr_cols, encoder_kind,
             batch_size, encode_workers, limit, dead_letter, max_failures, photo_concurrency, photo_timeout,
-            photo_retries, progress, as_json, collection, model_dir, sync, dry_run, sync_max_share, force):
+            photo_retries, progress, as_json, collection, model_dir, sync, dry_run, sync_max_share, force,
+            allow_blanking):
     """Load CATALOGUE (CSV, JSONL or Parquet) into the product collection.
 
     \b
@@ -35,6 +39,9 @@ def command(settings, catalogue, fmt, id_col, title_col, image_col, category_col
     - Bad records (missing id, unreadable or oversize photo, neither photo nor title,
       invalid UTF-8, oversize fields, a repeated id: the first record wins) go to the
       dead-letter JSONL with line, id, field and reason; all good records load.
+    - A record whose title or photo is empty while the stored product with its id has
+      one is dead-lettered (would_blank): the stored title, photo and vectors stay as
+      they are. --allow-blanking lets such records clear them.
     - Exit code 1 only when rejected records pass --max-failures.
     - --sync: products stored but absent from CATALOGUE are removed after the run
       (--dry-run first to see them); refused, writing nothing, above
@@ -54,6 +61,7 @@ def command(settings, catalogue, fmt, id_col, title_col, image_col, category_col
                            encode_workers=encode_workers, encoder_kind=encoder_kind, limit=limit,
                            photo_concurrency=photo_concurrency, photo_timeout=photo_timeout,
                            photo_retries=photo_retries)
+    args["options"].allow_blanking = allow_blanking
     sync_args = dict(sync=sync, dry_run=dry_run, force=force, sync_max_share=parse_share(sync_max_share))
     if dry_run:
         from samestyle.errors import ConfigError

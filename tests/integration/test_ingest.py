@@ -272,6 +272,65 @@ def test_bad_records_go_to_the_dead_letter_file_and_good_ones_load(tmp_path, cat
     assert (again["loaded"], again["unchanged"], again["failed"]) == (0, n_good, len(bad))
 
 
+def test_an_empty_title_or_photo_never_blanks_a_stored_product_unless_allowed(tmp_path, catalogue):
+    """Re-ingesting records whose title or photo column is empty keeps the stored
+    title/photo and vectors (the records are dead-lettered, naming id, field and fix);
+    --allow-blanking clears them deliberately."""
+    from samestyle.cli.main import cli
+
+    root = tmp_path / "cat"
+    (root / "images").mkdir(parents=True)
+    src = _rows(catalogue.csv_path)[:3]
+    for r in src:
+        (root / r["image"]).write_bytes((catalogue.root / r["image"]).read_bytes())
+    full = [{k: r[k] for k in ("id", "title", "image", "articleType")} for r in src]
+    ids = [r["id"] for r in full]
+    env = subprocess_env(Settings(data_dir=tmp_path / "data"))
+    dead = tmp_path / "dead.jsonl"
+
+    def ingest(name, rows, *extra):
+        args = ["ingest", str(_write(root / name, rows)), "--encoder", "onnx", "--json", "--no-progress",
+                "--dead-letter", str(dead), "--max-failures", "100%", *extra]
+        res = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)
+
+    def stored():
+        with Store.open(Settings(data_dir=tmp_path / "data")) as store:
+            return _stored(store, C.COLLECTION_ALIAS, ids)
+
+    assert ingest("full.csv", full)["loaded"] == 3
+    before = stored()
+    assert all(before[i]["has_text"] and before[i]["has_image"] for i in ids)
+
+    blank = [dict(full[0], title=""), dict(full[1], image=""), full[2]]
+    rep = ingest("blank.csv", blank)
+    assert (rep["loaded"], rep["unchanged"], rep["failed"], rep["reasons"]) == (0, 1, 2, {"would_blank": 2})
+    letters = {d["id"]: d for d in map(json.loads, dead.read_text().splitlines())}
+    assert set(letters) == set(ids[:2])
+    assert (letters[ids[0]]["line"], letters[ids[0]]["field"], letters[ids[0]]["kind"]) == (2, "title", "would_blank")
+    assert (letters[ids[1]]["line"], letters[ids[1]]["field"]) == (3, "image")
+    for pid, what in ((ids[0], "title"), (ids[1], "photo")):
+        reason = letters[pid]["reason"]
+        assert f"product [{pid}]: {what} is empty" in reason and "--allow-blanking" in reason, reason
+    after = stored()
+    for pid in ids:
+        assert after[pid]["content_hash"] == before[pid]["content_hash"]
+        assert (after[pid]["title"], after[pid]["image_uri"]) == (before[pid]["title"], before[pid]["image_uri"])
+        for v in VECTORS:
+            np.testing.assert_array_equal(after[pid][v], before[pid][v])
+
+    rep = ingest("blank.csv", blank, "--allow-blanking")
+    assert (rep["loaded"], rep["unchanged"], rep["failed"]) == (2, 1, 0)
+    after = stored()
+    assert (after[ids[0]]["has_text"], after[ids[0]]["title"], after[ids[0]]["has_image"]) == (False, "", True)
+    assert not np.any(after[ids[0]]["text_vec"])
+    np.testing.assert_array_equal(after[ids[0]]["image_vec"], before[ids[0]]["image_vec"])
+    assert (after[ids[1]]["has_image"], after[ids[1]]["has_text"]) == (False, True)
+    assert not np.any(after[ids[1]]["image_vec"])
+    np.testing.assert_array_equal(after[ids[1]]["text_vec"], before[ids[1]]["text_vec"])
+
+
 def test_crash_between_dead_letters_and_checkpoint_resumes_without_duplicates(tmp_path, catalogue, onnx_encoder,
                                                                               monkeypatch):
     """A crash after a batch's dead letters are written but before its checkpoint is
