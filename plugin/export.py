@@ -46,6 +46,18 @@ def is_complete(out_dir: str | Path, manifest: dict | None = None) -> bool:
     return True
 
 
+def export_text_backbone(out: Path, max_len: int = C.MAX_TEXT_LEN, text_path=None) -> None:
+    """The text backbone's ONNX graph and its tokenizer.json into `out`."""
+    batch = {0: "batch"}
+    tb = TextBackbone(text_path)
+    ids = torch.ones(2, max_len, dtype=torch.long)
+    with torch.no_grad():
+        _export(tb, (ids, torch.ones_like(ids), torch.zeros_like(ids)), out / C.ONNX_TEXT_BACKBONE,
+                [C.T_INPUT_IDS, C.T_ATTENTION_MASK, C.T_TOKEN_TYPE_IDS], [C.T_TEXT_TOKENS],
+                {C.T_INPUT_IDS: batch, C.T_ATTENTION_MASK: batch, C.T_TOKEN_TYPE_IDS: batch, C.T_TEXT_TOKENS: batch})
+    shutil.copyfile(tb.tokenizer_file, out / "tokenizer.json")
+
+
 def export_onnx(model_dir: str | Path, out_dir: str | Path, *, image_weights=None, text_path=None) -> dict:
     """Export the checkpoint in `model_dir` (and its backbones) to `out_dir`."""
     out = Path(out_dir)
@@ -58,12 +70,7 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, image_weights=Non
         ib = checkpoint.image_backbone(model_dir, manifest, image_weights)
         _export(ib, (torch.zeros(2, 3, S, S),), out / C.ONNX_IMAGE_BACKBONE,
                 [C.T_PIXEL_VALUES], [C.T_IMAGE_TOKENS], {C.T_PIXEL_VALUES: batch, C.T_IMAGE_TOKENS: batch})
-        tb = TextBackbone(text_path)
-        ids = torch.ones(2, L, dtype=torch.long)
-        _export(tb, (ids, torch.ones_like(ids), torch.zeros_like(ids)), out / C.ONNX_TEXT_BACKBONE,
-                [C.T_INPUT_IDS, C.T_ATTENTION_MASK, C.T_TOKEN_TYPE_IDS], [C.T_TEXT_TOKENS],
-                {C.T_INPUT_IDS: batch, C.T_ATTENTION_MASK: batch, C.T_TOKEN_TYPE_IDS: batch, C.T_TEXT_TOKENS: batch})
-        shutil.copyfile(tb.tokenizer_file, out / "tokenizer.json")
+        export_text_backbone(out, L, text_path)
         it = torch.zeros(2, C.IMAGE_TOKENS, C.IMAGE_FEATURE_DIM)
         tt = torch.zeros(2, L, C.TEXT_FEATURE_DIM)
         _export(fusion, (it, torch.ones(2, C.IMAGE_TOKENS, dtype=torch.long), tt, torch.ones(2, L, dtype=torch.long)),

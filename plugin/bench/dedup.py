@@ -36,6 +36,7 @@ import numpy as np
 
 from .. import contract as C
 from .. import dedup as D
+from . import save_report
 from ..cli.common import emit, json_option
 from ..config import ROOT
 
@@ -287,9 +288,7 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
                   "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                               "python": platform.python_version()},
                   "synthetic": synthetic_timing(parse_sizes(synthetic_sizes), 256, DEFAULT_THRESHOLD, seed)}
-        if out_path:
-            out_path.parent.mkdir(parents=True, exist_ok=True)
-            out_path.write_text(json.dumps(report, indent=2))
+        save_report(report, out_path)
         emit(report, as_json, lambda r: [click.echo(json.dumps(s)) for s in r["synthetic"]])
         return
     name = collection or settings.collection
@@ -379,9 +378,7 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
     if do_plot:
         plot(report, plot_file)
         report["plot"] = str(plot_file)
-    if out_path:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(json.dumps(report, indent=2))
+    save_report(report, out_path)
     emit(report, as_json, _human)
 
 

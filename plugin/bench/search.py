@@ -28,6 +28,7 @@ import click
 import numpy as np
 
 from .. import contract as C
+from . import save_report
 from ..cli.common import emit, json_option
 from ..config import ROOT
 
@@ -322,8 +323,6 @@ def command(settings, n, concurrency, types, k, recall_queries, label_col, hit_q
             collection, seed, fusion_queries, quick, do_plot, plot_file, out_path, as_json):
     """Latency (p50/p95/p99) and QPS of each search type at concurrency 1 and 8,
     recall@k of the HNSW indexes against exact search, and the same-style hit rate."""
-    import json
-
     from ..query.search import Searcher
 
     conc = (1, 2) if quick else tuple(int(c) for c in concurrency.split(",") if c.strip())
@@ -420,9 +419,7 @@ def command(settings, n, concurrency, types, k, recall_queries, label_col, hit_q
             fusion_file = plot_file.with_name(plot_file.stem + "-fusion.png")
             plot_fusion(report, fusion_file)
             report["plot_fusion"] = str(fusion_file)
-    if out_path:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(json.dumps(report, indent=2))
+    save_report(report, out_path)
     emit(report, as_json, _human)
 
 

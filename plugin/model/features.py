@@ -14,7 +14,6 @@ from the stem activations in torch (`tokens_through`), which is cheap.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -140,27 +139,15 @@ def _stem_onnx(path: Path) -> Path:
 def _text_onnx(folder: Path) -> Path:
     """The frozen text backbone as ONNX + its tokenizer.json, exported once."""
     import shutil
-    import warnings
 
-    import torch
-
-    from .backbones import TextBackbone
+    from ..export import export_text_backbone
 
     if (folder / C.ONNX_TEXT_BACKBONE).exists():
         return folder
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    tb = TextBackbone()
-    ids = torch.ones(2, C.MAX_TEXT_LEN, dtype=torch.long)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(tb, (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(tmp / C.ONNX_TEXT_BACKBONE),
-                          input_names=[C.T_INPUT_IDS, C.T_ATTENTION_MASK, C.T_TOKEN_TYPE_IDS],
-                          output_names=[C.T_TEXT_TOKENS], opset_version=17, dynamo=False,
-                          dynamic_axes={k: {0: "b"} for k in (C.T_INPUT_IDS, C.T_ATTENTION_MASK,
-                                                               C.T_TOKEN_TYPE_IDS, C.T_TEXT_TOKENS)})
-    shutil.copyfile(tb.tokenizer_file, tmp / "tokenizer.json")
+    export_text_backbone(tmp, C.MAX_TEXT_LEN)
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return folder

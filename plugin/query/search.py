@@ -401,7 +401,7 @@ class Searcher:
         for i in range(0, len(wanted), MAX_BATCH):
             rows.update(self.store.fetch(self.collection, wanted[i:i + MAX_BATCH], ["*"],
                                          timeout=o.timeout or self.timeout))
-        groups: dict[tuple, list[tuple[str, R.SearchPlan, str, dict]]] = {}
+        groups: dict[tuple, list[tuple[str, R.SearchPlan, str, dict, dict]]] = {}
         for pid in wanted:
             row = rows.get(pid)
             if row is None:
@@ -413,17 +413,8 @@ class Searcher:
             # fetched instead and the product dropped from its own list.
             plan, profile_name = self._plan(views, R.DEFAULT_FIELDS["product"], o, list(o.exclude),
                                             o.category or row.get(CATEGORY_FIELD), extra_hits=int(o.exclude_self))
-            groups.setdefault(R.batch_key(plan), []).append((pid, plan, profile_name, views))
-        for members in groups.values():
-            for i in range(0, len(members), MAX_BATCH):
-                chunk = members[i:i + MAX_BATCH]
-                t1 = time.perf_counter()
-                raws = self.store.search_batch(self.collection, R.batch([m[1] for m in chunk]),
-                                               output_fields=["*"], timeout=o.timeout or self.timeout)
-                out.calls += 1
-                for (pid, plan, profile_name, views), raw in zip(chunk, raws):
-                    out.results[pid] = self._result("product", plan, profile_name, raw, views, o,
-                                                    {"product_id": pid}, t1, drop=pid if o.exclude_self else None)
+            groups.setdefault(R.batch_key(plan), []).append((pid, plan, profile_name, views, {"product_id": pid}))
+        self._search_groups("product", groups, o, out, drop_self=o.exclude_self)
         out.results = {pid: out.results[pid] for pid in wanted if pid in out.results}  # request order
         out.took_ms = (time.perf_counter() - t0) * 1000
         log.info("batch product search: %d products, %d errors, %d calls in %.1f ms", len(out.results),
@@ -506,6 +497,12 @@ class Searcher:
                                                 query, t1)
                 continue
             groups.setdefault(R.batch_key(plan), []).append((key, plan, profile_name, views, query))
+        self._search_groups(kind, groups, o, out)
+
+    def _search_groups(self, kind: str, groups: dict, o, out: "BatchResult", drop_self: bool = False) -> None:
+        """One Milvus call per MAX_BATCH plans that share a batch key; each member is
+        (key, plan, profile name, views, query). With drop_self, a member's key (its
+        product id) is dropped from its own hits."""
         for members in groups.values():
             for i in range(0, len(members), MAX_BATCH):
                 chunk = members[i:i + MAX_BATCH]
@@ -514,7 +511,8 @@ class Searcher:
                                                output_fields=["*"], timeout=o.timeout or self.timeout)
                 out.calls += 1
                 for (key, plan, profile_name, views, query), raw in zip(chunk, raws):
-                    out.results[key] = self._result(kind, plan, profile_name, raw, views, o, query, t1)
+                    out.results[key] = self._result(kind, plan, profile_name, raw, views, o, query, t1,
+                                                    drop=key if drop_self else None)
 
     @staticmethod
     def _finish(out: "BatchResult", n: int, t0: float) -> "BatchResult":
