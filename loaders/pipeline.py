@@ -36,17 +36,18 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from samestyle.encoders.base import EncodedBatch, Encoder
 from samestyle.errors import ServerUnavailable, StoreError
 from samestyle.store.collections import Store
+from samestyle.store.spec import CollectionSpec
 from samestyle.thumbs import Thumbnails
 
 from .checkpoint import Checkpoint
 from .photos import PhotoError, PhotoLoader
 from .sources import Source
-from .transform import Parsed, Product, Rejected, Transformer
+from .transform import ColumnMap, Parsed, Product, Rejected, Transformer
 
 log = logging.getLogger(__name__)
 _END = object()
@@ -175,6 +176,48 @@ class _Stages:
                 continue
 
 
+def stored_content_fields(spec: CollectionSpec) -> list[str]:
+    """What is read of a stored product before writing over it: its content hash (an
+    unchanged record is skipped) and has_image/has_text (for `would_blank`)."""
+    return [spec.by_role(r).name for r in ("content_hash", "has_image", "has_text")]
+
+
+def would_blank(p: Product, row: Mapping | None, spec: CollectionSpec, cols: ColumnMap, *, where: str = "column",
+                allow: str = "pass --allow-blanking") -> Rejected | None:
+    """The would_blank rejection when `p` would clear the title or photo (and its vectors)
+    of its stored product `row` (read with `stored_content_fields`), else None. `where`
+    and `allow` word the fix for the caller: ingest's columns and flag, the APIs' fields
+    and option."""
+    if row is None or row.get(spec.by_role("content_hash").name) == p.content_hash:
+        return None  # not stored, or stored as it is: nothing changes
+    what = []
+    if row.get(spec.by_role("has_text").name) and not p.title:
+        what.append(("title", cols.title))
+    if row.get(spec.by_role("has_image").name) and p.photo is None:
+        what.append(("photo", cols.image))
+    if not what:
+        return None
+    names = " and ".join(w for w, _ in what)
+    two = len(what) > 1
+    return Rejected(p.line, p.id, ",".join(c for _, c in what), "would_blank",
+                    f"product [{p.id}]: {names} {'are' if two else 'is'} empty but the stored product has "
+                    f"{'them' if two else 'one'}; storing the record would clear the stored {names} and "
+                    f"{'their' if two else 'its'} vectors, so the stored product was kept as it is; fill the "
+                    f"{where} [{'], ['.join(c for _, c in what)}] or {allow} to clear it")
+
+
+def refuse_blanking(products: list[Product], stored: Mapping[str, Mapping], spec: CollectionSpec,
+                    cols: ColumnMap, **wording: str) -> dict[int, Rejected]:
+    """line -> would_blank rejection for each of `products` that would blank its stored
+    product (`stored`: id -> row, as `Store.fetch(..., stored_content_fields(spec))`)."""
+    out = {}
+    for p in products:
+        r = would_blank(p, stored.get(p.id), spec, cols, **wording)
+        if r is not None:
+            out[p.line] = r
+    return out
+
+
 def upsert_isolating(store: Store, collection: str, rows: list[dict], products: list[Product]) -> list[Rejected]:
     """Upsert a batch; if Milvus refuses it (not unavailable: refuses), upsert row by
     row so one row it will not take cannot keep the rest of the batch out. A retriable
@@ -267,26 +310,7 @@ def run_pipeline(source: Source, transformer: Transformer, photos: PhotoLoader, 
         return encoder.encode([p.input for p in products], batch_size=min(bs, encoder.max_batch))
 
     f_hash = store.spec.by_role("content_hash").name
-    f_has_image = store.spec.by_role("has_image").name
-    f_has_text = store.spec.by_role("has_text").name
-    stored_fields = [f_hash, f_has_image, f_has_text]
-
-    def would_blank(p: Product, row: dict) -> Rejected | None:
-        """The record would clear the stored product's title or photo (and its vectors)."""
-        what = []
-        if row.get(f_has_text) and not p.title:
-            what.append(("title", transformer.cols.title))
-        if row.get(f_has_image) and p.photo is None:
-            what.append(("photo", transformer.cols.image))
-        if not what:
-            return None
-        names = " and ".join(w for w, _ in what)
-        two = len(what) > 1
-        return Rejected(p.line, p.id, ",".join(c for _, c in what), "would_blank",
-                        f"product [{p.id}]: {names} {'are' if two else 'is'} empty but the stored product has "
-                        f"{'them' if two else 'one'}; storing the record would clear the stored {names} and "
-                        f"{'their' if two else 'its'} vectors, so the stored product was kept as it is; fill the "
-                        f"column [{'], ['.join(c for _, c in what)}] or pass --allow-blanking to clear it")
+    stored_fields = stored_content_fields(store.spec)
 
     def batcher():
         items: list = []
@@ -297,13 +321,7 @@ def run_pipeline(source: Source, transformer: Transformer, photos: PhotoLoader, 
             # One query per batch, for the ids in it that are stored: hash + what they hold.
             stored = store.fetch(collection, [p.id for p in products], stored_fields) if products else {}
             if not opts.allow_blanking and stored:
-                blanking = {}
-                for p in products:
-                    row = stored.get(p.id)
-                    if row is not None and row.get(f_hash) != p.content_hash:
-                        r = would_blank(p, row)
-                        if r is not None:
-                            blanking[p.line] = r
+                blanking = refuse_blanking(products, stored, store.spec, transformer.cols)
                 if blanking:
                     items = [(ln, blanking.get(ln, x) if isinstance(x, Product) else x) for ln, x in items]
                     products = [x for _, x in items if isinstance(x, Product)]
