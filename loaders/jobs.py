@@ -83,6 +83,9 @@ def open_encoder(settings, kind: str = "triton", model_dir: str | Path | None = 
     """`onnx`: in-process ONNX Runtime (no server). `triton`: samestyle.serve's client,
     which starts a local Triton when SAMESTYLE_TRITON_URL is unset."""
     settings = settings.with_(model_dir=Path(model_dir) if model_dir else None)
+    from samestyle.serve.stack import reap_stale
+
+    reap_stale(settings)  # a killed predecessor's Triton, stubs and /dev/shm regions
     if kind == "onnx":
         from samestyle.encoders.onnx import OnnxEncoder
         from samestyle.export import ensure_onnx

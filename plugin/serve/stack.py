@@ -52,6 +52,15 @@ def log_dir(settings: Settings) -> Path:
     return Path(settings.data_dir) / "logs"
 
 
+def reap_stale(settings: Settings) -> dict:
+    """Kill and remove what a SIGKILLed predecessor on this data dir left (its Triton,
+    the python-backend stubs, their /dev/shm regions): every command that may start a
+    server calls it first (see serve.reap)."""
+    from .reap import reap
+
+    return reap(log_dir(settings))
+
+
 def ensure_repository(settings: Settings, *, export: bool = True) -> Path:
     """The Triton repository for settings.model_dir, built (ONNX export included) when
     it is incomplete or serves another model version and `export` is allowed."""
@@ -105,6 +114,7 @@ def local_stack(settings: Settings, *, need_triton: bool = True, need_milvus: bo
     """Start what is not configured, yield a Stack whose `settings` point at it, and
     stop everything started here on exit (also on error or Ctrl-C)."""
     stack = Stack(settings)
+    reap_stale(settings)
     with contextlib.ExitStack() as es:
         if need_triton and not settings.triton_url:
             stack.triton = start_triton(settings, grpc_port=triton_grpc_port, export=export)

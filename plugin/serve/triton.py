@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..errors import ServeError
 from ..triton_repo import missing_files
+from . import reap
 from .process import ManagedProcess, check_port, free_port
 
 log = logging.getLogger(__name__)
@@ -94,47 +95,15 @@ def ensure_stub(env: ServeEnv) -> Path:
     return dst
 
 
-def shm_prefix(grpc_port: int) -> str:
-    """Name prefix of the python backend's /dev/shm regions for one server of ours."""
-    return f"samestyle_triton_{os.getpid()}_{grpc_port}_"
-
-
-def remove_shm(prefix: str) -> None:
-    """A killed server leaves its shared-memory regions behind; they are ours to remove."""
-    for p in Path("/dev/shm").glob(prefix + "*"):
-        p.unlink(missing_ok=True)
-
-
-def remove_stale_shm(root: Path = Path("/dev/shm")) -> list[str]:
-    """Regions of our servers whose owning samestyle process is gone (SIGKILLed before
-    it could clean up): removed at every start. The owner's pid is in the name."""
-    removed = []
-    for p in root.glob("samestyle_triton_*"):
-        parts = p.name.split("_")
-        if len(parts) < 4 or not parts[2].isdigit():
-            continue
-        pid = int(parts[2])
-        try:
-            os.kill(pid, 0)
-            continue  # alive: its regions are in use
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue  # someone else's live process
-        p.unlink(missing_ok=True)
-        removed.append(p.name)
-    if removed:
-        log.info("removed %d stale Triton shared-memory regions of dead processes", len(removed))
-    return removed
-
-
-def triton_command(env: ServeEnv, repo: Path, grpc_port: int, base_env: dict) -> tuple[list[str], dict]:
+def triton_command(env: ServeEnv, repo: Path, grpc_port: int, base_env: dict,
+                   shm_prefix: str) -> tuple[list[str], dict]:
     """argv and environment of tritonserver (pure). gRPC only: the client, the
     statistics and the readiness probe all use it, so HTTP and metrics stay off."""
     argv = [
         str(env.tritonserver),
-        # Our own prefix, so regions a crashed server leaves can be found and removed.
-        f"--backend-config=python,shm-region-prefix-name={shm_prefix(grpc_port)}",
+        # Our own prefix (per data dir and port), so regions a crashed server leaves can
+        # be found and removed (serve.reap).
+        f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
         f"--model-repository={repo}",
         f"--backend-directory={env.backends}",
         "--model-control-mode=none",
@@ -158,7 +127,8 @@ def triton_command(env: ServeEnv, repo: Path, grpc_port: int, base_env: dict) ->
 
 class TritonServer:
     """A local tritonserver on `grpc_port` (free one if None), logging to
-    `log_dir/triton-<port>.log`. Use as a context manager, or start()/stop()."""
+    `log_dir/triton-<port>.log` and recorded there (serve.reap: a killed owner's server
+    is reaped by the next start). Use as a context manager, or start()/stop()."""
 
     def __init__(self, repo: str | Path, *, serve_python: str | Path, log_dir: str | Path,
                  grpc_port: int | None = None, startup_timeout_s: float = 180.0):
@@ -181,6 +151,15 @@ class TritonServer:
     def running(self) -> bool:
         return self._proc is not None and self._proc.running
 
+    @property
+    def shm_prefix(self) -> str:
+        return reap.shm_prefix(self.log_dir, self.grpc_port)
+
+    def _forget(self) -> None:
+        """After the group is gone: its regions and its record."""
+        reap.remove_shm(self.shm_prefix)
+        reap.record_path(self.log_dir, self.grpc_port).unlink(missing_ok=True)
+
     def check_repository(self) -> None:
         missing = missing_files(self.repo)
         if missing:
@@ -190,17 +169,23 @@ class TritonServer:
 
     def start(self) -> "TritonServer":
         self.check_repository()
-        remove_stale_shm()
+        reap.reap(self.log_dir)  # what a SIGKILLed predecessor on this data dir left
         env = serve_env(self.serve_python)
         ensure_stub(env)
         if self.grpc_port is None:
             self.grpc_port = free_port()
         else:
             check_port(self.grpc_port, "Triton gRPC", "--triton-grpc-port")
-        argv, e = triton_command(env, self.repo, self.grpc_port, os.environ)
+        reap.remove_shm(self.shm_prefix)  # the port is free: a region with its prefix is a dead server's
+        argv, e = triton_command(env, self.repo, self.grpc_port, os.environ, self.shm_prefix)
         self._proc = ManagedProcess("tritonserver", argv, e, self.log_path, cwd=self.log_dir)
         self._proc.start()
-        self._proc.wait_ready(self._probe, self.startup_timeout_s, self._exit_error)
+        reap.write_record(self.log_dir, self.grpc_port, self._proc.proc.pid)
+        try:
+            self._proc.wait_ready(self._probe, self.startup_timeout_s, self._exit_error)
+        except BaseException:
+            self.stop()
+            raise
         log.info("Triton ready at %s (repository %s)", self.url, self.repo)
         return self
 
@@ -221,14 +206,14 @@ class TritonServer:
         if self._proc is not None:
             self._proc.stop(timeout_s=EXIT_TIMEOUT_S + 10)
             self._proc = None
-            remove_shm(shm_prefix(self.grpc_port))
+            self._forget()
 
     def kill(self) -> None:
         """Crash it (SIGKILL to its process group), for recovery tests."""
         if self._proc is not None:
             self._proc.kill()
             self._proc = None
-            remove_shm(shm_prefix(self.grpc_port))
+            self._forget()
 
     def restart(self) -> "TritonServer":
         """Start again on the same port."""

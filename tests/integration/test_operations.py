@@ -1,5 +1,5 @@
 """Operations (issue #12, items 6 and 7) against real processes: the Triton samestyle
-starts listens on loopback only, shared-memory regions of dead processes are removed,
+starts listens on loopback only, what a killed owner's server left is reaped,
 and `samestyle serve` stops its children and exits 0 on SIGTERM, as on Ctrl-C."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from samestyle.serve.process import free_port
-from samestyle.serve.triton import remove_stale_shm
+from samestyle.serve import reap
 
 
 def _listeners(port: int) -> list[str]:
@@ -43,18 +43,36 @@ def test_triton_listens_on_loopback_only(triton_server):
     assert set(addrs) <= {"0100007F", "0000000000000000FFFF00000100007F"}, addrs
 
 
-def test_stale_shm_regions_of_dead_processes_are_removed(tmp_path):
+def test_a_dead_owners_server_and_regions_are_reaped_a_live_owners_are_not(tmp_path):
+    """serve.reap on real processes: a 'server' (its own process group, the record's
+    prefix on its command line, as tritonserver and its stubs have) whose owner died
+    is killed and its regions removed; a live owner's server and another data dir's
+    regions are left alone."""
+    run, other = tmp_path / "data" / "logs", tmp_path / "other" / "logs"
+    shm = tmp_path / "shm"
+    shm.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    root = tmp_path / "shm"
-    root.mkdir()
-    stale = root / f"samestyle_triton_{dead.pid}_8001_region"
-    live = root / f"samestyle_triton_{os.getpid()}_8001_region"
-    other = root / "someone_elses_region"
-    for p in (stale, live, other):
-        p.write_bytes(b"x" * 1024)
-    assert remove_stale_shm(root) == [stale.name]
-    assert not stale.exists() and live.exists() and other.exists()
+    servers = {}
+    for port in (1111, 2222):
+        servers[port] = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
+                                          reap.shm_prefix(run, port)], start_new_session=True)
+        reap.write_record(run, port, servers[port].pid)
+        (shm / f"{reap.shm_prefix(run, port)}region").write_bytes(b"x")
+    rec = reap.record_path(run, 1111)
+    rec.write_text(json.dumps({**json.loads(rec.read_text()), "owner": dead.pid, "owner_started": 1}))
+    foreign = shm / f"{reap.shm_prefix(other, 1111)}region"
+    foreign.write_bytes(b"x")
+    try:
+        got = reap.reap(run, shm_root=shm)
+        assert got == {"killed": [servers[1111].pid], "shm": [f"{reap.shm_prefix(run, 1111)}region"]}
+        assert servers[1111].wait(10) == -signal.SIGKILL and not rec.exists()
+        assert servers[2222].poll() is None and reap.record_path(run, 2222).exists()  # its owner (us) lives
+        assert foreign.exists() and (shm / f"{reap.shm_prefix(run, 2222)}region").exists()
+    finally:
+        for p in servers.values():
+            p.kill()
+            p.wait()
 
 
 def _children(pid: int) -> set[int]:
@@ -147,3 +165,68 @@ def test_ingest_dead_letters_forged_and_escaping_photos(tmp_path, catalogue, onn
     assert "forged" in letters[rows[1]["id"]]["reason"]
     assert letters[rows[2]["id"]]["kind"] == "refused_photo"
     assert letters[rows[3]["id"]]["kind"] == "refused_photo"
+
+
+def _carrying(token: str) -> list[int]:
+    """Live processes whose command line carries `token` (a Triton of ours, its stubs)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and _alive(int(d.name)):
+            try:
+                if token.encode() in (d / "cmdline").read_bytes():
+                    found.append(int(d.name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.triton  # two real tritonserver starts (the killed ingest's and the next one's)
+def test_the_next_ingest_reaps_what_a_sigkilled_ingest_left(tmp_path, catalogue, triton_repo, samestyle_cli):
+    """A real `samestyle ingest` (local Triton) SIGKILLed mid-run: its Triton, started
+    from a worker thread, is not armed to die with it and stays with its stubs and
+    /dev/shm regions. The next ingest on that data dir kills them before it starts
+    its own, and leaves nothing when it ends."""
+    import csv
+
+    from samestyle.config import Settings
+    from samestyle.serve.stack import log_dir
+    from tests.fixtures.milvus import subprocess_env
+    from tests.integration.test_ingest import _wait_for_checkpoint
+
+    with catalogue.csv_path.open(newline="") as f:
+        rows = list(csv.DictReader(f))[:40]
+    path = catalogue.root / "reap40.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    settings = Settings(data_dir=tmp_path / "data")
+    env = subprocess_env(settings, SAMESTYLE_TRITON_REPO=triton_repo, SAMESTYLE_LOG_LEVEL="INFO")
+    env.pop("SAMESTYLE_TRITON_URL", None)
+    cmd = [*samestyle_cli, "ingest", str(path), "--category-col", "articleType", "--batch-size", "8", "--json",
+           "--no-progress"]
+    token = reap.data_dir_token(log_dir(settings))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for_checkpoint(settings.data_dir / "checkpoints", proc, min_line=9, timeout=300)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    left, regions = _carrying(token), list(Path("/dev/shm").glob(token + "*"))
+    try:
+        assert left and regions, "expected the killed ingest's Triton, stubs and regions to be left behind"
+        again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert json.loads(again.stdout)["complete"]
+        assert f"{len(left)} processes" in again.stderr, again.stderr[-3000:]  # the reap said what it did
+        assert not [p for p in left if _alive(p)], "the killed ingest's Triton or a stub outlived the next run"
+        assert not _carrying(token), "a Triton of this data dir outlived the run that started it"
+        assert not list(Path("/dev/shm").glob(token + "*")), "shared-memory regions of this data dir are left"
+    finally:
+        for p in _carrying(token):  # never leave an orphan to other tests, even when failing
+            os.kill(p, signal.SIGKILL)
