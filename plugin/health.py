@@ -28,7 +28,7 @@ CHECK_TIMEOUT_S = 3.0
 
 
 def check_milvus(store) -> dict:
-    store._call("list_collections", None, store.client.list_collections, timeout=CHECK_TIMEOUT_S)
+    store.ping(timeout=CHECK_TIMEOUT_S)
     return {"ok": True}
 
 
@@ -38,21 +38,16 @@ def check_collection(store, collection: str) -> dict:
     if not store.exists(name):
         return {"ok": False, "name": collection, "error": f"collection [{collection}] does not exist",
                 "fix": "ingest a catalogue first (`samestyle ingest CATALOGUE`)"}
-    state = _state(store, name)
+    state = store.load_state(name)
     out = {"ok": state == "Loaded", "name": name, "state": state}
     if state != "Loaded":
         log.warning("readyz: collection %s is %s; loading it", name, state)
-        store._call("load_collection", name, store.client.load_collection, name, timeout=CHECK_TIMEOUT_S * 3)
-        now = _state(store, name)
+        store.load(name, timeout=CHECK_TIMEOUT_S * 3)
+        now = store.load_state(name)
         out.update(ok=now == "Loaded", state=now, was={"NotLoad": "released"}.get(state, state.lower()))
         if now != "Loaded":
             out["error"] = f"collection [{name}] is {now.lower()}, not loaded"
     return out
-
-
-def _state(store, name: str) -> str:
-    st = store._call("get_load_state", name, store.client.get_load_state, name).get("state")
-    return getattr(st, "name", str(st))
 
 
 def check_triton(url: str | None) -> dict:

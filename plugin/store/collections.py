@@ -13,6 +13,7 @@ Milvus Lite server, or against Milvus standalone/cluster with a token.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from dataclasses import asdict, dataclass
@@ -81,6 +82,16 @@ class Store(Reads):
         if not uri.endswith(".db"):  # a server: its connection can be made again after it restarts
             store._reconnect = lambda: client(uri, settings.milvus_token or "", timeout=RECONNECT_TIMEOUT_S)
         return store
+
+    def for_alias(self, alias: str | None) -> "Store":
+        """This store for another alias (collection): the same connection, spec and index
+        profile; `self` when the alias is its own. The other one does not reconnect by
+        itself (this one does, and the next `for_alias` shares its new connection)."""
+        if not alias or alias == self.alias:
+            return self
+        other = copy.copy(self)  # shares the client, the composite-field cache and the lock
+        other.alias, other._reconnect = alias, None
+        return other
 
     def close(self) -> None:
         try:
@@ -165,6 +176,15 @@ class Store(Reads):
     def exists(self, name: str) -> bool:
         return bool(self._call("has_collection", name, self.client.has_collection, name))
 
+    def ping(self, *, timeout: float | None = None) -> None:
+        """Raise (ServerUnavailable when down) unless the server answers within `timeout`."""
+        self._call("list_collections", None, self.client.list_collections, timeout=timeout)
+
+    def load_state(self, name: str) -> str:
+        """The collection's load state as Milvus names it: Loaded, Loading, NotLoad, NotExist."""
+        state = self._call("get_load_state", name, self.client.get_load_state, name).get("state")
+        return getattr(state, "name", str(state))
+
     def _quick_count(self, name: str) -> int:
         """Exact (count(*)) when the collection is loaded; else the server's row
         statistics, so listing never loads every old version into memory."""
@@ -222,8 +242,9 @@ class Store(Reads):
     def build_index(self, name: str, index_params, *, sync: bool = True) -> None:
         self._call("create_index", name, self.client.create_index, name, index_params, sync=sync)
 
-    def load(self, name: str) -> None:
-        self._call("load_collection", name, self.client.load_collection, name)
+    def load(self, name: str, *, timeout: float | None = None) -> None:
+        kw = {"timeout": timeout} if timeout is not None else {}
+        self._call("load_collection", name, self.client.load_collection, name, **kw)
 
     def insert(self, name: str, rows: Sequence[dict]) -> int:
         """Plain insert of complete rows (no composite field filled: see `upsert`)."""
