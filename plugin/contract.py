@@ -83,6 +83,10 @@ PRIMARY_KEY = "id"
 CATEGORY_FIELD = "category"  # leaf category: partition key, dedup scope, weight-profile key
 
 # --- search limits (query layer, HTTP API) --------------------------------------------
+# How the hits of several fields are fused: WeightedRanker (no score normalisation) or
+# RRFRanker(RRF_K), which ignores the weights.
+RANKERS = ("weighted", "rrf")
+RRF_K = 60
 MAX_SEARCH_K = 1000
 MAX_SEARCH_OFFSET = 10_000  # offset + k stays far below Milvus's 16,384 cap
 MAX_BATCH_IDS = 1000  # product ids in one HTTP batch search request

@@ -298,8 +298,6 @@ def _plan(views: dict, fields: list[str], limit: int, prof):
 
 def run_size(n: int, cfg: ScaleConfig, work_dir: str, progress: bool = False) -> dict:
     """Measure one catalogue size in a fresh Milvus Lite database under `work_dir`."""
-    from pymilvus import AnnSearchRequest
-
     from ..query import requests as R
     from ..store import Store
     from ..store.client import client as milvus_client
@@ -380,8 +378,7 @@ def run_size(n: int, cfg: ScaleConfig, work_dir: str, progress: bool = False) ->
         # candidates (what this benchmark has always timed).
         plan = R.plan({vf[v]: queries[v][i] for v in views}, [vf[v] for v in views], k=cfg.limit,
                       weights=list(HYBRID_WEIGHTS), params=dict(prof.search_params))
-        plan = replace(plan, requests=[AnnSearchRequest(data=[queries[v][i].tolist()], anns_field=vf[v], param=sp,
-                                                        limit=cfg.limit) for v in views])
+        plan = replace(plan, requests=[R.AnnRequest(vf[v], [queries[v][i].tolist()], sp, cfg.limit) for v in views])
         t = time.perf_counter()
         store.search(COLLECTION, plan, output_fields=["id"])
         hlat.append(time.perf_counter() - t)

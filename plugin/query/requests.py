@@ -2,8 +2,10 @@
 
 Importable by other services that query the collection themselves: give them query
 vectors (from any `samestyle.encoders` encoder, or fetched from the collection) and
-they return pymilvus `AnnSearchRequest`s plus a ranker, ready for
-`MilvusClient.hybrid_search(collection, plan.requests, plan.ranker, limit=k)`.
+they return a plan of plain data (field, query vectors, search params, limit, filter;
+ranker kind and weights). The store turns a plan into pymilvus objects at call time
+(`samestyle.store.requests.hybrid_args(plan)` gives the `AnnSearchRequest`s and the
+ranker for `MilvusClient.hybrid_search`), so this module does not import pymilvus.
 No I/O here; see docs/collection-contract.md for the contract they implement.
 
 Which query vector goes against which field. A query has up to three views (photo
@@ -20,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
-from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
 
 from .. import contract as C
 from ..errors import InputError
@@ -32,8 +33,8 @@ VIEW_FALLBACK = {
     "text": ("text", "fused", "image"),
     "fused": ("fused", "image", "text"),
 }
-RANKERS = ("weighted", "rrf")
-RRF_K = 60
+RANKERS = C.RANKERS
+RRF_K = C.RRF_K
 SEARCH_TYPES = ("product", "text", "photo", "photo_text", "hybrid")
 DEFAULT_FIELDS = {
     "product": (C.FUSED_VEC,),
@@ -59,19 +60,31 @@ def candidates(limit: int) -> int:
 _EPS = 1e-6
 
 
+@dataclass(frozen=True)
+class AnnRequest:
+    """One vector search of a plan, as plain data: the same parts as pymilvus'
+    `AnnSearchRequest` (samestyle.store.requests builds that from it)."""
+
+    field: str  # the vector field searched (anns_field)
+    data: list[list[float]]  # one query vector per query (nq)
+    params: dict  # search params: metric_type and the index's params
+    limit: int
+    expr: str | None = None  # the filter; None for none
+
+
 @dataclass
 class SearchPlan:
-    """Everything a same-style search sends to Milvus. `requests` has one
-    AnnSearchRequest per field; with a single field a plain `search` on
-    `requests[0]` is equivalent (and what samestyle.store.search does)."""
+    """Everything a same-style search sends to Milvus, as plain data. `requests` has
+    one AnnRequest per field; with a single field a plain `search` on `requests[0]` is
+    equivalent (and what samestyle.store.search does). Several requests are fused by
+    the ranker `ranker_kind` (with `weights` for 'weighted')."""
 
     fields: tuple[str, ...]
     vectors: dict[str, list[float]]  # field -> query vector
     views_used: dict[str, str]  # field -> which query view was used
     weights: tuple[float, ...]  # one per field, sum 1 (for RRF: reporting only)
     ranker_kind: str
-    requests: list[AnnSearchRequest]
-    ranker: WeightedRanker | RRFRanker
+    requests: list[AnnRequest]
     limit: int  # hits to ask for (offset + k)
     expr: str = ""
     search_params: dict = field(default_factory=dict)
@@ -144,15 +157,14 @@ def normalise_weights(fields: Sequence[str], weights: Mapping[str, float] | Sequ
     return tuple(w / total for w in ws)
 
 
-def make_ranker(kind: str, weights: Sequence[float]) -> WeightedRanker | RRFRanker:
-    """WeightedRanker without score normalisation: with normalised weights and
-    L2-normalised vectors the fused score is then the weighted mean cosine, on the
-    same scale as a single-field search. RRF ignores the weights."""
-    if kind == "weighted":
-        return WeightedRanker(*weights, norm_score=False)
-    if kind == "rrf":
-        return RRFRanker(RRF_K)
-    raise InputError(f"unknown ranker [{kind}]", field="ranker", fix=f"use one of {', '.join(RANKERS)}")
+def check_ranker(kind: str) -> str:
+    """The ranker kind, checked against RANKERS. 'weighted' is Milvus's WeightedRanker
+    without score normalisation: with normalised weights and L2-normalised vectors the
+    fused score is then the weighted mean cosine, on the same scale as a single-field
+    search. 'rrf' is RRFRanker(RRF_K) and ignores the weights."""
+    if kind not in RANKERS:
+        raise InputError(f"unknown ranker [{kind}]", field="ranker", fix=f"use one of {', '.join(RANKERS)}")
+    return kind
 
 
 def search_params(limit: int, extra: Mapping | None = None) -> dict:
@@ -226,32 +238,31 @@ def plan(views: Mapping[str, object], fields: Sequence[str], *, k: int = 10, off
         raise InputError(f"k must be >= 1 and offset >= 0, got k={k} offset={offset}", field="k")
     vecs, used = query_vectors(views, fields)
     ws = normalise_weights(fields, weights, profile)
+    check_ranker(ranker)
     limit = offset + k
     if composite and ranker == "weighted" and len(fields) > 1:
         limit += reserve
         sp = search_params(limit, composite_params if composite_params is not None else params)
         cq = composite_query(vecs, fields, ws)
-        req = AnnSearchRequest(data=[cq], anns_field=composite, param=sp, limit=limit, expr=expr or None)
-        return SearchPlan(fields, vecs, used, ws, ranker, [req], make_ranker(ranker, ws), limit, expr, sp,
-                          composite=composite)
+        req = AnnRequest(composite, [cq], sp, limit, expr or None)
+        return SearchPlan(fields, vecs, used, ws, ranker, [req], limit, expr, sp, composite=composite)
     per_req = (candidates(limit) if len(fields) > 1 else limit) + reserve
     limit += reserve
     sp = search_params(per_req, params)
-    reqs = [AnnSearchRequest(data=[vecs[f]], anns_field=f, param=sp, limit=per_req, expr=expr or None)
-            for f in fields]
-    return SearchPlan(fields, vecs, used, ws, ranker, reqs, make_ranker(ranker, ws), limit, expr, sp)
+    reqs = [AnnRequest(f, [vecs[f]], sp, per_req, expr or None) for f in fields]
+    return SearchPlan(fields, vecs, used, ws, ranker, reqs, limit, expr, sp)
 
 
 @dataclass
 class BatchPlan:
     """Plans that differ only in their query vectors, as one set of requests: each
-    AnnSearchRequest carries every plan's vector for its field (nq = len(plans)), so
+    AnnRequest carries every plan's vector for its field (nq = len(plans)), so
     one Milvus call answers them all. Milvus Lite makes a pass over every stored row
     per call, so this is what makes many queries cheap there (docs/benchmarks)."""
 
     plans: tuple[SearchPlan, ...]
     data: dict[str, list[list[float]]]  # field -> one query vector per plan
-    requests: list[AnnSearchRequest]
+    requests: list[AnnRequest]
 
     @property
     def head(self) -> SearchPlan:
@@ -277,13 +288,11 @@ def batch(plans: Sequence[SearchPlan]) -> BatchPlan:
     head = plans[0]
     if head.composite:
         data = {head.composite: [p.single_vector for p in plans]}
-        reqs = [AnnSearchRequest(data=data[head.composite], anns_field=head.composite, param=head.search_params,
-                                 limit=head.limit, expr=head.expr or None)]
+        reqs = [AnnRequest(head.composite, data[head.composite], head.search_params, head.limit, head.expr or None)]
         return BatchPlan(tuple(plans), data, reqs)
     data = {f: [p.vectors[f] for p in plans] for f in head.fields}
     per_req = head.requests[0].limit
-    reqs = [AnnSearchRequest(data=data[f], anns_field=f, param=head.search_params, limit=per_req,
-                             expr=head.expr or None) for f in head.fields]
+    reqs = [AnnRequest(f, data[f], head.search_params, per_req, head.expr or None) for f in head.fields]
     return BatchPlan(tuple(plans), data, reqs)
 
 

@@ -2,7 +2,8 @@
 checks, fills and switches the versioned product collections, `search` (mixed into
 `Store`) describes, loads, fetches, counts, searches and scans; `client` builds the
 MilvusClient and maps its errors; `spec` reads milvus/*.json and builds schemas and
-index parameters (pure); `expr` renders escaped expression literals (pure).
+index parameters (pure); `expr` renders escaped expression literals (pure);
+`requests` turns the query layer's plans into pymilvus requests and rankers (pure).
 
 Queries should filter on `has_image` / `has_text`: a product without a photo stores
 the zero vector in `image_vec` (it scores 0 under IP, but still occupies a slot in

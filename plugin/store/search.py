@@ -15,6 +15,7 @@ from .. import contract as C
 from . import spec as S
 from .client import not_found
 from .expr import ids_expr
+from .requests import hybrid_args
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class Reads:
                              anns_field=plan.anns_field, filter=plan.expr or "", limit=k, offset=offset,
                              output_fields=out, search_params=plan.search_params, timeout=timeout, **kw)
         else:
-            res = self._call("search", name, self.client.hybrid_search, name, plan.requests, plan.ranker, limit=k,
+            res = self._call("search", name, self.client.hybrid_search, name, *hybrid_args(plan), limit=k,
                              offset=offset, output_fields=out, timeout=timeout, **kw)
         hits = [_flatten(h) for h in (res[0] if res else [])]
         log.debug("search %s fields=%s offset=%d -> %d hits", name, plan.fields, offset, len(hits))
@@ -150,7 +151,7 @@ class Reads:
                              filter=p.expr or "", limit=p.limit, output_fields=out, search_params=p.search_params,
                              timeout=timeout)
         else:
-            res = self._call("search", name, self.client.hybrid_search, name, bplan.requests, p.ranker,
+            res = self._call("search", name, self.client.hybrid_search, name, *hybrid_args(bplan),
                              limit=p.limit, output_fields=out, timeout=timeout)
         hits = [[_flatten(h) for h in q] for q in res]
         if len(hits) != len(bplan.plans):

@@ -10,6 +10,7 @@ import pytest
 from samestyle import contract as C
 from samestyle.errors import ConfigError
 from samestyle.query import requests as R
+from samestyle.store import requests as SR
 from samestyle.store import spec as S
 
 D = 8
@@ -54,6 +55,8 @@ def test_composite_plans_with_other_weights_share_a_call():
     bp = R.batch([a, b])
     assert list(bp.data) == ["views_vec"] and len(bp.requests) == 1
     assert np.allclose(bp.data["views_vec"][1], b.single_vector)
+    ann = SR.ann_requests(bp)[0]  # the store's pymilvus request: both queries in one call
+    assert ann.anns_field == "views_vec" and len(ann.data) == 2 and ann.limit == a.limit
     plain = [R.plan({v: unit(rng) for v in C.VIEWS}, R.FIELDS, weights=w) for w in ([1, 1, 1], [5, 1, 0])]
     assert R.batch_key(plain[0]) != R.batch_key(plain[1])
 

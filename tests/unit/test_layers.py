@@ -44,6 +44,13 @@ def test_the_store_imports_nothing_above_it(path):
     assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
 
+@pytest.mark.parametrize("path", _modules(PLUGIN / "query"), ids=lambda p: p.name)
+def test_the_query_layer_builds_plain_data(path):
+    """Plans are plain data; the store turns them into pymilvus objects (store/requests.py)."""
+    bad = [m for m in _imports(path) if m.split(".")[0] == "pymilvus"]
+    assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
 def test_only_the_store_touches_a_milvus_client():
     users = [p.relative_to(ROOT).as_posix() for p in _modules(PLUGIN) + _modules(ROOT / "loaders")
              if any(m in ("pymilvus.MilvusClient", "pymilvus.milvus_client") for m in _imports(p))]

@@ -1,5 +1,6 @@
 """The pure request builders: which query view goes against which field, weights,
-rankers and the AnnSearchRequest contents, for each search type."""
+rankers and the request contents, for each search type; and the store's translation
+of a plan into pymilvus' AnnSearchRequest and rankers (samestyle.store.requests)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
 from samestyle import contract as C
 from samestyle.errors import InputError
 from samestyle.query import requests as R
+from samestyle.store import requests as SR
 
 D = 8
 
@@ -50,14 +52,21 @@ def test_builders_map_views_to_fields(builder, args, kw, fields, used):
     assert plan.fields == fields and plan.views_used == used
     assert len(plan.requests) == len(fields)
     for req, f in zip(plan.requests, fields):
-        assert isinstance(req, AnnSearchRequest)
-        assert req.anns_field == f and req.expr == '(brand == "x")'
-        assert req.param["metric_type"] == C.METRIC
-        assert req.param["params"]["ef"] >= req.limit
+        assert isinstance(req, R.AnnRequest)
+        assert req.field == f and req.expr == '(brand == "x")'
+        assert req.params["metric_type"] == C.METRIC
+        assert req.params["params"]["ef"] >= req.limit
         assert req.limit == (7 if len(fields) == 1 else R.candidates(7))
         src = {"image": IMG, "text": TXT, "fused": FUS}[used[f]]
         assert np.allclose(req.data[0], src)
     assert plan.limit == 7 and sum(plan.weights) == pytest.approx(1.0)
+    # The store's pymilvus requests carry the same parts.
+    anns, ranker = SR.hybrid_args(plan)
+    assert isinstance(ranker, WeightedRanker) and len(anns) == len(fields)
+    for ann, req in zip(anns, plan.requests):
+        assert isinstance(ann, AnnSearchRequest)
+        assert (ann.anns_field, ann.data, ann.param, ann.limit, ann.expr) == (
+            req.field, req.data, req.params, req.limit, req.expr)
 
 
 WEIGHTS = [
@@ -84,18 +93,37 @@ def test_bad_weights(weights):
 
 
 def test_rankers():
-    w = R.make_ranker("weighted", (0.25, 0.75))
+    w = SR.ranker("weighted", (0.25, 0.75))
     assert isinstance(w, WeightedRanker)
     assert w.dict() == {"strategy": "weighted", "params": {"weights": [0.25, 0.75], "norm_score": False}}
-    assert isinstance(R.make_ranker("rrf", (0.5, 0.5)), RRFRanker)
+    rrf = SR.ranker("rrf", (0.5, 0.5))
+    assert isinstance(rrf, RRFRanker) and rrf.dict()["params"]["k"] == R.RRF_K
     with pytest.raises(InputError):
-        R.make_ranker("max", (1.0,))
+        SR.ranker("max", (1.0,))
+    assert R.check_ranker("rrf") == "rrf"
+    with pytest.raises(InputError) as e:
+        R.plan({"image": IMG}, ["image_vec"], ranker="max")  # refused when the plan is built
+    assert e.value.field == "ranker"
+
+
+def test_query_layer_builds_plain_data():
+    """Plans hold plain data; pymilvus objects are built by the store at call time."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(R))
+    mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(m and m.split(".")[0] == "pymilvus" for m in mods)
+    plan = R.plan({"image": IMG, "text": TXT}, ["image_vec", "text_vec"], k=3)
+    assert not hasattr(plan, "ranker") and (plan.ranker_kind, len(plan.weights)) == ("weighted", 2)
 
 
 def test_plan_with_profile_and_rrf():
     plan = R.plan({"image": IMG, "text": TXT, "fused": FUS}, ["image_vec", "text_vec"], k=5, offset=5,
                   profile={"image_vec": 0.6, "text_vec": 0.2, "fused_vec": 0.2}, ranker="rrf")
-    assert plan.weights == pytest.approx((0.75, 0.25)) and isinstance(plan.ranker, RRFRanker)
+    assert plan.weights == pytest.approx((0.75, 0.25)) and plan.ranker_kind == "rrf"
+    assert isinstance(SR.hybrid_args(plan)[1], RRFRanker)
     assert plan.limit == 10 and all(r.limit == R.candidates(10) for r in plan.requests)
 
 
