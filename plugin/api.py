@@ -42,7 +42,7 @@ class Client:
 
     @property
     def searcher(self):
-        """The underlying samestyle.query.Searcher (pymilvus client at .client)."""
+        """The underlying samestyle.query.Searcher (its samestyle.store.Store at .store)."""
         if self._searcher is None:
             from .query.search import Searcher
 
@@ -138,16 +138,19 @@ class Client:
 
     # -- lifecycle ----------------------------------------------------------------------
     def upsert(self, products: Sequence[Mapping[str, Any]], *, force: bool = False,
-               photo_base: str | Path | None = ".", photo_options=None):
+               photo_base: str | Path | None = ".", photo_options=None, allow_blanking: bool = False):
         """Check, encode and upsert products (dicts with id, title, image, category and
         attributes); unchanged ones are skipped unless `force`. Bad records do not
         raise: they are in the returned UpsertReport's `.rejected`, with ingest's
         reasons. `image` may be a URL, a data: URI, bytes, or a path inside
-        `photo_base` (None refuses local paths)."""
+        `photo_base` (None refuses local paths). A product with an empty title or no
+        photo whose stored product has one is rejected (`would_blank`) and the stored
+        one kept, unless `allow_blanking`."""
         from . import products as P
 
-        return P.upsert(products, client=self.searcher.client, settings=self.settings, encoder=self.encoder,
-                        photo_base=photo_base, photo_options=photo_options, force=force)
+        return P.upsert(products, store=self.searcher.store, settings=self.settings, encoder=self.encoder,
+                        photo_base=photo_base, photo_options=photo_options, force=force,
+                        allow_blanking=allow_blanking)
 
     def get(self, product_ids: str | Sequence[str], *, vectors: bool = False) -> dict[str, dict] | dict | None:
         """Stored products by id: {id: row} for a list (missing ids absent), the row
@@ -155,7 +158,7 @@ class Client:
         from . import products as P
 
         one = isinstance(product_ids, str)
-        rows = P.get([product_ids] if one else list(product_ids), client=self.searcher.client,
+        rows = P.get([product_ids] if one else list(product_ids), store=self.searcher.store,
                      settings=self.settings, vectors=vectors)
         return rows.get(product_ids) if one else rows
 
@@ -164,13 +167,13 @@ class Client:
         from . import products as P
 
         ids = [product_ids] if isinstance(product_ids, str) else list(product_ids)
-        return P.delete(ids, client=self.searcher.client, settings=self.settings)
+        return P.delete(ids, store=self.searcher.store, settings=self.settings)
 
     def collections(self) -> list[dict]:
         """Every collection: name, version, aliases, rows, model version, state."""
         from . import products as P
 
-        return P.collections(client=self.searcher.client, settings=self.settings)
+        return P.collections(store=self.searcher.store, settings=self.settings)
 
 
 def connect(milvus_uri: str | None = None, triton_url: str | None = None, *, collection: str | None = None,

@@ -7,7 +7,8 @@ and one search endpoint in the CLI's own vocabulary. Mounted by http.create_app.
                                     `samestyle serve` and samestyle.connect(url=...) uses
     POST   /v1/products            upsert: {"products": [{"id", "title", "image" (http(s) URL or data: URI),
                                     "category", attributes...}], "collection"?} or multipart (`products` JSON
-                                    + photo files named by each record's "image": "upload:<part name>")
+                                    + photo files named by each record's "image": "upload:<part name>"),
+                                    "force"?, "allow_blanking"? (an empty title/photo clears the stored one)
     GET    /v1/products/{id}       one stored product (404 when absent)
     POST   /v1/products/get        {"ids": [...], "vectors": false} -> {"products": {id: row}, "missing": [...]}
     DELETE /v1/products/{id}       delete one (404 when absent)
@@ -78,6 +79,10 @@ class UpsertIn(BaseModel):
     products: list[dict[str, Any]] = Field(..., min_length=1, max_length=MAX_UPSERT_RECORDS)
     collection: str | None = Field(None, max_length=255)
     force: bool = Field(False, description="re-encode and write even products whose content is unchanged")
+    allow_blanking: bool = Field(False, description="let a product with an empty title or no photo clear the title or "
+                                                    "photo (and its vectors) of the stored product with its id "
+                                                    "(default: such a product is rejected, kind would_blank, and "
+                                                    "the stored one kept)")
 
 
 class IdsIn(BaseModel):
@@ -160,7 +165,7 @@ def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
     @app.get("/v1/collections", tags=["lifecycle"])
     async def list_collections():
         """Every collection: name, version, aliases, row count, model version, state."""
-        return await call(lambda: {"collections": P.collections(client=backend.get(False).client,
+        return await call(lambda: {"collections": P.collections(store=backend.get(False).store,
                                                                  settings=settings),
                                    "alias": settings.collection}, "listing collections")
 
@@ -168,7 +173,7 @@ def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
     async def get_product(product_id: str, collection: str | None = None, vectors: bool = False):
         """One stored product: its fields and attributes (and vectors with ?vectors=true)."""
         def make():
-            rows = P.get([product_id], client=backend.get(False).client, settings=settings,
+            rows = P.get([product_id], store=backend.get(False).store, settings=settings,
                          collection=collection, vectors=vectors)
             return rows.get(product_id)
 
@@ -181,7 +186,7 @@ def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
     @app.post("/v1/products/get", tags=["lifecycle"])
     async def get_products(q: IdsIn):
         def make():
-            rows = P.get(q.ids, client=backend.get(False).client, settings=settings, collection=q.collection,
+            rows = P.get(q.ids, store=backend.get(False).store, settings=settings, collection=q.collection,
                          vectors=q.vectors)
             return {"products": rows, "missing": [i for i in dict.fromkeys(q.ids) if i not in rows]}
 
@@ -190,7 +195,7 @@ def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
     @app.delete("/v1/products/{product_id}", tags=["lifecycle"])
     async def delete_product(product_id: str, collection: str | None = None):
         def make():
-            return P.delete([product_id], client=backend.get(False).client, settings=settings,
+            return P.delete([product_id], store=backend.get(False).store, settings=settings,
                             collection=collection)
 
         res = await call(make, "deleting the product", collection=collection)
@@ -200,7 +205,7 @@ def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
 
     @app.post("/v1/products/delete", tags=["lifecycle"])
     async def delete_products(q: IdsIn):
-        return await call(lambda: P.delete(q.ids, client=backend.get(False).client, settings=settings,
+        return await call(lambda: P.delete(q.ids, store=backend.get(False).store, settings=settings,
                                            collection=q.collection), "deleting the products",
                           collection=q.collection)
 
@@ -215,7 +220,9 @@ def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
     @app.post("/v1/products", tags=["lifecycle"], openapi_extra=upsert_body)
     async def upsert_products(request: Request):
         """Upsert products: checked, photos loaded and encoded as by `samestyle ingest`
-        (unchanged ones skipped); per-record rejections come back with ingest's reasons."""
+        (unchanged ones skipped); per-record rejections come back with ingest's reasons.
+        A product with an empty title or no photo whose stored product has one is
+        rejected (`would_blank`) and the stored one kept, unless `allow_blanking`."""
         from .http import _json, _validate
 
         ctype = request.headers.get("content-type", "")
@@ -235,8 +242,8 @@ def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
 
         def make():
             s = backend.get(True)
-            return P.upsert(q.products, client=s.client, settings=settings, encoder=s.encoder,
-                            collection=q.collection, force=q.force).to_dict()
+            return P.upsert(q.products, store=s.store, settings=settings, encoder=s.encoder,
+                            collection=q.collection, force=q.force, allow_blanking=q.allow_blanking).to_dict()
 
         return await call(make, "the upsert", max(limit_s, 120.0), collection=q.collection)
 

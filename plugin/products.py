@@ -40,10 +40,10 @@ class UpsertReport:
                 "rejected": self.rejected, "took_ms": round(self.took_ms, 1)}
 
 
-def _store(client, settings, collection: str | None):
-    from .store.collections import Store
-
-    return Store(client, alias=collection or settings.collection, profile=settings.resolved_profile)
+def _store(store, settings, collection: str | None):
+    """`store` (a samestyle.store.Store, the one owner of Milvus calls) for the collection
+    the call names, else the settings' one."""
+    return store.for_alias(collection or settings.collection)
 
 
 def _target(store) -> str:
@@ -57,17 +57,19 @@ def _target(store) -> str:
     return name
 
 
-def upsert(records: Sequence[Mapping[str, Any]], *, client, settings, encoder, collection: str | None = None,
+def upsert(records: Sequence[Mapping[str, Any]], *, store, settings, encoder, collection: str | None = None,
            photo_base: str | Path | None = None, photo_options=None, columns=None,
-           force: bool = False) -> UpsertReport:
+           force: bool = False, allow_blanking: bool = False) -> UpsertReport:
     """Check, encode and upsert `records` into the collection (alias; created as
     `<alias>_v1` when missing, as ingest does) — unchanged products (same content
     hash) are skipped unless `force`. Bad records never raise:
     they come back in `report.rejected`. Raises for an infrastructure failure or a
     missing collection. `photo_base`: folder local photo paths are confined to (None:
-    local paths are refused, as over HTTP)."""
+    local paths are refused, as over HTTP). A record with an empty title (or no photo)
+    for a stored product that has one is rejected (`would_blank`, as by ingest) and the
+    stored product kept, unless `allow_blanking`. `store`: a samestyle.store.Store."""
     from .loaders.photos import PhotoError, PhotoLoader, PhotoOptions
-    from .loaders.pipeline import upsert_isolating
+    from .loaders.pipeline import refuse_blanking, stored_content_fields, upsert_isolating
     from .loaders.sources import RawRecord
     from .loaders.transform import ColumnMap, Parsed, Product, Rejected, Transformer
 
@@ -75,7 +77,7 @@ def upsert(records: Sequence[Mapping[str, Any]], *, client, settings, encoder, c
         raise InputError(f"{len(records)} records in one call, over the limit of {MAX_UPSERT}", field="products",
                          fix=f"send at most {MAX_UPSERT} per call")
     t0 = time.perf_counter()
-    store = _store(client, settings, collection)
+    store = _store(store, settings, collection)
     # as ingest: the alias's collection (checked against the model), else a new version
     name, alias_pending = store.resolve_target({"model_version": encoder.model_version, "embed_dim": int(encoder.dim)})
     report = UpsertReport(store.alias, encoder.model_version, received=len(records))
@@ -106,8 +108,15 @@ def upsert(records: Sequence[Mapping[str, Any]], *, client, settings, encoder, c
                     item = tr.reject_photo(item, exc.kind, exc.reason)
         (products if isinstance(item, Product) else rejected).append(item)
 
-    stored = store.hashes(name, [p.id for p in products]) if products and not force else {}
-    todo = [p for p in products if stored.get(p.id) != p.content_hash]
+    # One look-up of the stored ids: content hash (skip unchanged) and has_text/has_image
+    # (a record must not blank what is stored: the ingest pipeline's own check).
+    fields = stored_content_fields(store.spec)
+    stored = store.fetch(name, [p.id for p in products], fields) if products and not (force and allow_blanking) else {}
+    if stored and not allow_blanking:
+        blanking = refuse_blanking(products, stored, store.spec, tr.cols, where="field", allow="set allow_blanking")
+        rejected += blanking.values()
+        products = [p for p in products if p.line not in blanking]
+    todo = products if force else [p for p in products if (stored.get(p.id) or {}).get(fields[0]) != p.content_hash]
     report.unchanged = len(products) - len(todo)
     rows = []
     if todo:
@@ -148,12 +157,12 @@ def _check_ids(ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def get(ids: Sequence[str], *, client, settings, collection: str | None = None,
+def get(ids: Sequence[str], *, store, settings, collection: str | None = None,
         vectors: bool = False) -> dict[str, dict]:
     """{id: stored product} for the ids that exist (scalars and attributes; the three
     vectors too with `vectors`). Missing ids are absent."""
     ids = _check_ids(ids)
-    store = _store(client, settings, collection)
+    store = _store(store, settings, collection)
     name = _target(store)
     rows = store.fetch(name, ids, ["*"])  # every field, the dynamic attributes too
     drop = set() if vectors else {*store.spec.vector_fields.values(), store.composite_field(name)}
@@ -170,18 +179,15 @@ def get(ids: Sequence[str], *, client, settings, collection: str | None = None,
     return out
 
 
-def delete(ids: Sequence[str], *, client, settings, collection: str | None = None) -> dict:
+def delete(ids: Sequence[str], *, store, settings, collection: str | None = None) -> dict:
     """Delete products by id: {"deleted": [ids that existed], "missing": [the rest]}."""
     ids = _check_ids(ids)
-    store = _store(client, settings, collection)
+    store = _store(store, settings, collection)
     present = set(store.delete(_target(store), ids))
     return {"collection": store.alias, "deleted": [i for i in ids if i in present],
             "missing": [i for i in ids if i not in present]}
 
 
-def collections(*, client, settings) -> list[dict]:
+def collections(*, store, settings) -> list[dict]:
     """Every collection with its version, aliases, row count and model version."""
-    from .store.collections import Store
-
-    store = Store(client, alias=settings.collection, profile=settings.resolved_profile)
-    return [c.to_dict() for c in store.list()]
+    return [c.to_dict() for c in _store(store, settings, None).list()]

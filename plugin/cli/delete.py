@@ -55,7 +55,7 @@ def command(settings, ids, id_file, collection, dry_run, as_json):
             out = {"collection": store.alias, "dry_run": True, "would_delete": [i for i in uniq if i in present],
                    "missing": [i for i in uniq if i not in present]}
         else:
-            out = P.delete(wanted, client=store.client, settings=settings, collection=collection)
+            out = P.delete(wanted, store=store, settings=settings, collection=collection)
 
     def human(o):
         done = o.get("would_delete", o.get("deleted", []))

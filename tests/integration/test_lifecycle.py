@@ -151,6 +151,94 @@ def test_http_upsert_multipart_and_refusals(api, catalogue):
     assert r.status_code == 415
 
 
+_KEPT = ("content_hash", "title", "image_uri", "has_text", "has_image", "text_vec", "image_vec", "fused_vec")
+
+
+def _check_blanking_refused(rejected: list[dict], stored_before: dict, stored_after: dict) -> None:
+    """B1 (title left out) and B2 (photo left out) refused as would_blank, naming the
+    product, the field and the fix; their stored title, photo and vectors unchanged."""
+    assert [(r["line"], r["id"], r["field"], r["kind"]) for r in rejected] == [
+        (1, "B1", "title", "would_blank"), (2, "B2", "image", "would_blank")]
+    for r, what in zip(rejected, ("title", "photo")):
+        assert r["reason"].startswith(f"product [{r['id']}]: {what} is empty but the stored product has one"), r
+        assert f"fill the field [{r['field']}] or set allow_blanking to clear it" in r["reason"], r
+    for pid in ("B1", "B2"):
+        assert {k: stored_after[pid][k] for k in _KEPT} == {k: stored_before[pid][k] for k in _KEPT}
+
+
+def test_api_upsert_never_blanks_a_stored_title_or_photo_unless_allowed(lifecycle_settings, onnx_encoder,
+                                                                          catalogue):
+    photo = _photo(catalogue).read_bytes()
+    ids = ["B1", "B2", "B3", "B4"]
+    with samestyle.connect(settings=lifecycle_settings, collection="blanking_api", encoder=onnx_encoder) as ss:
+        assert ss.upsert([{"id": "B1", "title": "Grey wool coat", "image": photo, "category": "Coats"},
+                          {"id": "B2", "title": "Grey wool coat", "image": photo, "category": "Coats"},
+                          {"id": "B3", "title": "Blue cotton tee", "category": "Tees"}]).upserted == 3
+        before = ss.get(ids, vectors=True)
+        assert all(before[i]["has_text"] and before[i]["has_image"] for i in ("B1", "B2"))
+        blank = [{"id": "B1", "image": photo, "category": "Coats"},  # title left out
+                 {"id": "B2", "title": "Grey wool coat", "category": "Coats"}]  # photo left out
+        rep = ss.upsert([*blank, {"id": "B3", "title": "Blue cotton tee, slim fit", "category": "Tees"},
+                         {"id": "B4", "title": "Red knitted scarf", "category": "Scarves"}])
+        assert (rep.upserted, rep.unchanged, len(rep.rejected)) == (2, 0, 2), rep.to_dict()
+        after = ss.get(ids, vectors=True)
+        _check_blanking_refused(rep.rejected, before, after)
+        # the other products of the same call landed
+        assert after["B3"]["title"] == "Blue cotton tee, slim fit" and after["B4"]["title"] == "Red knitted scarf"
+        # force re-encodes unchanged products; it does not allow blanking
+        assert [r["kind"] for r in ss.upsert(blank, force=True).rejected] == ["would_blank", "would_blank"]
+        assert (ss.get("B1")["title"], ss.get("B2")["has_image"]) == ("Grey wool coat", True)
+
+        rep = ss.upsert(blank, allow_blanking=True)
+        assert (rep.upserted, rep.rejected) == (2, []), rep.to_dict()
+        cleared = ss.get(["B1", "B2"], vectors=True)
+        assert (cleared["B1"]["title"], cleared["B1"]["has_text"], cleared["B1"]["has_image"]) == ("", False, True)
+        assert not any(cleared["B1"]["text_vec"]) and cleared["B1"]["image_vec"] == before["B1"]["image_vec"]
+        assert (cleared["B2"]["has_image"], cleared["B2"]["has_text"]) == (False, True)
+        assert not any(cleared["B2"]["image_vec"]) and cleared["B2"]["text_vec"] == before["B2"]["text_vec"]
+
+
+def test_http_upsert_never_blanks_a_stored_title_or_photo_unless_allowed(api, catalogue):
+    """POST /v1/products, into a collection the request names: the same guard and
+    rejection as the Python API; `allow_blanking` in the body clears deliberately, and
+    the OpenAPI document describes it."""
+    data_uri = "data:image/jpeg;base64," + base64.b64encode(_photo(catalogue).read_bytes()).decode()
+    ids = ["B1", "B2", "B3", "B4"]
+    col = "blanking_http"
+
+    def upsert(products, **body):
+        r = api.post("/v1/products", json={"products": products, "collection": col, **body})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def stored():
+        r = api.post("/v1/products/get", json={"ids": ids, "collection": col, "vectors": True})
+        assert r.status_code == 200, r.text
+        return r.json()["products"]
+
+    assert upsert([{"id": "B1", "title": "Grey wool coat", "image": data_uri, "category": "Coats"},
+                   {"id": "B2", "title": "Grey wool coat", "image": data_uri, "category": "Coats"},
+                   {"id": "B3", "title": "Blue cotton tee", "category": "Tees"}])["upserted"] == 3
+    before = stored()
+    blank = [{"id": "B1", "image": data_uri, "category": "Coats"}, {"id": "B2", "title": "Grey wool coat",
+                                                                    "category": "Coats"}]
+    rep = upsert([*blank, {"id": "B3", "title": "Blue cotton tee, slim fit", "category": "Tees"},
+                  {"id": "B4", "title": "Red knitted scarf", "category": "Scarves"}])
+    assert (rep["upserted"], rep["unchanged"], rep["failed"]) == (2, 0, 2), rep
+    after = stored()
+    _check_blanking_refused(rep["rejected"], before, after)
+    assert after["B3"]["title"] == "Blue cotton tee, slim fit" and after["B4"]["title"] == "Red knitted scarf"
+
+    rep = upsert(blank, allow_blanking=True)
+    assert (rep["upserted"], rep["failed"]) == (2, 0), rep
+    cleared = stored()
+    assert (cleared["B1"]["has_text"], cleared["B1"]["has_image"], cleared["B2"]["has_image"]) == (False, True, False)
+
+    schema = api.get("/openapi.json").json()["paths"]["/v1/products"]["post"]["requestBody"]["content"]
+    prop = schema["application/json"]["schema"]["properties"]["allow_blanking"]
+    assert prop["type"] == "boolean" and prop["default"] is False and "would_blank" in prop["description"]
+
+
 def test_cli_uses_the_stack_serve_advertises(lifecycle_settings, onnx_encoder, samestyle_cli, tmp_path):
     """With a serve advertised in the data dir, `samestyle search` goes through its HTTP
     API: same answer as the direct path, and pymilvus/numpy/torch never imported."""
