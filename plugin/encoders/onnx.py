@@ -15,6 +15,7 @@ from .. import contract as C
 from ..errors import EncodeError
 from ..model import preprocess as pp
 from .base import EncodedBatch, Encoder, ProductInput
+from .batch import encode_batch
 
 
 def _session(path: Path, threads: int | None):
@@ -53,32 +54,16 @@ class OnnxEncoder(Encoder):
         return pp.split_views(self.fusion.run([C.T_EMBEDDING], feeds)[0])
 
     def encode_batch(self, products: Sequence[ProductInput]) -> EncodedBatch:
-        n = len(products)
-        errors: list[EncodeError | None] = [None] * n
-        pixels: dict[int, np.ndarray] = {}
-        titles = [""] * n
-        for i, p in enumerate(products):
-            try:
-                titles[i] = pp.clean_title(p.text, self.consts)
-                if p.image:
-                    pixels[i] = pp.decode_image(p.image, self.consts)
-                if not titles[i] and i not in pixels:
-                    raise pp.PreprocessError("image,text", "product has neither a photo nor a title")
-            except pp.PreprocessError as exc:
-                errors[i] = EncodeError(f"product [{p.id}]: {exc}", product_id=p.id, field=exc.field)
-                titles[i] = ""
-                pixels.pop(i, None)
-        img_tok = np.zeros((n, C.IMAGE_TOKENS, C.IMAGE_FEATURE_DIM), dtype=np.float32)
-        img_mask = np.zeros((n, C.IMAGE_TOKENS), dtype=np.int64)
-        if pixels:
-            idx = sorted(pixels)
-            img_tok[idx] = self.image_tokens(np.stack([pixels[i] for i in idx]))
-            img_mask[idx] = 1
-        enc = pp.tokenize(self.tokenizer, titles)
-        txt_tok = np.zeros((n, self.max_len, C.TEXT_FEATURE_DIM), dtype=np.float32)
-        has_text = [i for i, t in enumerate(titles) if t]
-        if has_text:
-            sub = {k: v[has_text] for k, v in enc.items()}
-            txt_tok[has_text] = self.text_tokens(sub)
-        views = self.fuse(img_tok, img_mask, txt_tok, enc[C.T_ATTENTION_MASK]) if n else {v: np.zeros((0, self.dim), np.float32) for v in C.VIEWS}
+        def run_backbones(pixel_values, text_inputs):
+            return (None if pixel_values is None else self.image_tokens(pixel_values),
+                    None if text_inputs is None else self.text_tokens(text_inputs))
+
+        def run_fusion(feeds):
+            return self.fusion.run([C.T_EMBEDDING], feeds)[0]
+
+        views, failures = encode_batch([p.image for p in products], [p.text for p in products], self.consts,
+                                       self.tokenizer, self.dim, run_backbones, run_fusion)
+        errors: list[EncodeError | None] = [
+            None if exc is None else EncodeError(f"product [{p.id}]: {exc}", product_id=p.id, field=exc.field)
+            for p, exc in zip(products, failures)]
         return EncodedBatch([p.id for p in products], views["image"], views["text"], views["fused"], errors)

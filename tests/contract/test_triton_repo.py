@@ -16,9 +16,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 from samestyle import contract as C
 from samestyle.config import DEFAULT_MODEL_DIR, ROOT
 from samestyle.model.checkpoint import read_manifest
-from samestyle.triton_repo import (ENTRY_FILES, ONNX_SOURCES, SKELETON, build_repository, default_tuning,
-                                missing_files, model_configs, strip_dynamic_batching, with_tuning,
-                                without_dynamic_batching)
+from samestyle.triton_repo import (BACKBONE_SRC, ENTRY_FILES, ONNX_SOURCES, SKELETON, backbone_model_py,
+                                build_repository, default_tuning, missing_files, model_configs,
+                                strip_dynamic_batching, with_tuning, without_dynamic_batching)
 
 MANIFEST = read_manifest(DEFAULT_MODEL_DIR)
 D, L = MANIFEST["embed_dim"], MANIFEST["max_text_len"]
@@ -82,9 +82,17 @@ def test_committed_config_matches_the_contract(name):
     assert cfg.parameters["model_version"].string_value == MANIFEST["model_version"]
 
 
-def test_backbone_model_py_copies_are_identical():
-    texts = {m: (SKELETON / m / "1" / "model.py").read_text() for m in ONNX_SOURCES}
-    assert len(set(texts.values())) == 1, "image/text/fusion model.py must stay one generic file"
+def test_backbone_model_py_is_generated_from_one_source(triton_repo):
+    """image/text/fusion model.py: plugin/triton_backbone.py under a header, written by
+    export and never committed (so no copy can drift)."""
+    want = backbone_model_py()
+    assert want.endswith(BACKBONE_SRC.read_text()) and want.startswith("# Generated")
+    compile(want, "model.py", "exec")
+    for m in ONNX_SOURCES:
+        assert (triton_repo / m / "1" / "model.py").read_text() == want, m
+    paths = [f"triton_models/{m}/1/model.py" for m in ONNX_SOURCES]
+    tracked = subprocess.run(["git", "ls-files", "--", *paths], cwd=ROOT, capture_output=True, text=True).stdout
+    assert not tracked.split(), f"committed copies of the generated backbone model.py: {tracked.split()}"
 
 
 def test_onnx_graphs_have_the_configs_interface(onnx_bundle):
@@ -105,8 +113,8 @@ def test_onnx_graphs_have_the_configs_interface(onnx_bundle):
 
 def test_generated_files_are_gitignored(triton_repo):
     written = [p.relative_to(triton_repo) for p in triton_repo.rglob("*") if p.is_file()]
-    generated = [str(Path("triton_models") / p) for p in written
-                 if p.name not in ("config.pbtxt", "model.py")]
+    committed = [Path(m) / "config.pbtxt" for m in MODELS] + [Path(C.ENTRY_MODEL) / "1" / "model.py"]
+    generated = [str(Path("triton_models") / p) for p in written if p not in committed]
     assert generated
     res = subprocess.run(["git", "check-ignore", "--no-index", *generated], cwd=ROOT, capture_output=True, text=True)
     ignored = set(res.stdout.split())
@@ -121,6 +129,9 @@ def test_built_repository_is_complete(triton_repo):
     assert names["models"] == {"image": C.IMAGE_MODEL, "text": C.TEXT_MODEL, "fusion": C.FUSION_MODEL}
     assert names["outputs"]["error"] == C.OUT_ERROR and names["embed_dim"] == D
     assert (entry / "preprocess.py").read_text() == (ROOT / "plugin" / "model" / "preprocess.py").read_text()
+    # The entry model runs the in-process encoder's own steps.
+    assert (entry / "batch.py").read_text() == (ROOT / "plugin" / "encoders" / "batch.py").read_text()
+    assert "import batch" in (entry / "model.py").read_text()
 
 
 def test_missing_onnx_is_reported(triton_repo, tmp_path):

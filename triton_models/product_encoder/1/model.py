@@ -2,12 +2,13 @@
 out, per-product errors beside them.
 
 Runs in Triton's python backend (serving environment) and calls the encoders through
-BLS. It mirrors `samestyle.encoders.onnx.OnnxEncoder.encode_batch` step for step, so the
-vectors match the in-process runtime: decode + tokenize here (preprocess.py, copied
-in by `samestyle export`, with constants from preprocess.json and tokenizer.json
-beside it; nothing is fetched at load), run the image encoder only for products with
-a photo and the text encoder only for those with a title, then the fusion encoder
-once on the 3B batch of views.
+BLS. The steps are `batch.encode_batch`, the same function the in-process
+`samestyle.encoders.onnx.OnnxEncoder` runs (plugin/encoders/batch.py, copied in by
+`samestyle export` with preprocess.py, preprocess.json and tokenizer.json beside it;
+nothing is fetched at load), so the vectors match: decode + tokenize, the image encoder
+only for products with a photo and the text encoder only for those with a title (here
+both at once), then the fusion encoder once on the 3B batch of views. This file only
+supplies those three calls and turns Triton requests into a batch and back.
 
 A product whose photo cannot be decoded, or that has neither photo nor title, gets
 zero vectors and its reason in `error` ("field: reason"); the rest of the batch is
@@ -22,6 +23,7 @@ import os
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+import batch
 import preprocess as pp
 
 
@@ -52,57 +54,31 @@ class TritonPythonModel:
     async def _gather(self, calls):
         return await asyncio.gather(*[req.async_exec() for req in calls])
 
-    # -- the pipeline ------------------------------------------------------------
-    def _encode(self, images: list, texts: list):
-        n = len(images)
+    # -- the pipeline: batch.encode_batch with BLS calls ---------------------------
+    def _run_backbones(self, pixel_values, text_inputs):
         t, m = self.names["tensors"], self.names["models"]
-        errors = [""] * n
-        pixels = {}
-        titles = [""] * n
-        for i in range(n):
-            try:
-                titles[i] = pp.clean_title(texts[i], self.consts)
-                if images[i]:
-                    pixels[i] = pp.decode_image(images[i], self.consts)
-                if not titles[i] and i not in pixels:
-                    raise pp.PreprocessError("image,text", "product has neither a photo nor a title")
-            except pp.PreprocessError as exc:
-                errors[i] = str(exc)
-                titles[i] = ""
-                pixels.pop(i, None)
-        img_tok = np.zeros((n, int(self.consts["image_tokens"]), int(self.consts["image_feature_dim"])), np.float32)
-        img_mask = np.zeros((n, int(self.consts["image_tokens"])), np.int64)
-        enc = pp.tokenize(self.tokenizer, titles)
-        txt_tok = np.zeros((n, self.max_len, int(self.consts["text_feature_dim"])), np.float32)
-        has_img = sorted(pixels)
-        has_text = [i for i, s in enumerate(titles) if s]
         calls, kinds = [], []
-        if has_img:  # a text-only batch never reaches the image encoder
-            calls.append(self._request(m["image"], {t["pixel_values"]: np.stack([pixels[i] for i in has_img])},
-                                       t["image_tokens"]))
+        if pixel_values is not None:  # a text-only batch never reaches the image encoder
+            calls.append(self._request(m["image"], {t["pixel_values"]: pixel_values}, t["image_tokens"]))
             kinds.append("image")
-        if has_text:
-            sub = {t[k]: enc[k][has_text] for k in ("input_ids", "attention_mask", "token_type_ids")}
-            calls.append(self._request(m["text"], sub, t["text_tokens"]))
+        if text_inputs is not None:
+            calls.append(self._request(m["text"], {t[k]: v for k, v in text_inputs.items()}, t["text_tokens"]))
             kinds.append("text")
-        if calls:
-            for kind, resp in zip(kinds, self.loop.run_until_complete(self._gather(calls))):
-                if kind == "image":
-                    img_tok[has_img] = self._output(resp, t["image_tokens"], m["image"])
-                    img_mask[has_img] = 1
-                else:
-                    txt_tok[has_text] = self._output(resp, t["text_tokens"], m["text"])
-        if not calls:
-            # Every product failed: all views are zero (the fusion encoder's output for
-            # fully masked input), so skip the call. This is also what lets the
-            # warmup (empty strings) run before the server accepts BLS requests.
-            zero = np.zeros((n, self.dim), np.float32)
-            return {"fused": zero, "image": zero, "text": zero}, errors
-        feeds = pp.view_inputs(img_tok, img_mask, txt_tok, enc["attention_mask"])
-        feeds = {t[k]: v for k, v in feeds.items()}
-        resp = self._request(m["fusion"], feeds, t["embedding"]).exec()
-        views = pp.split_views(self._output(resp, t["embedding"], m["fusion"]))
-        return views, errors
+        out = {"image": None, "text": None}
+        for kind, resp in zip(kinds, self.loop.run_until_complete(self._gather(calls))):
+            key = "image_tokens" if kind == "image" else "text_tokens"
+            out[kind] = self._output(resp, t[key], m[kind])
+        return out["image"], out["text"]
+
+    def _run_fusion(self, feeds):
+        t, m = self.names["tensors"], self.names["models"]
+        resp = self._request(m["fusion"], {t[k]: v for k, v in feeds.items()}, t["embedding"]).exec()
+        return self._output(resp, t["embedding"], m["fusion"])
+
+    def _encode(self, images: list, texts: list):
+        views, errors = batch.encode_batch(images, texts, self.consts, self.tokenizer, self.dim,
+                                           self._run_backbones, self._run_fusion)
+        return views, ["" if e is None else str(e) for e in errors]
 
     def execute(self, requests):
         ins, outs = self.names["inputs"], self.names["outputs"]

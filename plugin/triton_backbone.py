@@ -1,9 +1,10 @@
 """One ONNX graph served by ONNX Runtime inside Triton's python backend.
 
-The same file serves image_backbone, text_backbone and fusion_encoder (the copies are
-kept identical by tests/contract/test_triton_repo.py): tensor names, dtypes and the
-graph come from this model's own config.pbtxt and `1/model.onnx`, so nothing here is
-specific to one model. Used in the `python` flavour, where the tritonserver of
+The one source of the `1/model.py` of image_backbone, text_backbone and fusion_encoder:
+`samestyle export` (samestyle.triton_repo) writes it into each of them. Never imported
+by the app; it runs in the serving environment. Tensor names, dtypes and the graph
+come from the model's own config.pbtxt and `1/model.onnx`, so nothing here is specific
+to one model. Used in the `python` flavour, where the tritonserver of
 nvidia-pytriton has no native onnxruntime backend.
 
 All requests of a dynamic batch are concatenated into one ONNX Runtime call and the
