@@ -55,6 +55,11 @@ MAX_BATCH = 64  # products per Milvus call in by_products
 class ProductNotFound(InputError):
     code = "not_found"
 
+    def __init__(self, message: str, **kw):
+        kw.setdefault("fix", "check the id (ids are matched exactly), or the collection searched "
+                             "(--collection / SAMESTYLE_COLLECTION); a product must be ingested first")
+        super().__init__(message, **kw)
+
 
 @dataclass
 class SearchOptions:

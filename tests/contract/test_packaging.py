@@ -1,22 +1,19 @@
 """The distribution: one import name, `samestyle`, over plugin/ and loaders/, with its
 data files; the wheel, installed into a fresh venv outside the checkout, runs.
 
-The wheel test builds with the running environment's setuptools (no build isolation,
-no network) and installs with --no-deps --no-index into a venv that sees this
-environment's site-packages through a .pth line, so it needs no download and takes
-seconds; what it checks is the wheel's own content."""
+The wheel (tests/fixtures/wheel.py: built without network, installed with --no-deps
+--no-index into a venv that sees this environment's site-packages) is checked here for
+its content, `samestyle --help` and its data paths, in seconds; the Python API and the
+demo run from it in tests/integration/test_wheel.py."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import sysconfig
 import tomllib
 import zipfile
 from pathlib import Path
 
-import pytest
+from tests.fixtures.wheel import install_wheel
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -72,20 +69,6 @@ def test_checkout_reads_data_in_place():
     assert resource("requirements") == ROOT / "requirements"
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation",
-                        "--no-index", "-w", str(out), str(ROOT)], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    # a folder Python can import but [tool.setuptools] packages does not list (data under
-    # a package: list it too), or a deprecated setting: setuptools warns, and we do not
-    for warning in ("absent from the `packages` configuration", "BuildBackendWarning: `project.license`"):
-        assert warning not in r.stdout + r.stderr, warning
-    (whl,) = out.glob("samestyle-*.whl")
-    return whl
-
-
 def test_wheel_content(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
@@ -101,22 +84,14 @@ def test_wheel_content(wheel):
 
 
 def test_wheel_installs_and_runs_outside_the_checkout(wheel, tmp_path):
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    py = venv / "bin" / "python"
-    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    # the dependencies: this environment's site-packages, after the venv's own
-    Path(site, "zz_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps",
-                        "--no-index", str(wheel)], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["HOME"] = str(tmp_path)  # the cache dir an installed package defaults to
+    """--help and the data paths; the Python API and the demo from the installed wheel
+    are tests/integration/test_wheel.py."""
+    inst = install_wheel(wheel, tmp_path)
+    site, env = inst.site, inst.env()
     work = tmp_path / "elsewhere"
     work.mkdir()
 
-    r = subprocess.run([str(venv / "bin" / "samestyle"), "--help"], cwd=work, env=env,
+    r = subprocess.run([str(inst.samestyle), "--help"], cwd=work, env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "search" in r.stdout, r.stderr
     probe = """
@@ -133,7 +108,7 @@ print(json.dumps({
     "loaders_top": importlib.util.find_spec("loaders") is not None,
 }))
 """
-    r = subprocess.run([str(py), "-c", probe], cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([str(inst.python), "-c", probe], cwd=work, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     import json
 
@@ -143,5 +118,5 @@ print(json.dumps({
     assert Path(got["milvus"]) == pkg / "_data" / "milvus"
     assert Path(got["skeleton"]) == pkg / "_data" / "triton_models"
     assert got["fields"] > 0 and "lite" in got["profiles"]
-    assert Path(got["triton_repo"]).is_relative_to(tmp_path), "an installed package builds its repository in the cache"
+    assert Path(got["triton_repo"]).is_relative_to(inst.home), "an installed package builds its repository in the cache"
     assert not got["plugin"] and not got["loaders_top"], "no top-level plugin/loaders may be installed"
