@@ -69,6 +69,8 @@ class TrainConfig:
     w_ti: float = 0.0
     w_self: float = 1.0
     w_mod: float = 0.0
+    mod_target: str = "fused"  # the view the modifier query must find: "fused" or "image"
+    mod_temperature: float | None = None  # InfoNCE temperature of the modifier term (None: self_temperature)
     w_local: float = 0.1
     w_local_image: float = 0.0
     local_temperature: float = 0.05
@@ -77,6 +79,10 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     fusion: dict = field(default_factory=dict)  # FusionConfig overrides
+
+    def __post_init__(self):
+        if self.mod_target not in ("fused", "image"):
+            raise ValueError(f"mod_target must be 'fused' or 'image', got {self.mod_target!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -300,7 +306,8 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
         L = _text_len(f, li, ri)
         (tt_l, am_l), (tt_r, am_r) = _text(f, li, L), _text(f, ri, L)
         views = model.views(it_l, im_l, tt_l, am_l)
-        if cfg.w_ii or cfg.w_ti:  # the right side's fused and photo views in one pass (no title view needed)
+        if cfg.w_ii or cfg.w_ti or (phrases is not None and cfg.mod_target == "image"):
+            # the right side's fused and photo views in one pass (no title view needed)
             out = model(it_r.repeat(2, 1, 1), torch.cat([im_r, im_r]), tt_r.repeat(2, 1, 1),
                         torch.cat([am_r, torch.zeros_like(am_r)]))
             right_views = {"fused": out[:B], "image": out[B:]}
@@ -332,7 +339,9 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
             if cfg.w_ti:
                 parts["ti"] = cfg.w_ti * contrastive(views["text"], right_views["image"], neg_ok, cfg)
         if phrases is not None:
-            parts["mod"] = cfg.w_mod * _modifier_term(model, f, li, ri, it_l, im_l, views["fused"], right, lab,
+            left_keys, right_keys = ((views["image"], right_views["image"]) if cfg.mod_target == "image"
+                                     else (views["fused"], right))
+            parts["mod"] = cfg.w_mod * _modifier_term(model, f, li, ri, it_l, im_l, left_keys, right_keys, lab,
                                                       col_t, phrases, mod_rng, cfg)
         if frozen_img is not None and cfg.w_local:
             ref_img = F.normalize(torch.from_numpy(frozen_img[li].astype(np.float32)), dim=1)
@@ -368,10 +377,10 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
     return model, tail, history
 
 
-def _modifier_term(model, f, li, ri, it_l, im_l, left_fused, right, lab, col_t, phrases, rng, cfg):
-    """Photo of a + a phrase naming b's colour -> b's fused view, for group pairs whose
-    colours differ; every other product in the batch is a negative, except b itself
-    and products of b's group in b's colour."""
+def _modifier_term(model, f, li, ri, it_l, im_l, left_keys, right, lab, col_t, phrases, rng, cfg):
+    """Photo of a + a phrase naming b's colour -> b's view (`cfg.mod_target`: fused or
+    image), for group pairs whose colours differ; every other product in the batch is
+    a negative, except b itself and products of b's group in b's colour."""
     cl, cr = col_t[li], col_t[ri]
     rows = np.flatnonzero((li != ri) & (cl.numpy() != cr.numpy()) & (cr.numpy() >= 0) & f.has_image[li])
     if len(rows) == 0:
@@ -379,11 +388,12 @@ def _modifier_term(model, f, li, ri, it_l, im_l, left_fused, right, lab, col_t, 
     rows_t = torch.from_numpy(rows)
     ptok, pmask = phrases.pick(cr.numpy()[rows], rng)
     q = model(it_l[rows_t], im_l[rows_t], ptok, pmask)
-    keys = torch.cat([right, left_fused])
+    keys = torch.cat([right, left_keys])
     key_ids = torch.from_numpy(np.concatenate([ri, li]))
     key_lab = torch.cat([lab[ri], lab[li]])
     key_col = torch.cat([cr, cl])
     tid, tlab, tcol = torch.from_numpy(ri[rows]), lab[ri[rows]], cr[rows]
     same_item = key_ids[None, :] == tid[:, None]
     same_colourway = (key_lab[None, :] == tlab[:, None]) & (tlab[:, None] >= 0) & (key_col[None, :] == tcol[:, None])
-    return retrieval(q, keys, rows_t, ~(same_item | same_colourway), cfg.self_temperature or cfg.temperature)
+    return retrieval(q, keys, rows_t, ~(same_item | same_colourway),
+                     cfg.mod_temperature or cfg.self_temperature or cfg.temperature)

@@ -52,7 +52,7 @@ def _render(r: dict) -> None:
         click.echo(f"modifier queries ({r['modifier']['queries']}): the group's product of the asked colour")
         for name, m in r["modifier"].items():
             if isinstance(m, dict):
-                click.echo(f"  {name:<28} hit@1 {m['hit@1']:.3f}  hit@10 {m['hit@10']:.3f}")
+                click.echo(f"  {name:<40} hit@1 {m['hit@1']:.3f}  hit@10 {m['hit@10']:.3f}")
     for name, c in (r.get("category_check") or {}).items():
         click.echo(f"category {name} ({c['products']} products): i->i R@1 {c['i2i']['r@1']} "
                    f"(raw backbone {c['i2i raw backbone']['r@1']}), R@10 {c['i2i']['r@10']} "
@@ -174,6 +174,11 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
             "photo + colour word": ev.hits(mod_views["word"], views["fused"], rel_mod, own),
             "photo + 'but in <colour>'": ev.hits(mod_views["but"], views["fused"], rel_mod, own),
             "photo alone": ev.hits(views["image"][own], views["fused"], rel_mod, own),
+            # the same queries against the photo view (image_vec): where a model trained
+            # with --mod-target image puts the colourway
+            "photo + colour word -> image_vec": ev.hits(mod_views["word"], views["image"], rel_mod, own),
+            "photo + 'but in <colour>' -> image_vec": ev.hits(mod_views["but"], views["image"], rel_mod, own),
+            "photo alone -> image_vec": ev.hits(views["image"][own], views["image"], rel_mod, own),
         }
     checks = [c.partition("=")[::2] for c in category_checks] or [
         c.partition("=")[::2] for c in manifest.get("training", {}).get("excluded", [])]

@@ -39,6 +39,11 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
 @click.option("--w-mod", default=0.0, show_default=True,
               help="Weight of the modifier term: photo of a colourway + a colour phrase -> that colourway "
                    "(needs --colour-col).")
+@click.option("--mod-target", type=click.Choice(["fused", "image"]), default="fused", show_default=True,
+              help="The view the modifier query learns to find: the target colourway's fused view, or its photo "
+                   "view (keeps the fused view colour-blind; photo+modifier searches then go to image_vec).")
+@click.option("--mod-temperature", type=float,
+              help="InfoNCE temperature of the modifier term (default: --self-temperature).")
 @click.option("--w-local", default=0.1, show_default=True, help="Weight of the locality-consistency term.")
 @click.option("--w-local-image", default=0.0, show_default=True,
               help="Weight of the photo-view locality term (keeps the ImageNet neighbourhoods).")
@@ -63,7 +68,7 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
 @click.pass_obj
 def command(settings, catalogue, id_col, title_col, image_col, category_col, attr_cols, label_col, pairs_file,
             heldout, split_seed, steps, batch_size, lr, loss, margin, temperature, self_temperature, w_fused,
-            w_text, w_image, w_self, w_ii, w_ti, w_mod, w_local, w_local_image, tail_lr, self_colour_negatives,
+            w_text, w_image, w_self, w_ii, w_ti, w_mod, mod_target, mod_temperature, w_local, w_local_image, tail_lr, self_colour_negatives,
             colour_col, excludes, resume, embed_dim, skip, seed, threads, limit, out, as_json):
     """Train the fusion encoder and the photo tower's tail (on cached activations
     of the frozen stem) and write a versioned checkpoint (fusion.safetensors,
@@ -101,7 +106,8 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     pair_idx = np.array([(index[a], index[b]) for a, b in pairs], dtype=np.int64).reshape(-1, 2)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, loss=loss, margin=margin, temperature=temperature,
                       self_temperature=self_temperature, w_fused=w_fused, w_text=w_text, w_image=w_image,
-                      w_self=w_self, w_ii=w_ii, w_ti=w_ti, w_mod=w_mod, w_local=w_local,
+                      w_self=w_self, w_ii=w_ii, w_ti=w_ti, w_mod=w_mod, mod_target=mod_target,
+                      mod_temperature=mod_temperature, w_local=w_local,
                       w_local_image=w_local_image, tail_lr=tail_lr, self_colour_negatives=self_colour_negatives,
                       seed=seed, threads=threads, fusion={"embed_dim": embed_dim, "skip": skip})
     cat_sha = hashlib.sha256(catalogue.read_bytes()).hexdigest()

@@ -1,6 +1,8 @@
 """Training on a tiny generated set lowers the loss; evaluation metrics are right on
 hand-made cases; the CLI writes a loadable checkpoint."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -71,6 +73,22 @@ def test_tail_and_every_term_train(tiny_colours):
     moved = [k for k in a if not torch.equal(a[k], b[k])]
     assert moved and all(k.startswith(("net._blocks.15.", "net._conv_head.", "net._bn1.")) for k in moved)
     assert not any("running" in k for k in moved)
+
+
+def test_modifier_term_against_the_photo_view(tiny_colours):
+    """mod_target="image": photo of a + b's colour must find b's photo view; the term
+    alone (every other weight 0) trains, and its loss falls."""
+    data, feats = tiny_colours
+    cfg = dataclasses.replace(_full_cfg(steps=30, mod_target="image", mod_temperature=0.1),
+                              **{w: 0.0 for w in ("w_fused", "w_text", "w_image", "w_ii", "w_ti", "w_self",
+                                                  "w_local", "w_local_image")})
+    _, _, hist = train(feats, data.labels, np.arange(len(data)), _pairs(data), cfg, progress=False, log_every=1,
+                       colours=data.colours)
+    mods = [h["mod"] for h in hist]
+    assert all(m > 0 for m in mods)
+    assert np.mean(mods[-5:]) < 0.8 * np.mean(mods[:5])
+    with pytest.raises(ValueError, match="mod_target"):
+        _full_cfg(mod_target="title")
 
 
 def test_resume_reproduces_an_uninterrupted_run(tiny_colours, tmp_path):
