@@ -9,6 +9,7 @@ import json
 import os
 import signal
 
+import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
@@ -76,3 +77,28 @@ def test_milvus_killed_and_back_search_reloads_and_readyz_names_the_part(tmp_pat
                 assert r.json()["checks"]["triton"]["ok"] is None
     finally:
         server.stop()
+
+
+@pytest.mark.slow  # starts `samestyle serve` (a Milvus Lite child) and kills that child under load
+def test_milvus_killed_under_8_concurrent_clients_searches_recover_and_readyz_names_it(tmp_path):
+    """The restart above, under concurrency: a real serve, 8 clients searching by
+    product and /readyz polled while serve's Milvus Lite child is SIGKILLed and started
+    again by its supervisor. Every answer meanwhile is a documented error (no 500, no
+    dropped connection), /readyz names Milvus while it is down, and every client gets
+    200s again. Driven by `samestyle bench heal --child milvus`, which also times it
+    (the times are not asserted here)."""
+    from samestyle.bench.heal import run
+
+    report = run(tmp_path / "heal", "milvus", clients=8)
+    product = [a for a in report["_answers"] if a["kind"] == "product"]
+    down = [a for a in product if a["status"] != 200]
+    assert down, "no search failed: Milvus was not down"
+    assert all(a["status"] in (502, 503) and a["shaped"] for a in down), [a for a in down if a["status"] not in (502, 503)]
+    assert all(a["retry_after"] for a in down if a["status"] == 503)
+    summary = report["kinds"]["product"]
+    assert summary["recovered_s"] is not None and summary["no_answer"] == 0
+    last = {a["client"]: a for a in sorted(product, key=lambda a: a["end_s"])}
+    assert len(last) == 8 and all(a["status"] == 200 for a in last.values()), last  # every client answered again
+    seen = set(report["kinds"]["readyz"]["failed_seen"])  # Triton is a URL nothing listens on: always named
+    assert "milvus,triton" in seen and seen <= {"triton", "milvus,triton", "collection,triton"}, seen
+    assert report["new_child_s"] is not None and report["serve_exit"] == 0

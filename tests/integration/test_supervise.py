@@ -88,3 +88,31 @@ def test_a_killed_milvus_child_is_restarted_then_serve_gives_up_saying_why(tmp_p
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.triton  # serve starts a real tritonserver, and its supervisor starts it again
+def test_triton_killed_under_8_clients_product_searches_keep_answering_encoder_searches_503_then_work(
+        tmp_path, triton_repo):
+    """A real serve (local Triton + Milvus Lite) under 8 clients, half searching by
+    product, half by text, /readyz polled: tritonserver SIGKILLed. Driven by `samestyle
+    bench heal --child triton` (which also times it; the times are not asserted here)."""
+    from samestyle.bench.heal import run
+
+    report = run(tmp_path / "heal", "triton", clients=8, env=dict(os.environ, SAMESTYLE_TRITON_REPO=str(triton_repo)))
+    answers = report["_answers"]
+    product = [a for a in answers if a["kind"] == "product" and a["end_s"] >= 0]
+    assert product and all(a["status"] == 200 for a in product), [a for a in product if a["status"] != 200][:5]
+    text_down = [a for a in answers if a["kind"] == "text" and a["status"] != 200]
+    assert text_down, "no text search failed: Triton was not down"
+    for a in text_down:  # the documented outage answer: fast 503, Retry-After, naming Triton
+        assert (a["status"], a["code"], a["shaped"], a["retry_after"]) == (503, "server_unavailable", True, True), a
+        assert "Triton" in a["message"], a
+    text = report["kinds"]["text"]
+    assert text["recovered_s"] is not None and text["before_kill"]["by_status"].get("200")
+    last = {a["client"]: a for a in sorted(answers, key=lambda a: a["end_s"]) if a["kind"] != "readyz"}
+    assert len(last) == 8 and all(a["status"] == 200 for a in last.values()), last  # every client answered again
+    # /readyz named Triton (and only it) while it was down, and was 200 before and after.
+    assert set(report["kinds"]["readyz"]["failed_seen"]) <= {"", "triton"}, report["kinds"]["readyz"]
+    assert "triton" in report["kinds"]["readyz"]["failed_seen"]
+    assert report["new_child_s"] is not None and report["serve_exit"] == 0
