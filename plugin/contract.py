@@ -93,9 +93,15 @@ MAX_BATCH_IDS = 1000  # product ids in one HTTP batch search request
 SEARCH_TIMEOUT_S = 10.0  # HTTP request timeout for one search
 
 # --- dedup ------------------------------------------------------------------------
-# The threshold `dedup` recommends (its default): `samestyle bench dedup` scores it against
-# re-listed products (docs/benchmarks).
-DEDUP_THRESHOLD = 0.95
+# `dedup`'s default method: the photo (image_vec cosine) and the title (character trigrams)
+# scored apart, each product linked to its mutual best match only. Its threshold (on
+# DEDUP_IMAGE_WEIGHT x photo cosine + the rest x title overlap) is the one `samestyle bench
+# dedup` tuned on re-listed Myntra products (docs/benchmarks). A vector field name instead
+# of the method links products whose one vector is at least the threshold alike (union-find).
+DEDUP_PHOTO_TITLE = "photo+title"
+DEDUP_METHODS = (DEDUP_PHOTO_TITLE, *VECTOR_FIELDS.values())
+DEDUP_THRESHOLD = 0.92
+DEDUP_IMAGE_WEIGHT = 0.9
 
 
 def collection_name(version: int) -> str:

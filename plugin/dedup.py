@@ -1,11 +1,17 @@
 """Near-duplicate listing detection: the same product listed twice (by two suppliers,
-or re-uploaded with a reworded title).
+or re-uploaded with a re-cropped photo or a reworded title).
 
-Within each category, every pair of products whose vectors (fused_vec by default)
-have a cosine at or above a threshold is linked; linked products form clusters
-(union-find, so links are transitive). Similarities come from numpy matrix products
-over blocks of rows of one category at a time, never from a Python loop over pairs
-of products; memory stays at block x category-size floats.
+Within each category. The default method, photo+title, scores the photo and the title
+apart: candidates are each product's nearest neighbours by image_vec and by text_vec;
+a candidate pair scores DEDUP_IMAGE_WEIGHT x photo cosine + the rest x the titles'
+character-trigram overlap; titles carrying different numbers (two shades) never link;
+and a pair links only when it is the best match of both its products (mutual best),
+so lookalikes do not chain into one cluster. `samestyle bench dedup` tunes the
+threshold against re-listed products. With one vector field instead (fused_vec,
+image_vec, text_vec), every pair at or above the threshold cosine links and links are
+transitive (union-find). Similarities come from numpy matrix products over blocks of
+rows of one category at a time (an IVF index for a category of more than EXACT_MAX
+rows), never from a Python loop over pairs of products.
 
 When a label column is given (Myntra's `style_group`: same style, other colourway),
 clusters are scored pairwise: a predicted pair is two products in one cluster, a
@@ -17,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -125,6 +133,152 @@ def _unique(values: np.ndarray) -> list:
     for v in values.tolist():
         seen.setdefault(v, None)
     return list(seen)
+
+
+# --- photo+title: the photo and the title scored apart, mutual best matches --------------
+NEIGHBOURS = 5  # candidates per row and per vector field (photo, title)
+IMAGE_WEIGHT = C.DEDUP_IMAGE_WEIGHT
+_NUMBER = re.compile(r"\d+")
+
+
+def nearest(x: np.ndarray, groups: Sequence, k: int = NEIGHBOURS, block: int = 1024,
+            exact_max: int = EXACT_MAX) -> np.ndarray:
+    """Each row's k nearest other rows of its group by inner product, as an [n, k]
+    array of row indices (-1 where the group is smaller). A group of at most
+    `exact_max` rows is searched exactly (numpy blocks); a larger one through an IVF
+    index as `find_pairs` does (n^1.5)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    g = np.asarray(groups, dtype=object)
+    out = np.full((len(x), k), -1, dtype=np.int64)
+    for value in _unique(g):
+        idx = np.flatnonzero(g == value)
+        kk = min(k, len(idx) - 1)
+        if kk < 1:
+            continue
+        xc = x[idx]
+        if len(idx) > exact_max:
+            out[idx, :kk] = idx[_ann_nearest(xc, kk, block)]
+            continue
+        for start in range(0, len(idx), block):
+            sims = xc[start:start + block] @ xc.T
+            rows = np.arange(len(sims))
+            sims[rows, rows + start] = -np.inf  # not itself
+            part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+            out[idx[start:start + block], :kk] = idx[part]
+    return out
+
+
+def _ann_nearest(xc: np.ndarray, k: int, block: int) -> np.ndarray:
+    """Positions in xc of each row's k nearest others through an IVF-Flat index."""
+    import faiss
+
+    faiss.omp_set_num_threads(min(2, faiss.omp_get_max_threads()))
+    n, d = xc.shape
+    nlist = max(16, int(2 * np.sqrt(n)))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.niter = 10
+    index.cp.min_points_per_centroid = 16
+    index.train(xc[np.random.default_rng(0).choice(n, min(n, nlist * 16), replace=False)])
+    index.add(xc)
+    index.nprobe = min(ANN_NPROBE, nlist)
+    out = np.full((n, k), -1, dtype=np.int64)
+    for start in range(0, n, block * 8):
+        _, nn = index.search(xc[start:start + block * 8], k + 1)
+        rows = np.arange(start, start + len(nn))
+        for r, cand in zip(rows.tolist(), nn):
+            others = cand[(cand >= 0) & (cand != r)][:k]
+            out[r, :len(others)] = others
+    return out
+
+
+def candidate_pairs(n: int, *neighbour_lists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The unordered pairs (i < j), each once, that any of the [n, k] lists holds."""
+    keys = []
+    for nn in neighbour_lists:
+        rows = np.repeat(np.arange(n, dtype=np.int64), nn.shape[1])
+        cols = nn.ravel()
+        m = cols >= 0
+        keys.append(np.minimum(rows[m], cols[m]) * n + np.maximum(rows[m], cols[m]))
+    key = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+    return key // max(n, 1), key % max(n, 1)
+
+
+def title_grams(title: str | None) -> set[str]:
+    """Character trigrams of each lower-cased word, padded (' re', 'red', 'ed '): a
+    reordered title keeps them all, a typo or an abbreviation changes a few."""
+    out: set[str] = set()
+    for w in (title or "").lower().split():
+        w = f" {w} "
+        out.update(w[i:i + 3] for i in range(len(w) - 2))
+    return out
+
+
+def title_overlap(titles: Sequence[str | None], i: np.ndarray, j: np.ndarray, chunk: int = 200_000) -> np.ndarray:
+    """Jaccard overlap of title_grams for each pair (i[k], j[k]); 0 where a title is
+    empty. One sparse 0/1 matrix of hashed trigrams, products of its rows in chunks."""
+    from scipy import sparse
+
+    rows, cols = [], []
+    for r, t in enumerate(titles):
+        grams = {zlib.crc32(gram.encode()) & 0x3FFFFF for gram in title_grams(t)}
+        rows.extend([r] * len(grams))
+        cols.extend(grams)
+    m = sparse.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(titles), 0x400000))
+    size = np.asarray(m.sum(axis=1)).ravel()
+    out = np.zeros(len(i), np.float32)
+    for s in range(0, len(i), chunk):
+        a, b = i[s:s + chunk], j[s:s + chunk]
+        inter = np.asarray(m[a].multiply(m[b]).sum(axis=1)).ravel()
+        union = size[a] + size[b] - inter
+        out[s:s + chunk] = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return out
+
+
+def numbers_differ(titles: Sequence[str | None], i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """True where both titles carry numbers and not the same ones ('Lipstick 63' and
+    'Lipstick 10': two shades, not one product listed twice)."""
+    nums = [frozenset(_NUMBER.findall(t or "")) for t in titles]
+    return np.fromiter((bool(nums[a]) and bool(nums[b]) and nums[a] != nums[b]
+                        for a, b in zip(i.tolist(), j.tolist())), dtype=bool, count=len(i))
+
+
+def mutual_best(n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Mask of the pairs that are each end's best-scoring pair (ties kept)."""
+    best = np.full(n, -np.inf, dtype=np.float64)
+    np.maximum.at(best, i, score)
+    np.maximum.at(best, j, score)
+    return (score >= best[i] - 1e-6) & (score >= best[j] - 1e-6)
+
+
+def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str | None], groups: Sequence,
+                      k: int = NEIGHBOURS, image_weight: float = IMAGE_WEIGHT, block: int = 1024,
+                      exact_max: int = EXACT_MAX, progress: Callable[[int], None] | None = None) -> Pairs:
+    """Candidate duplicates for `dedup`'s photo+title method, scored; `.above(t)` keeps
+    the links at threshold t.
+
+    A re-listed product keeps a near-identical photo or a near-identical title (usually
+    both); another colourway of its style has a similar title and a different photo,
+    and one fused vector blurs the two. So: each row's k nearest of its category by
+    image_vec and by text_vec are the candidates; a candidate pair scores
+    image_weight x photo cosine + (1 - image_weight) x title trigram overlap; pairs
+    whose titles carry different numbers are dropped; and a pair is kept only when it
+    is the best-scoring pair of both its products (mutual best match), so no chain of
+    lookalikes joins a cluster. Cost: two k-nearest searches (n x category size per
+    group up to exact_max rows, n^1.5 beyond) and O(n k) pair scoring."""
+    n = len(image)
+    near = [nearest(image, groups, k, block, exact_max)]
+    if progress:
+        progress(n // 2)
+    near.append(nearest(text, groups, k, block, exact_max))
+    i, j = candidate_pairs(n, *near)
+    photo = np.einsum("ij,ij->i", np.asarray(image, np.float32)[i], np.asarray(image, np.float32)[j])
+    score = image_weight * photo + (1 - image_weight) * title_overlap(titles, i, j)
+    ok = ~numbers_differ(titles, i, j)
+    i, j, score = i[ok], j[ok], score[ok]
+    keep = mutual_best(n, i, j, score)
+    if progress:
+        progress(n - n // 2)
+    return Pairs(i[keep], j[keep], score[keep].astype(np.float32))
 
 
 class UnionFind:
@@ -238,34 +392,69 @@ def cluster_records(ids: Sequence[str], groups: Sequence, cids: np.ndarray, pair
 
 @dataclass
 class Catalogue:
-    """What dedup needs of the collection, row-aligned."""
+    """What dedup needs of the collection, row-aligned: vectors by field name, the
+    category, an optional label and other stored fields (`extra`, e.g. title)."""
 
     ids: list[str]
-    vectors: np.ndarray
+    vectors: dict[str, np.ndarray]
     groups: list
     labels: list | None = None
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, list] = field(default_factory=dict)
+
+    def subset(self, rows: np.ndarray) -> "Catalogue":
+        rows = np.asarray(rows, dtype=np.int64)
+        pick = lambda values: [values[r] for r in rows.tolist()]  # noqa: E731
+        return Catalogue(pick(self.ids), {f: v[rows] for f, v in self.vectors.items()}, pick(self.groups),
+                         pick(self.labels) if self.labels is not None else None,
+                         {f: pick(v) for f, v in self.extra.items()})
 
 
-def load(store, collection: str, *, vector_field: str = C.FUSED_VEC, group_field: str = C.CATEGORY_FIELD,
-         label_field: str | None = None, expr: str = "", batch_size: int = 2000,
+def needs(method: str) -> tuple[list[str], list[str]]:
+    """(vector fields, other stored fields) a method reads."""
+    if method == C.DEDUP_PHOTO_TITLE:
+        return [C.IMAGE_VEC, C.TEXT_VEC], ["title"]
+    if method in C.VECTOR_FIELDS.values():
+        return [method], []
+    raise ValueError(f"dedup method must be one of {C.DEDUP_METHODS}, got [{method}]")
+
+
+def load(store, collection: str, *, method: str = C.DEDUP_PHOTO_TITLE, group_field: str = C.CATEGORY_FIELD,
+         label_field: str | None = None, extra_fields: Sequence[str] = (), expr: str = "", batch_size: int = 2000,
          progress: Callable[[int], None] | None = None) -> Catalogue:
-    """Fetch ids, one vector field, the category and (optionally) a label from a
-    `samestyle.store.Store`."""
+    """Fetch ids, what `method` reads, the category, (optionally) a label and
+    `extra_fields` from a `samestyle.store.Store`. The one loader of `dedup`, its
+    benchmark and the page's duplicates view."""
     store.ensure_loaded(collection)
-    out = [C.PRIMARY_KEY, vector_field, group_field] + ([label_field] if label_field else [])
-    ids, vecs, groups, labels = [], [], [], []
+    fields, stored = needs(method)
+    extra_names = list(dict.fromkeys([*stored, *extra_fields]))
+    out = list(dict.fromkeys([C.PRIMARY_KEY, *fields, group_field, *extra_names,
+                              *([label_field] if label_field else [])]))
+    ids, groups, labels = [], [], []
+    vecs: dict[str, list] = {f: [] for f in fields}
+    extra: dict[str, list] = {f: [] for f in extra_names}
     for batch in store.scan(collection, out, expr=expr, batch_size=batch_size):
         for r in batch:
             ids.append(str(r[C.PRIMARY_KEY]))
-            vecs.append(r[vector_field])
+            for f in fields:
+                vecs[f].append(r[f])
+            for f in extra_names:
+                extra[f].append(r.get(f))
             groups.append(r.get(group_field))
             if label_field:
                 labels.append(r.get(label_field))
         if progress:
             progress(len(batch))
-    x = np.asarray(vecs, dtype=np.float32) if vecs else np.zeros((0, 1), np.float32)
-    return Catalogue(ids, x, groups, labels if label_field else None)
+    arrays = {f: np.asarray(v, dtype=np.float32) if v else np.zeros((0, 1), np.float32) for f, v in vecs.items()}
+    return Catalogue(ids, arrays, groups, labels if label_field else None, extra)
+
+
+def link(cat: Catalogue, method: str, threshold: float, block: int = 1024,
+         progress: Callable[[int], None] | None = None) -> Pairs:
+    """The scored links of `method` at `threshold` or above (`.above(t)` for a higher t)."""
+    if method == C.DEDUP_PHOTO_TITLE:
+        return photo_title_pairs(cat.vectors[C.IMAGE_VEC], cat.vectors[C.TEXT_VEC], cat.extra["title"], cat.groups,
+                                 block=block, progress=progress).above(threshold)
+    return find_pairs(cat.vectors[method], cat.groups, threshold, block=block, progress=progress)
 
 
 DEFAULT_THRESHOLD = C.DEDUP_THRESHOLD
@@ -275,14 +464,15 @@ def _no_bar(desc: str, total: int | None):
     return contextlib.nullcontext(lambda n: None)
 
 
-def run(store, collection: str, *, threshold: float = DEFAULT_THRESHOLD, vector_field: str = C.FUSED_VEC,
+def run(store, collection: str, *, threshold: float = DEFAULT_THRESHOLD, vector_field: str = C.DEDUP_PHOTO_TITLE,
         label_field: str | None = None, labels: Mapping[str, str] | None = None, sweep: Iterable[float] = (),
         filters: Sequence[str] = (), block: int = 1024, out_path: Path | None = None,
         bar: Callable[[str, int | None], Any] = _no_bar) -> dict:
     """The dedup job behind `samestyle dedup`: near-duplicate clusters of `collection`
     (read through a `samestyle.store.Store`), scored against `label_field` (stored) or
     `labels` (id -> label, from elsewhere) when given, at `threshold` and every `sweep`
-    value; the clusters written to `out_path` as JSONL when given.
+    value; the clusters written to `out_path` as JSONL when given. `vector_field` is
+    the method: photo+title (default) or one vector field.
 
     `filters` are `k=v` strings as `samestyle search --filter` takes them. `bar(desc,
     total)` returns a context manager yielding a progress callable (the CLI's progress
@@ -298,13 +488,13 @@ def run(store, collection: str, *, threshold: float = DEFAULT_THRESHOLD, vector_
     total = store.count(collection)
     model = store_reads.model_version(store.describe(collection))
     with bar("fetch", total) as update:
-        cat = load(store, collection, vector_field=vector_field, label_field=None if labels is not None else label_field,
+        cat = load(store, collection, method=vector_field, label_field=None if labels is not None else label_field,
                    expr=expr, progress=update)
     if labels is not None:
         cat.labels = [labels.get(i) for i in cat.ids]
     thresholds = sorted({threshold, *sweep})
     with bar("compare", len(cat.ids)) as update:
-        pairs = find_pairs(cat.vectors, cat.groups, thresholds[0], block=block, progress=update)
+        pairs = link(cat, vector_field, thresholds[0], block=block, progress=update)
     results = {}
     for t in thresholds:
         p = pairs.above(t)

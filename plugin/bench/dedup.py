@@ -42,7 +42,7 @@ from ..config import ROOT
 
 DEFAULT_PHOTO_DIR = ROOT.parent / "shared" / "datasets" / "myntra"
 DEFAULT_PLOT = ROOT / "docs" / "benchmarks" / "dedup.png"
-THRESHOLDS = "0.85,0.88,0.9,0.92,0.94,0.95,0.96,0.97,0.98"
+THRESHOLDS = "0.85,0.88,0.9,0.91,0.92,0.93,0.94,0.95,0.96,0.97,0.98"
 KINDS = ("photo", "title", "both")
 N_SYN_CATEGORIES = 48  # as bench scale
 
@@ -163,11 +163,33 @@ def by_kind(cids: np.ndarray, truth: list[tuple[int, int]], kinds: list[str]) ->
 
 
 # --- timing -----------------------------------------------------------------------------
-def timed_dedup(x: np.ndarray, groups, threshold: float) -> tuple[float, D.Pairs, np.ndarray]:
+def timed_dedup(cat: D.Catalogue, method: str, threshold: float) -> tuple[float, D.Pairs, np.ndarray]:
+    """`dedup`'s links (D.link, the job's own) and clusters, timed."""
     t = time.perf_counter()
-    pairs = D.find_pairs(x, groups, threshold)
-    cids = D.cluster_ids(len(x), pairs)
+    pairs = D.link(cat, method, threshold)
+    cids = D.cluster_ids(len(cat.ids), pairs)
     return time.perf_counter() - t, pairs, cids
+
+
+def synthetic_catalogue(n: int, dim: int, seed: int, method: str) -> tuple[D.Catalogue, np.ndarray]:
+    """A synthetic catalogue for `method`: photo and title vectors with planted near-copies
+    (`synthetic`), and for photo+title a five-word title per row (from a 5,000-word
+    vocabulary), a copy's title its source's with two words swapped."""
+    x, groups, copies = synthetic(n, dim, seed)
+    fields, _ = D.needs(method)
+    vectors = {fields[0]: x}
+    extra = {}
+    if method == C.DEDUP_PHOTO_TITLE:
+        rng = np.random.default_rng(seed + 1)
+        t = rng.standard_normal((n, dim), dtype=np.float32)
+        t[copies[:, 1]] = t[copies[:, 0]] + 0.25 * rng.standard_normal((len(copies), dim), dtype=np.float32)
+        t /= np.linalg.norm(t, axis=1, keepdims=True)
+        vectors[C.TEXT_VEC] = t
+        words = rng.integers(0, 5000, (n, 5))
+        words[copies[:, 1]] = words[copies[:, 0]][:, [1, 0, 2, 3, 4]]
+        extra["title"] = [" ".join(f"w{w}" for w in row) for row in words.tolist()]
+    ids = [str(i) for i in range(n)]
+    return D.Catalogue(ids, vectors, groups.tolist(), None, extra), copies
 
 
 def synthetic(n: int, dim: int, seed: int, copies: float = 0.02) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -201,19 +223,20 @@ def parse_sizes(text: str) -> list[int]:
     return out
 
 
-def synthetic_timing(sizes: list[int], dim: int, threshold: float, seed: int) -> list[dict]:
+def synthetic_timing(sizes: list[int], dim: int, threshold: float, seed: int,
+                     method: str = C.DEDUP_PHOTO_TITLE) -> list[dict]:
     out = []
     for n in sizes:
         _say(f"  synthetic {n:,} rows...")
         if out:
             _say(f"    previous: {json.dumps(out[-1])}")
-        x, groups, copies = synthetic(n, dim, seed)
-        sec, pairs, cids = timed_dedup(x, groups, threshold)
+        cat, copies = synthetic_catalogue(n, dim, seed, method)
+        sec, pairs, cids = timed_dedup(cat, method, threshold)
         found = float(np.mean(cids[copies[:, 0]] == cids[copies[:, 1]])) if len(copies) else None
-        out.append({"rows": n, "seconds": round(sec, 2), "pairs": len(pairs), "planted_copies": len(copies),
-                    "planted_recall": _r(found), "largest_category": int(np.bincount(groups).max()),
-                    "exact_max": D.EXACT_MAX})
-        del x, groups
+        out.append({"rows": n, "method": method, "seconds": round(sec, 2), "pairs": len(pairs),
+                    "planted_copies": len(copies), "planted_recall": _r(found),
+                    "largest_category": int(np.bincount(np.asarray(cat.groups)).max()), "exact_max": D.EXACT_MAX})
+        del cat
     for a, b in zip(out, out[1:]):
         b["growth_exponent"] = round(math.log(b["seconds"] / a["seconds"]) / math.log(b["rows"] / a["rows"]), 2)
     return out
@@ -232,7 +255,7 @@ def plot(report: dict, path: Path) -> None:
         axes[0].plot(ts, [s[key] for s in sw], marker="o", label=label)
     axes[0].plot(ts, [s["byte_identical_recall"] for s in sw], ls="--", label="byte-identical photos linked")
     axes[0].axvline(report["recommended_threshold"], color="grey", lw=0.8)
-    axes[0].set_xlabel("threshold (cosine, fused_vec)")
+    axes[0].set_xlabel(f"threshold ({report['field']})")
     axes[0].set_title(f"{report['relisting']['relists']} re-listings among {report['products']:,} products", fontsize=9)
     axes[0].legend(fontsize=8)
     syn = report.get("synthetic") or []
@@ -256,8 +279,8 @@ def plot(report: dict, path: Path) -> None:
               help="Products listed again (a third photo changes, a third title changes, a third both); "
                    "0: only the synthetic timing (no collection needed).")
 @click.option("--thresholds", default=THRESHOLDS, show_default=True, help="Thresholds to score.")
-@click.option("--field", "vector_field", type=click.Choice(list(C.VECTOR_FIELDS.values())), default=C.FUSED_VEC,
-              show_default=True)
+@click.option("--field", "vector_field", type=click.Choice(list(C.DEDUP_METHODS)), default=C.DEDUP_PHOTO_TITLE,
+              show_default=True, help="dedup's method: photo+title, or one vector field (as `dedup --field`).")
 @click.option("--synthetic-sizes", default="42k,1M", show_default=True,
               help="Synthetic catalogue sizes to time dedup at ('' to skip).")
 @click.option("--encoder", "encoder_kind", type=click.Choice(["triton", "onnx"]), default="triton", show_default=True)
@@ -275,19 +298,20 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
             quick, do_plot, plot_file, out_path, as_json):
     """Pair precision / recall / F1 of `samestyle dedup` against re-listed products,
     byte-identical photos apart, and its run time as the catalogue grows."""
-    from ..cli.dedup import DEFAULT_THRESHOLD
     from ..encoders.base import ProductInput
     from ..store import Store
     from ..store import search as store_reads
 
     if quick:
         relists, synthetic_sizes = min(relists, 30), "2k,20k"
-    ts = sorted({float(t) for t in thresholds.split(",") if t.strip()} | {DEFAULT_THRESHOLD})
+    ts = sorted({float(t) for t in thresholds.split(",") if t.strip()} | {D.DEFAULT_THRESHOLD})
     if relists == 0:
-        report = {"benchmark": "dedup", "quick": quick, "threshold": DEFAULT_THRESHOLD, "exact_max": D.EXACT_MAX,
+        report = {"benchmark": "dedup", "quick": quick, "threshold": D.DEFAULT_THRESHOLD, "exact_max": D.EXACT_MAX,
                   "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                               "python": platform.python_version()},
-                  "synthetic": synthetic_timing(parse_sizes(synthetic_sizes), 256, DEFAULT_THRESHOLD, seed)}
+                  "field": vector_field,
+                  "synthetic": synthetic_timing(parse_sizes(synthetic_sizes), 256, D.DEFAULT_THRESHOLD, seed,
+                                                vector_field)}
         save_report(report, out_path)
         emit(report, as_json, lambda r: [click.echo(json.dumps(s)) for s in r["synthetic"]])
         return
@@ -296,7 +320,7 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
     rng = random.Random(seed)
     _say(f"bench dedup: reading {name}...")
     with Store.open(settings) as store:
-        cat = D.load(store, name, vector_field=vector_field)
+        cat = D.load(store, name, method=vector_field)
         model = store_reads.model_version(store.describe(name))
         meta = store.fetch(name, cat.ids, ["title", "image_uri"])
     if not cat.ids:
@@ -343,28 +367,32 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
         encode_s = time.perf_counter() - t
     finally:
         encoder.close()
-    view = C.VIEWS[list(C.VECTOR_FIELDS.values()).index(vector_field)]
     ok = [i for i, e in enumerate(enc.errors) if e is None]
-    x = np.concatenate([cat.vectors, enc.view(view)[ok]]).astype(np.float32)
-    groups = list(cat.groups) + [rel[i]["category"] for i in ok]
+    view_of = {f: v for v, f in C.VECTOR_FIELDS.items()}
+    mixed = D.Catalogue(cat.ids + [rel[i]["id"] for i in ok],
+                        {f: np.concatenate([x, enc.view(view_of[f])[ok]]).astype(np.float32)
+                         for f, x in cat.vectors.items()},
+                        list(cat.groups) + [rel[i]["category"] for i in ok], None,
+                        {f: v + ([rel[i]["title"] for i in ok] if f == "title" else [None] * len(ok))
+                         for f, v in cat.extra.items()})
     truth = [(pos[rel[i]["source"]], len(cat.ids) + n) for n, i in enumerate(ok)]
     kinds = [rel[i]["kind"] for i in ok]
     same_photo = np.array([shared.get(digest.get(pid, ""), -1) for pid in cat.ids] + [-1] * len(ok))
-    _say(f"  dedup over {len(x):,} rows...")
-    sec, pairs, _ = timed_dedup(x, groups, ts[0])
+    _say(f"  dedup over {len(mixed.ids):,} rows...")
+    sec, pairs, _ = timed_dedup(mixed, vector_field, ts[0])
     sweep, kind_recall = [], {}
     for th in ts:
         p = pairs.above(th)
-        cids = D.cluster_ids(len(x), p)
+        cids = D.cluster_ids(len(mixed.ids), p)
         sweep.append(score(cids, truth, same_photo, th, len(p)))
         kind_recall[th] = by_kind(cids, truth, kinds)
     best = max(sweep, key=lambda s: s["f1"] or 0)
-    at_default = next(s for s in sweep if s["threshold"] == DEFAULT_THRESHOLD)
+    at_default = next(s for s in sweep if s["threshold"] == D.DEFAULT_THRESHOLD)
     report = {"benchmark": "dedup", "collection": name, "model_version": model, "field": vector_field,
               "products": len(cat.ids), "quick": quick, "encoder": encoder_kind,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version()},
-              "recommended_threshold": DEFAULT_THRESHOLD,
+              "recommended_threshold": D.DEFAULT_THRESHOLD,
               "relisting": {"relists": len(ok), "encode_errors": len(rel) - len(ok),
                             "kinds": {k: kinds.count(k) for k in KINDS}, "encode_seconds": round(encode_s, 2),
                             "byte_identical_groups": len(shared),
@@ -373,8 +401,8 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
                             "recall_by_kind": {str(k): v for k, v in kind_recall.items()},
                             "at_recommended": at_default, "best": best,
                             "examples": [{k: r[k] for k in ("source", "kind", "how", "title")} for r in rel[:6]]},
-              "synthetic": synthetic_timing(parse_sizes(synthetic_sizes), cat.vectors.shape[1], DEFAULT_THRESHOLD,
-                                            seed) if synthetic_sizes.strip() else []}
+              "synthetic": synthetic_timing(parse_sizes(synthetic_sizes), next(iter(cat.vectors.values())).shape[1],
+                                            D.DEFAULT_THRESHOLD, seed, vector_field) if synthetic_sizes.strip() else []}
     if do_plot:
         plot(report, plot_file)
         report["plot"] = str(plot_file)

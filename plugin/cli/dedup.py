@@ -39,7 +39,7 @@ def _floats(text: str | None) -> list[float]:
     except ValueError:
         raise InputError(f"--sweep [{text}] is not a list of numbers", field="sweep", fix="e.g. --sweep 0.9,0.95") from None
     if any(not -1 <= v <= 1 for v in vals):
-        raise InputError(f"--sweep values must be cosines in -1..1, got {vals}", field="sweep")
+        raise InputError(f"--sweep values must be scores in -1..1, got {vals}", field="sweep")
     return vals
 
 
@@ -48,9 +48,13 @@ DEFAULT_THRESHOLD = C.DEDUP_THRESHOLD
 
 @click.command("dedup")
 @click.option("--threshold", type=click.FloatRange(-1, 1), default=DEFAULT_THRESHOLD, show_default=True,
-              envvar="SAMESTYLE_DEDUP_THRESHOLD", help="Link two products of one category at this cosine or above.")
-@click.option("--field", "vector_field", type=click.Choice(list(C.VECTOR_FIELDS.values())), default=C.FUSED_VEC,
-              show_default=True, help="Vector field compared.")
+              envvar="SAMESTYLE_DEDUP_THRESHOLD",
+              help="Link two products of one category at this score or above (photo+title: "
+                   f"{C.DEDUP_IMAGE_WEIGHT:g} x photo cosine + {1 - C.DEDUP_IMAGE_WEIGHT:g} x title overlap; "
+                   "a vector field: its cosine). The default is the one `samestyle bench dedup` tuned.")
+@click.option("--field", "vector_field", type=click.Choice(list(C.DEDUP_METHODS)), default=C.DEDUP_PHOTO_TITLE,
+              show_default=True, help="photo+title: the photo and the title scored apart, mutual best matches "
+                                      "only; a vector field: its cosine, linked transitively.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the clusters here as JSONL (one cluster per line). [default: no file]")
 @click.option("--label-col", help="Field holding a true grouping (e.g. style_group) to score the clusters against.")
@@ -69,13 +73,17 @@ DEFAULT_THRESHOLD = C.DEDUP_THRESHOLD
 @click.pass_obj
 def command(settings, threshold, vector_field, out_path, label_col, labels_path, id_col, sweep, filters, block,
             collection, show, as_json):
-    """Find near-duplicate listings: products of one category whose vectors are at
-    least --threshold alike, linked into clusters (transitively).
+    """Find near-duplicate listings: products of one category listed twice. By default
+    each product's photo and title are scored apart against its nearest neighbours and
+    a pair links when it is the best match of both products and scores at least
+    --threshold; with --field VECTOR_FIELD, every pair whose vectors are at least
+    --threshold alike links, transitively.
 
     \b
     Examples:
       samestyle dedup --out dups.jsonl
-      samestyle dedup --label-col style_group --sweep 0.9,0.97,0.99 --json
+      samestyle dedup --label-col style_group --sweep 0.9,0.95,0.98 --json
+      samestyle dedup --field image_vec --threshold 0.99
       samestyle dedup --labels products.csv --label-col style_group --filter category=Tshirts
     """
     from contextlib import contextmanager
@@ -103,7 +111,7 @@ def command(settings, threshold, vector_field, out_path, label_col, labels_path,
         click.echo(f"{r['products']} products, {r['field']}, threshold {r['threshold']}: {r['clusters']} clusters "
                    f"({r['clustered']} products, {r['links']} links)" + (f" -> {r['out']}" if r["out"] else ""))
         for rec in r["duplicates"][:show]:
-            span = (f", cosine {rec['score_min']:.3f}-{rec['score_max']:.3f}" if rec["score_min"] is not None else "")
+            span = (f", score {rec['score_min']:.3f}-{rec['score_max']:.3f}" if rec["score_min"] is not None else "")
             click.echo(f"  {rec['category'] or '(no category)'}: {rec['size']} products{span}: "
                        + " ".join(rec["members"]))
         if len(r["duplicates"]) > show:

@@ -44,8 +44,8 @@ MAX_MEMBERS = 24  # photos per cluster strip
 class DedupQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     threshold: float = Field(C.DEDUP_THRESHOLD, ge=-1.0, le=1.0,
-                             description="link two products of one category at this cosine")
-    field: Literal[tuple(C.VECTOR_FIELDS.values())] = C.FUSED_VEC
+                             description="link two products of one category at this score (as `samestyle dedup`)")
+    field: Literal[C.DEDUP_METHODS] = Field(C.DEDUP_PHOTO_TITLE, description="dedup's method or one vector field")
     category: str | None = Field(None, max_length=256, description="only this category")
     max_clusters: int = Field(50, ge=1, le=MAX_CLUSTERS)
 
@@ -91,49 +91,41 @@ def facets(searcher) -> dict:
             "values": values, "model_version": searcher._model_version}
 
 
-def _load_dedup(searcher, field: str) -> dict:
+PAGE_FIELDS = ("title", "content_hash", "has_image")  # what a cluster strip shows of each member
+
+
+def load_dedup(searcher, method: str):
+    """The catalogue the duplicates view clusters: dedup's own loader (`dedup.load`, as
+    `samestyle dedup` reads it) plus what the page shows of each member."""
+    from .. import dedup as D
+
     searcher.schema()
-    cols = [C.PRIMARY_KEY, field, C.CATEGORY_FIELD, "title", "content_hash", "has_image"]
-    ids, vecs, groups, meta = [], [], [], []
-    for batch in searcher.store.scan(searcher.collection, cols, batch_size=2000):
-        for r in batch:
-            ids.append(str(r[C.PRIMARY_KEY]))
-            vecs.append(r[field])
-            groups.append(r.get(C.CATEGORY_FIELD))
-            meta.append({"id": str(r[C.PRIMARY_KEY]), "title": r.get("title"), "content_hash": r.get("content_hash"),
-                         "has_image": r.get("has_image")})
-    import numpy as np
-
-    x = np.asarray(vecs, dtype=np.float32) if vecs else np.zeros((0, 1), np.float32)
-    return {"ids": ids, "x": x, "groups": groups, "meta": meta}
+    return D.load(searcher.store, searcher.collection, method=method, extra_fields=PAGE_FIELDS)
 
 
-def dedup_clusters(cached: dict, q: DedupQuery) -> dict:
-    """Clusters at `q.threshold` over vectors loaded once (`_load_dedup`)."""
+def dedup_clusters(cat, q: DedupQuery) -> dict:
+    """Clusters at `q.threshold` over a catalogue loaded once (`load_dedup`), linked by
+    the same code as `samestyle dedup` (`dedup.link`)."""
     import numpy as np
 
     from .. import dedup as D
 
-    ids, x, groups, meta = cached["ids"], cached["x"], cached["groups"], cached["meta"]
     if q.category is not None:
-        keep = np.flatnonzero(np.asarray([g == q.category for g in groups], dtype=bool))
-        ids = [ids[i] for i in keep]
-        groups = [groups[i] for i in keep]
-        meta = [meta[i] for i in keep]
-        x = x[keep] if len(keep) else np.zeros((0, x.shape[1]), np.float32)
+        cat = cat.subset(np.flatnonzero(np.asarray([g == q.category for g in cat.groups], dtype=bool)))
     t0 = time.perf_counter()
-    pairs = D.find_pairs(x, groups, q.threshold)
-    cids = D.cluster_ids(len(ids), pairs)
+    pairs = D.link(cat, q.field, q.threshold)
+    cids = D.cluster_ids(len(cat.ids), pairs)
     scores = D.evaluate(cids, None, len(pairs), q.threshold)
-    by_id = {m["id"]: m for m in meta}
+    pos = {pid: n for n, pid in enumerate(cat.ids)}
     clusters = []
-    for rec in D.cluster_records(ids, groups, cids, pairs):
+    for rec in D.cluster_records(cat.ids, cat.groups, cids, pairs):
         if len(clusters) >= q.max_clusters:
             break
-        rec["members"] = [by_id[m] for m in rec["members"][:MAX_MEMBERS]]
+        rec["members"] = [{"id": m, **{f: cat.extra[f][pos[m]] for f in PAGE_FIELDS}}
+                          for m in rec["members"][:MAX_MEMBERS]]
         rec.pop("links", None)
         clusters.append(rec)
-    return {"threshold": q.threshold, "field": q.field, "category": q.category, "products": len(ids),
+    return {"threshold": q.threshold, "field": q.field, "category": q.category, "products": len(cat.ids),
             "clusters": scores.clusters, "clustered": scores.clustered, "links": scores.links,
             "shown": clusters, "took_ms": round((time.perf_counter() - t0) * 1000, 1)}
 
@@ -210,7 +202,7 @@ def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
         """Near-duplicate clusters (as `samestyle dedup`), largest first, with members' titles and thumbnails."""
         def make():
             s = backend.get(False)
-            loaded = cache.get(("dedup", s.collection, q.field), lambda: _load_dedup(s, q.field))
+            loaded = cache.get(("dedup", s.collection, q.field), lambda: load_dedup(s, q.field))
             return dedup_clusters(loaded, q)
 
         return await call(make, "finding duplicates")

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from samestyle import contract as C
 from samestyle.config import Settings
 from tests.fixtures.milvus import free_port, subprocess_env
 
@@ -268,7 +269,7 @@ def test_duplicates_view(site, page):
     together = [(a, b) for a, b in site.catalogue.duplicates if any(a in c and b in c for c in clusters)]
     assert together, f"no known duplicate pair {site.catalogue.duplicates[:3]} is shown in one cluster"
     assert_photos_loaded(page, ".cluster img")
-    assert page.inner_text("#cli").startswith("samestyle dedup --threshold 0.95")
+    assert page.inner_text("#cli").startswith(f"samestyle dedup --threshold {C.DEDUP_THRESHOLD:g} --field photo+title")
     shot(page, "demo-duplicates.png")
     before = runs(page)
     page.fill("#d-threshold", "1")

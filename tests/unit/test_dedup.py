@@ -58,3 +58,111 @@ def test_cluster_records():
     assert r["members"] == ["p0", "p1", "p2"] and r["size"] == 3 and r["category"] == "A"
     assert r["links"][0] == ["p0", "p1", 0.99] and r["score_min"] == pytest.approx(0.97)
     assert r["labels"] == [1, 1, None]
+
+
+# --- photo+title: the photo and the title scored apart, mutual best matches --------------
+def _unit(rows):
+    x = np.asarray(rows, dtype=np.float32)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("block", [3, 1024])
+def test_nearest_equals_brute_force(block):
+    x, groups = _data(n=240)
+    got = D.nearest(x, groups, k=4, block=block)
+    g = np.asarray(groups)
+    for r in range(len(x)):
+        same = np.flatnonzero((g == g[r]) & (np.arange(len(x)) != r))
+        want = same[np.argsort(-(x[same] @ x[r]), kind="stable")[:4]]
+        assert np.allclose(np.sort(x[got[r]] @ x[r]), np.sort(x[want] @ x[r]), atol=1e-6)
+        assert set(got[r].tolist()) <= set(same.tolist())
+
+
+def test_nearest_pads_small_groups_and_ivf_path_finds_planted_copies():
+    x, _ = _data(n=30)
+    got = D.nearest(x, ["A", "A", "B"] + ["C"] * 27, k=3)
+    assert got[0].tolist() == [1, -1, -1] and (got[2] == -1).all()
+    rng = np.random.default_rng(5)
+    base = _unit(rng.normal(size=(3000, 32)))
+    copy = _unit(base[:300] + 0.1 * rng.normal(size=(300, 32)))
+    xs = np.concatenate([base, copy])
+    ivf = D.nearest(xs, ["A"] * len(xs), k=2, exact_max=100)  # through the IVF index
+    found = np.mean([3000 + r in ivf[r] for r in range(300)])
+    assert found >= 0.95
+
+
+def test_candidate_pairs_are_unique_and_ordered():
+    nn1 = np.array([[1, 2], [0, -1], [0, 1]])
+    nn2 = np.array([[2, -1], [2, -1], [1, -1]])
+    i, j = D.candidate_pairs(3, nn1, nn2)
+    assert list(zip(i.tolist(), j.tolist())) == [(0, 1), (0, 2), (1, 2)]
+
+
+def test_title_overlap_is_trigram_jaccard():
+    titles = ["Puma Men Blue Running Shoes", "Running Shoes Puma Men Blue", "Puma Men Bleu Runing Shoes",
+              "Nike Women Red Top", "", None]
+    i = np.array([0, 0, 0, 4, 4])
+    j = np.array([1, 2, 3, 5, 0])
+    got = D.title_overlap(titles, i, j)
+    g = [D.title_grams(t) for t in titles]
+    want = [len(g[a] & g[b]) / len(g[a] | g[b]) if g[a] | g[b] else 0.0 for a, b in zip(i, j)]
+    assert np.allclose(got, want, atol=1e-6)
+    assert got[0] == pytest.approx(1.0) and 0.5 < got[1] < 1.0 and got[2] < 0.2 and got[3] == 0 and got[4] == 0
+    assert D.title_grams("Red") == {" re", "red", "ed "}
+
+
+def test_numbers_differ():
+    titles = ["Lakme Lipstick 63", "Lakme Lipstick 10", "Lipstick 63 Lakme", "Lakme Lipstick"]
+    got = D.numbers_differ(titles, np.array([0, 0, 0]), np.array([1, 2, 3]))
+    assert got.tolist() == [True, False, False]
+
+
+def test_mutual_best_breaks_chains_and_keeps_ties():
+    # a chain 0-1 0.99, 1-2 0.98, 2-3 0.97: 0 and 1 are each other's best; 2's best is 1
+    # and 3's is 2, neither returned -> only 0-1 (a threshold alone would join all four).
+    i, j = np.array([0, 1, 2]), np.array([1, 2, 3])
+    assert D.mutual_best(4, i, j, np.array([0.99, 0.98, 0.97])).tolist() == [True, False, False]
+    # three byte-identical copies tie at 1.0: every pair kept, one cluster.
+    i, j = np.array([0, 0, 1]), np.array([1, 2, 2])
+    assert D.mutual_best(3, i, j, np.ones(3)).all()
+
+
+def _relisting_catalogue():
+    """p0 and its re-listing p1 (same photo, reordered title); p2 another colourway of
+    p0's style (similar title, another photo); p3 a re-listing of p4 with a re-cropped
+    photo and the same title; p5/p6 two shades whose titles differ only by number."""
+    rng = np.random.default_rng(0)
+    photo = _unit(rng.normal(size=(7, 64)))
+    photo[1] = photo[0]
+    photo[2] = _unit(photo[0] + 0.9 * rng.normal(size=64))
+    photo[3] = _unit(photo[4] + 0.03 * rng.normal(size=64))
+    photo[6] = _unit(photo[5] + 0.01 * rng.normal(size=64))
+    text = _unit(rng.normal(size=(7, 64)))
+    titles = ["Roadster Men Blue Slim Jeans", "Men Blue Roadster Slim Jeans", "Roadster Men Black Slim Jeans",
+              "Nike Women White Sneakers", "Nike Women White Sneakers", "Lakme Lipstick 63", "Lakme Lipstick 10"]
+    return photo, text, titles, ["Jeans"] * 3 + ["Shoes"] * 2 + ["Lips"] * 2
+
+
+def test_photo_title_pairs_link_relistings_not_colourways():
+    photo, text, titles, groups = _relisting_catalogue()
+    pairs = D.photo_title_pairs(photo, text, titles, groups)
+    linked = set(zip(pairs.i.tolist(), pairs.j.tolist()))
+    assert linked == {(0, 1), (3, 4)}
+    s01 = pairs.score[pairs.i == 0][0]
+    assert s01 == pytest.approx(D.IMAGE_WEIGHT * 1.0 + (1 - D.IMAGE_WEIGHT) * 1.0, abs=1e-5)  # reordered: same grams
+    cids = D.cluster_ids(7, pairs.above(0.9))
+    assert cids[0] == cids[1] and cids[3] == cids[4] and cids[2] not in (cids[0], cids[3]) and cids[5] != cids[6]
+
+
+def test_link_and_subset():
+    photo, text, titles, groups = _relisting_catalogue()
+    cat = D.Catalogue([f"p{n}" for n in range(7)], {"image_vec": photo, "text_vec": text}, groups, None,
+                      {"title": titles})
+    pairs = lambda p: set(zip(p.i.tolist(), p.j.tolist()))  # noqa: E731
+    assert pairs(D.link(cat, "photo+title", 0.9)) == {(0, 1), (3, 4)}
+    assert pairs(D.link(cat, "image_vec", 0.95)) == pairs(D.find_pairs(photo, groups, 0.95))
+    sub = cat.subset(np.array([3, 4]))
+    assert sub.ids == ["p3", "p4"] and sub.extra["title"] == titles[3:5] and np.allclose(sub.vectors["image_vec"], photo[3:5])
+    assert D.needs("photo+title") == (["image_vec", "text_vec"], ["title"]) and D.needs("fused_vec") == (["fused_vec"], [])
+    with pytest.raises(ValueError):
+        D.needs("nosuch")
