@@ -11,27 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import warnings
 from pathlib import Path
 
 import torch
 
 from . import contract as C
 from .model import checkpoint
-from .model.backbones import TextBackbone
+from .model.onnx import export_graph as _export, export_text_backbone
 
 log = logging.getLogger(__name__)
-OPSET = 17
 FILES = (C.ONNX_IMAGE_BACKBONE, C.ONNX_TEXT_BACKBONE, C.ONNX_FUSION, "tokenizer.json", "preprocess.json", "manifest.json")
-
-
-def _export(module, args, path: Path, inputs, outputs, dynamic):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module, args, str(path), input_names=list(inputs), output_names=list(outputs),
-            dynamic_axes=dynamic, opset_version=OPSET, dynamo=False, do_constant_folding=True,
-        )
 
 
 def is_complete(out_dir: str | Path, manifest: dict | None = None) -> bool:
@@ -44,18 +33,6 @@ def is_complete(out_dir: str | Path, manifest: dict | None = None) -> bool:
         except (OSError, ValueError, KeyError):
             return False
     return True
-
-
-def export_text_backbone(out: Path, max_len: int = C.MAX_TEXT_LEN, text_path=None) -> None:
-    """The text backbone's ONNX graph and its tokenizer.json into `out`."""
-    batch = {0: "batch"}
-    tb = TextBackbone(text_path)
-    ids = torch.ones(2, max_len, dtype=torch.long)
-    with torch.no_grad():
-        _export(tb, (ids, torch.ones_like(ids), torch.zeros_like(ids)), out / C.ONNX_TEXT_BACKBONE,
-                [C.T_INPUT_IDS, C.T_ATTENTION_MASK, C.T_TOKEN_TYPE_IDS], [C.T_TEXT_TOKENS],
-                {C.T_INPUT_IDS: batch, C.T_ATTENTION_MASK: batch, C.T_TOKEN_TYPE_IDS: batch, C.T_TEXT_TOKENS: batch})
-    shutil.copyfile(tb.tokenizer_file, out / "tokenizer.json")
 
 
 def export_onnx(model_dir: str | Path, out_dir: str | Path, *, image_weights=None, text_path=None) -> dict:

@@ -190,7 +190,7 @@ def synthetic_click_log(ids: list[str], labels: list[int], category: dict[str, s
 
 # --- jobs (what `samestyle pairs mine|synth` run; the CLI parses and prints) ----------------
 def _read_catalogue(catalogue: Path, columns: Mapping[str, str], label_col: str | None):
-    from .model import dataset  # torch: only the jobs need it
+    from . import dataset
 
     return dataset.read(catalogue, label_col=label_col, **columns)
 

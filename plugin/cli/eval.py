@@ -95,7 +95,8 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     Queries come from the style groups the model held out of training (recorded
     in its manifest), unless --all-groups."""
     from .. import evaluate as ev
-    from ..model import checkpoint, dataset, features
+    from .. import dataset
+    from ..model import checkpoint, features
 
     model_dir = model_dir or settings.model_dir
     fusion, manifest = checkpoint.load(model_dir)
@@ -230,7 +231,7 @@ def _category_checks(catalogue, checks, data, views, base, seed) -> dict:
     """i->i on the same-style queries inside a category (whole catalogue as gallery),
     the model's photo view beside the raw backbone's."""
     from .. import evaluate as ev
-    from ..model import dataset
+    from .. import dataset
 
     out = {}
     for col, val in checks:

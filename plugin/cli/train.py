@@ -74,7 +74,8 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     of the frozen stem) and write a versioned checkpoint (fusion.safetensors,
     image_tail.safetensors, manifest.json) to --out. The exact command of the
     shipped model is in its manifest and in `make train-default`."""
-    from ..model import checkpoint, dataset, features
+    from .. import dataset
+    from ..model import checkpoint, features
     from ..pairs import group_pairs
     from ..errors import InputError
     from ..train import TrainConfig, data_hash, train

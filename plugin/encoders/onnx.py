@@ -5,7 +5,6 @@ in benchmarks."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -14,18 +13,9 @@ import numpy as np
 from .. import contract as C
 from ..errors import EncodeError
 from ..model import preprocess as pp
+from ..model.onnx import session as _session
 from .base import EncodedBatch, Encoder, ProductInput
 from .batch import encode_batch
-
-
-def _session(path: Path, threads: int | None):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
-    so.inter_op_num_threads = 1
-    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-    return ort.InferenceSession(str(path), so, providers=providers)
 
 
 class OnnxEncoder(Encoder):

@@ -93,7 +93,7 @@ def backbone_vectors(f: Features, batch: int = 2048) -> dict[str, np.ndarray]:
 
 
 def for_catalogue(labelled, cache_dir: Path, progress: bool = True, backbone=None, tokens: bool = True) -> Features:
-    """Cached frozen features of a labelled catalogue (samestyle.model.dataset): stem
+    """Cached frozen features of a labelled catalogue (samestyle.dataset): stem
     activations and title token states; with `tokens`, also the image tokens through
     `backbone`'s tail (default: the untrained ImageNet tail, i.e. the raw backbone)."""
     f = cached_stem(labelled.path, labelled.ids, labelled.titles, labelled.photos, cache_dir, progress)
@@ -106,11 +106,10 @@ def for_catalogue(labelled, cache_dir: Path, progress: bool = True, backbone=Non
 
 def _stem_onnx(path: Path) -> Path:
     """The frozen stem as an ONNX graph (ONNX Runtime runs it ~2x faster than torch here)."""
-    import warnings
-
     import torch
 
     from .backbones import ImageBackbone
+    from .onnx import export_graph
 
     if path.exists():
         return path
@@ -126,12 +125,9 @@ def _stem_onnx(path: Path) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.onnx")
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(_Stem(), (torch.zeros(2, 3, C.IMAGE_SIZE, C.IMAGE_SIZE),), str(tmp),
-                          input_names=["pixel_values"], output_names=["stem"],
-                          dynamic_axes={"pixel_values": {0: "b"}, "stem": {0: "b"}}, opset_version=17,
-                          dynamo=False)
+    with torch.no_grad():
+        export_graph(_Stem(), (torch.zeros(2, 3, C.IMAGE_SIZE, C.IMAGE_SIZE),), tmp, ["pixel_values"], ["stem"],
+                     {"pixel_values": {0: "b"}, "stem": {0: "b"}})
     tmp.rename(path)
     return path
 
@@ -140,7 +136,7 @@ def _text_onnx(folder: Path) -> Path:
     """The frozen text backbone as ONNX + its tokenizer.json, exported once."""
     import shutil
 
-    from ..export import export_text_backbone
+    from .onnx import export_text_backbone
 
     if (folder / C.ONNX_TEXT_BACKBONE).exists():
         return folder
@@ -157,7 +153,7 @@ def compute_stem(ids, titles, photo_paths, text_dir: Path, stem_graph: Path, bat
                  threads: int = 2, progress: bool = True) -> Features:
     """Stem activations of every photo and token states of every title (ONNX Runtime).
     Unreadable photos count as absent (logged): features feed training, not the index."""
-    from ..encoders.onnx import _session
+    from .onnx import session as _session
 
     stem = _session(stem_graph, threads)
     text = _session(text_dir / C.ONNX_TEXT_BACKBONE, threads)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from samestyle import evaluate as ev
-from samestyle.model import checkpoint, dataset, features
+from samestyle import dataset
+from samestyle.model import checkpoint, features
 from samestyle.train import TrainConfig, train
 
 

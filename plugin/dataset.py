@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from .errors import InputError
 
 NO_LABEL = {"", "-1", "none", "nan"}
 
