@@ -213,22 +213,36 @@ def title_grams(title: str | None) -> set[str]:
     return out
 
 
+def _title_grams_hashed(titles: Sequence[str | None]) -> list[frozenset]:
+    """title_grams of each title as hashed ids (22 bits), built word by word with a
+    cache: a catalogue's titles share most of their words."""
+    by_word: dict[str, frozenset] = {}
+    out = []
+    for t in titles:
+        grams: set[int] = set()
+        for w in (t or "").lower().split():
+            g = by_word.get(w)
+            if g is None:
+                g = by_word[w] = frozenset(zlib.crc32(x.encode()) & 0x3FFFFF for x in title_grams(w))
+            grams |= g
+        out.append(frozenset(grams))
+    return out
+
+
 def title_overlap(titles: Sequence[str | None], i: np.ndarray, j: np.ndarray, chunk: int = 200_000) -> np.ndarray:
     """Jaccard overlap of title_grams for each pair (i[k], j[k]); 0 where a title is
     empty. One sparse 0/1 matrix of hashed trigrams, products of its rows in chunks."""
     from scipy import sparse
 
-    rows, cols = [], []
-    for r, t in enumerate(titles):
-        grams = {zlib.crc32(gram.encode()) & 0x3FFFFF for gram in title_grams(t)}
-        rows.extend([r] * len(grams))
-        cols.extend(grams)
-    m = sparse.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(titles), 0x400000))
-    size = np.asarray(m.sum(axis=1)).ravel()
+    grams = _title_grams_hashed(titles)
+    size = np.fromiter((len(g) for g in grams), dtype=np.float32, count=len(grams))
+    cols = np.fromiter((c for g in grams for c in g), dtype=np.int64, count=int(size.sum()))
+    indptr = np.concatenate([[0], np.cumsum(size, dtype=np.int64)])
+    m = sparse.csr_matrix((np.ones(len(cols), np.float32), cols, indptr), shape=(len(titles), 0x400000))
     out = np.zeros(len(i), np.float32)
     for s in range(0, len(i), chunk):
         a, b = i[s:s + chunk], j[s:s + chunk]
-        inter = np.asarray(m[a].multiply(m[b]).sum(axis=1)).ravel()
+        inter = np.asarray(m[a].multiply(m[b]).sum(axis=1), dtype=np.float32).ravel()
         union = size[a] + size[b] - inter
         out[s:s + chunk] = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
     return out
@@ -237,9 +251,17 @@ def title_overlap(titles: Sequence[str | None], i: np.ndarray, j: np.ndarray, ch
 def numbers_differ(titles: Sequence[str | None], i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """True where both titles carry numbers and not the same ones ('Lipstick 63' and
     'Lipstick 10': two shades, not one product listed twice)."""
-    nums = [frozenset(_NUMBER.findall(t or "")) for t in titles]
-    return np.fromiter((bool(nums[a]) and bool(nums[b]) and nums[a] != nums[b]
-                        for a, b in zip(i.tolist(), j.tolist())), dtype=bool, count=len(i))
+    ids: dict[frozenset, int] = {frozenset(): 0}
+    nid = np.fromiter((ids.setdefault(frozenset(_NUMBER.findall(t or "")), len(ids)) for t in titles),
+                      dtype=np.int64, count=len(titles))
+    return (nid[i] != 0) & (nid[j] != 0) & (nid[i] != nid[j])
+
+
+def _dot_pairs(x: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 100_000) -> np.ndarray:
+    out = np.empty(len(i), np.float32)
+    for s in range(0, len(i), chunk):
+        out[s:s + chunk] = np.einsum("ij,ij->i", x[i[s:s + chunk]], x[j[s:s + chunk]])
+    return out
 
 
 def mutual_best(n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -271,7 +293,7 @@ def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str 
         progress(n // 2)
     near.append(nearest(text, groups, k, block, exact_max))
     i, j = candidate_pairs(n, *near)
-    photo = np.einsum("ij,ij->i", np.asarray(image, np.float32)[i], np.asarray(image, np.float32)[j])
+    photo = _dot_pairs(np.asarray(image, np.float32), i, j)
     score = image_weight * photo + (1 - image_weight) * title_overlap(titles, i, j)
     ok = ~numbers_differ(titles, i, j)
     i, j, score = i[ok], j[ok], score[ok]
