@@ -24,7 +24,7 @@ from pathlib import Path
 
 import click
 
-from ..cli.common import emit, json_option
+from ..output import emit, json_option
 
 TARGETS_S = {"help": 0.5, "search_product": 1.0, "search_text": 1.5}
 HEAVY = ("numpy", "torch", "pymilvus", "tritonclient", "onnxruntime", "pandas")

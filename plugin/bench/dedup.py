@@ -37,7 +37,7 @@ import numpy as np
 from .. import contract as C
 from .. import dedup as D
 from . import save_report
-from ..cli.common import emit, json_option
+from ..output import emit, json_option
 from ..config import ROOT
 
 DEFAULT_PHOTO_DIR = ROOT.parent / "shared" / "datasets" / "myntra"

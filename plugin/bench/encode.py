@@ -28,7 +28,7 @@ import click
 import numpy as np
 
 from .. import contract as C
-from ..cli.common import emit, json_option
+from ..output import emit, json_option
 from ..config import ROOT
 from ..encoders.base import ProductInput
 

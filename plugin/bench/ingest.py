@@ -31,7 +31,7 @@ from pathlib import Path
 
 import click
 
-from ..cli.common import emit, json_option
+from ..output import emit, json_option
 from ..config import ROOT
 
 MYNTRA = ROOT.parent / "shared" / "datasets" / "myntra"

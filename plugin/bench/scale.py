@@ -29,7 +29,7 @@ import click
 import numpy as np
 
 from .. import contract as C
-from ..cli.common import emit, json_option, progress_enabled
+from ..output import emit, json_option, progress_enabled
 from ..config import ROOT
 from ..serve.process import die_with_parent
 

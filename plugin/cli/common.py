@@ -1,13 +1,13 @@
-"""Options and helpers shared by several verbs."""
+"""Options and helpers shared by several verbs. The report output (`emit`, `--json`,
+`progress_enabled`) is samestyle.output's, shared with the benchmarks."""
 
 from __future__ import annotations
 
-import json
-import sys
-
 import click
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+from ..output import emit, json_option, progress_enabled
+
+__all__ = ["catalogue_columns", "emit", "json_option", "progress_enabled"]
 
 
 def catalogue_columns(f):
@@ -25,16 +25,3 @@ def catalogue_columns(f):
         f = o(f)
     return f
 
-
-def emit(obj, as_json: bool, human=None) -> None:
-    """JSON on stdout for machines, or a human rendering."""
-    if as_json:
-        click.echo(json.dumps(obj, indent=2, default=str))
-    elif human is not None:
-        human(obj)
-    else:
-        click.echo(json.dumps(obj, indent=2, default=str))
-
-
-def progress_enabled() -> bool:
-    return sys.stderr.isatty()

@@ -51,6 +51,24 @@ def test_the_query_layer_builds_plain_data(path):
     assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
 
+@pytest.mark.parametrize("path", _modules(PLUGIN / "bench"), ids=lambda p: p.name)
+def test_benchmarks_import_nothing_from_the_cli(path):
+    """Benchmarks are library jobs: their helpers come from the library (samestyle.output,
+    samestyle.dedup, ...), never from the CLI layer."""
+    bad = [m for m in _imports(path) if m.startswith("samestyle.cli")]
+    assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+@pytest.mark.parametrize("path", _modules(PLUGIN / "model"), ids=lambda p: p.name)
+def test_the_model_package_reaches_into_no_ops_code(path):
+    """The model (backbones, fusion, features, checkpoints, its ONNX graphs) is what the
+    encoders, export and training build on; it imports none of them, nor the loaders."""
+    above = ("samestyle.encoders", "samestyle.export", "samestyle.triton_repo", "samestyle.loaders",
+             "samestyle.store", "samestyle.query", "samestyle.cli", "samestyle.train", "samestyle.bench")
+    bad = [m for m in _imports(path) if m.startswith(above)]
+    assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
 def test_only_the_store_touches_a_milvus_client():
     users = [p.relative_to(ROOT).as_posix() for p in _modules(PLUGIN) + _modules(ROOT / "loaders")
              if any(m in ("pymilvus.MilvusClient", "pymilvus.milvus_client") for m in _imports(p))]

@@ -1,0 +1,28 @@
+"""How a job's report reaches a person or a program: JSON on stdout (`--json`) or a
+human rendering, and whether progress bars are worth drawing. Used by the CLI verbs
+(through samestyle.cli.common) and by the benchmarks, which are library jobs with a
+click front of their own and import nothing from the CLI layer."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+
+
+def emit(obj, as_json: bool, human=None) -> None:
+    """JSON on stdout for machines, or a human rendering."""
+    if as_json:
+        click.echo(json.dumps(obj, indent=2, default=str))
+    elif human is not None:
+        human(obj)
+    else:
+        click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def progress_enabled() -> bool:
+    """Progress bars only for a person watching stderr."""
+    return sys.stderr.isatty()
