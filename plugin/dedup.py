@@ -139,6 +139,11 @@ def _unique(values: np.ndarray) -> list:
 NEIGHBOURS = 5  # candidates per row and per vector field (photo, title)
 IMAGE_WEIGHT = C.DEDUP_IMAGE_WEIGHT
 _NUMBER = re.compile(r"\d+")
+# Colour words a title may name (English colour names, as in Myntra's baseColour). Two
+# titles naming colours and sharing none are two colourways, not one product twice.
+COLOUR_WORDS = frozenset("""beige black blue bronze brown burgundy charcoal coffee copper cream gold green grey
+    gray khaki lavender lime magenta maroon mauve melange multi mushroom mustard navy nude olive orange peach pink
+    purple red rose rust silver skin steel tan taupe teal turquoise white yellow violet indigo""".split())
 
 
 def nearest(x: np.ndarray, groups: Sequence, k: int = NEIGHBOURS, block: int = 1024,
@@ -257,6 +262,22 @@ def numbers_differ(titles: Sequence[str | None], i: np.ndarray, j: np.ndarray) -
     return (nid[i] != 0) & (nid[j] != 0) & (nid[i] != nid[j])
 
 
+def colours_differ(titles: Sequence[str | None], i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """True where both titles name colours (COLOUR_WORDS) and share none ('Nike Men Blue
+    Track Pants' and 'Nike Men Black Track Pants'). 'Navy Blue' against 'Blue' shares
+    one; a typo'd colour names none."""
+    ids: dict[frozenset, int] = {frozenset(): 0}
+    cid = np.fromiter((ids.setdefault(frozenset(w for w in re.findall(r"[a-z]+", (t or "").lower())
+                                                if w in COLOUR_WORDS), len(ids)) for t in titles),
+                      dtype=np.int64, count=len(titles))
+    sets = list(ids)  # insertion order: sets[k] has id k
+    a, b = cid[i], cid[j]
+    both = np.flatnonzero((a != 0) & (b != 0) & (a != b))
+    out = np.zeros(len(i), dtype=bool)
+    out[both] = [not (sets[x] & sets[y]) for x, y in zip(a[both].tolist(), b[both].tolist())]
+    return out
+
+
 def _dot_pairs(x: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 100_000) -> np.ndarray:
     out = np.empty(len(i), np.float32)
     for s in range(0, len(i), chunk):
@@ -283,7 +304,7 @@ def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str 
     and one fused vector blurs the two. So: each row's k nearest of its category by
     image_vec and by text_vec are the candidates; a candidate pair scores
     image_weight x photo cosine + (1 - image_weight) x title trigram overlap; pairs
-    whose titles carry different numbers are dropped; and a pair is kept only when it
+    whose titles carry different numbers or name different colours are dropped; and a pair is kept only when it
     is the best-scoring pair of both its products (mutual best match), so no chain of
     lookalikes joins a cluster. Cost: two k-nearest searches (n x category size per
     group up to exact_max rows, n^1.5 beyond) and O(n k) pair scoring."""
@@ -295,7 +316,7 @@ def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str 
     i, j = candidate_pairs(n, *near)
     photo = _dot_pairs(np.asarray(image, np.float32), i, j)
     score = image_weight * photo + (1 - image_weight) * title_overlap(titles, i, j)
-    ok = ~numbers_differ(titles, i, j)
+    ok = ~(numbers_differ(titles, i, j) | colours_differ(titles, i, j))
     i, j, score = i[ok], j[ok], score[ok]
     keep = mutual_best(n, i, j, score)
     if progress:

@@ -117,6 +117,13 @@ def test_numbers_differ():
     assert got.tolist() == [True, False, False]
 
 
+def test_colours_differ():
+    titles = ["Nike Men Blue Track Pants", "Nike Men Black Track Pants", "Nike Men Navy Blue Track Pants",
+              "Nike Men Bleu Track Pants", "Track Pants Nike Men Blue"]
+    got = D.colours_differ(titles, np.array([0, 0, 0, 0, 1]), np.array([1, 2, 3, 4, 3]))
+    assert got.tolist() == [True, False, False, False, False]  # a typo'd colour names none
+
+
 def test_mutual_best_breaks_chains_and_keeps_ties():
     # a chain 0-1 0.99, 1-2 0.98, 2-3 0.97: 0 and 1 are each other's best; 2's best is 1
     # and 3's is 2, neither returned -> only 0-1 (a threshold alone would join all four).
@@ -130,17 +137,21 @@ def test_mutual_best_breaks_chains_and_keeps_ties():
 def _relisting_catalogue():
     """p0 and its re-listing p1 (same photo, reordered title); p2 another colourway of
     p0's style (similar title, another photo); p3 a re-listing of p4 with a re-cropped
-    photo and the same title; p5/p6 two shades whose titles differ only by number."""
+    photo and the same title; p5/p6 two shades whose titles differ only by number;
+    p7/p8 one photo shoot in two named colours."""
     rng = np.random.default_rng(0)
     photo = _unit(rng.normal(size=(7, 64)))
     photo[1] = photo[0]
     photo[2] = _unit(photo[0] + 0.9 * rng.normal(size=64))
     photo[3] = _unit(photo[4] + 0.03 * rng.normal(size=64))
     photo[6] = _unit(photo[5] + 0.01 * rng.normal(size=64))
-    text = _unit(rng.normal(size=(7, 64)))
+    photo = np.concatenate([photo, _unit(rng.normal(size=(2, 64)))])
+    photo[8] = _unit(photo[7] + 0.01 * rng.normal(size=64))
+    text = _unit(rng.normal(size=(9, 64)))
     titles = ["Roadster Men Blue Slim Jeans", "Men Blue Roadster Slim Jeans", "Roadster Men Black Slim Jeans",
-              "Nike Women White Sneakers", "Nike Women White Sneakers", "Lakme Lipstick 63", "Lakme Lipstick 10"]
-    return photo, text, titles, ["Jeans"] * 3 + ["Shoes"] * 2 + ["Lips"] * 2
+              "Nike Women White Sneakers", "Nike Women White Sneakers", "Lakme Lipstick 63", "Lakme Lipstick 10",
+              "Nike Men Blue Track Pants", "Nike Men Black Track Pants"]
+    return photo, text, titles, ["Jeans"] * 3 + ["Shoes"] * 2 + ["Lips"] * 2 + ["Pants"] * 2
 
 
 def test_photo_title_pairs_link_relistings_not_colourways():
@@ -150,13 +161,14 @@ def test_photo_title_pairs_link_relistings_not_colourways():
     assert linked == {(0, 1), (3, 4)}
     s01 = pairs.score[pairs.i == 0][0]
     assert s01 == pytest.approx(D.IMAGE_WEIGHT * 1.0 + (1 - D.IMAGE_WEIGHT) * 1.0, abs=1e-5)  # reordered: same grams
-    cids = D.cluster_ids(7, pairs.above(0.9))
+    cids = D.cluster_ids(9, pairs.above(0.9))
     assert cids[0] == cids[1] and cids[3] == cids[4] and cids[2] not in (cids[0], cids[3]) and cids[5] != cids[6]
+    assert cids[7] != cids[8]
 
 
 def test_link_and_subset():
     photo, text, titles, groups = _relisting_catalogue()
-    cat = D.Catalogue([f"p{n}" for n in range(7)], {"image_vec": photo, "text_vec": text}, groups, None,
+    cat = D.Catalogue([f"p{n}" for n in range(9)], {"image_vec": photo, "text_vec": text}, groups, None,
                       {"title": titles})
     pairs = lambda p: set(zip(p.i.tolist(), p.j.tolist()))  # noqa: E731
     assert pairs(D.link(cat, "photo+title", 0.9)) == {(0, 1), (3, 4)}
