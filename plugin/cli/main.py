@@ -223,6 +223,12 @@ def preflight(settings, verb: str) -> None:
                           fix="run `samestyle demo` or `samestyle ingest CATALOGUE` first, or point "
                               "SAMESTYLE_DATA_DIR / SAMESTYLE_MILVUS_URI at existing data")
     if db.is_dir() and _db_locked(db):
+        # A Milvus Lite server whose samestyle owner was SIGKILLed may be what holds it
+        # (serve.reap): removed here, and the LOCK checked again.
+        from ..serve.stack import reap_stale
+
+        if reap_stale(settings)["killed"] and not _db_locked(db):
+            return
         raise ConfigError(f"[{db}] is in use by another process (a `samestyle serve` or an ingest)",
                           fix="let it finish, or use the Milvus a running serve prints "
                               "(export SAMESTYLE_MILVUS_URI=http://127.0.0.1:PORT)")

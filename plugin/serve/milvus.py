@@ -3,7 +3,13 @@ directory, so several processes (the HTTP API, ingest, search) share one Milvus.
 
 It serves the same folder the embedded client opens (`<data dir>/milvus.db` is a
 directory of the same layout), so data ingested embedded is there when served, and
-the other way round. Only one process may hold it at a time (a LOCK file)."""
+the other way round. Only one process may hold it at a time (a LOCK file).
+
+Each server started is recorded in its log directory as serve.reap records a Triton
+(`milvus-<port>.pid.json`: its process, the owner, the command line it carries), and
+every start first reaps the servers there whose owner is gone: one started from a
+thread that is not armed to die with its owner (PR_SET_PDEATHSIG follows the forking
+thread) outlives a SIGKILLed owner and would hold the data's LOCK."""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ServeError
+from . import reap
 from .process import ManagedProcess, check_port, free_port
 
 log = logging.getLogger(__name__)
@@ -23,6 +30,12 @@ def milvus_command(data_dir: Path, port: int, python: str = sys.executable) -> l
     """argv of the server (pure). Bound to loopback: this is a dev/single-box stack."""
     return [python, "-m", "milvus_lite", "server", "--data-dir", str(data_dir), "--host", "127.0.0.1",
             "--port", str(port)]
+
+
+def command_mark(argv: list[str]) -> str:
+    """What the server's /proc cmdline carries (its arguments, without the interpreter):
+    how serve.reap tells our server from whatever else now has its pid (pure)."""
+    return " ".join(argv[1:])
 
 
 class MilvusServer:
@@ -52,11 +65,17 @@ class MilvusServer:
             self.port = free_port()
         else:
             check_port(self.port, "Milvus", "--milvus-port")
+        reap.reap(self.log_dir)  # a SIGKILLed owner's server would hold the data's LOCK
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its "listening" line is the readiness signal
-        self._proc = ManagedProcess("milvus-lite", milvus_command(self.data_dir, self.port), env,
-                                    self.log_dir / f"milvus-{self.port}.log")
+        argv = milvus_command(self.data_dir, self.port)
+        self._proc = ManagedProcess("milvus-lite", argv, env, self.log_dir / f"milvus-{self.port}.log")
         self._proc.start()
-        self._proc.wait_ready(self._probe, self.startup_timeout_s, self._exit_error)
+        reap.write_record(self.log_dir, self.port, self._proc.proc.pid, kind="milvus", match=command_mark(argv))
+        try:
+            self._proc.wait_ready(self._probe, self.startup_timeout_s, self._exit_error)
+        except BaseException:
+            self.stop()
+            raise
         log.info("Milvus Lite ready at %s (data %s)", self.uri, self.data_dir)
         return self
 
@@ -85,6 +104,7 @@ class MilvusServer:
         if self._proc is not None:
             self._proc.stop()
             self._proc = None
+            reap.record_path(self.log_dir, self.port, "milvus").unlink(missing_ok=True)
 
     def __enter__(self) -> "MilvusServer":
         return self.start() if not self.running else self

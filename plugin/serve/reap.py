@@ -11,7 +11,15 @@ processes of that group whose command line carries the record's prefix: a reused
 pid is never touched), removes the regions with that prefix and the record.
 
 The prefix is per data dir (a hash of the run directory) and per gRPC port, so a
-command only ever removes regions of its own data dir's servers."""
+command only ever removes regions of its own data dir's servers.
+
+A Milvus Lite server (`python -m milvus_lite server`, serve.milvus) started from such
+a thread is left the same way, holding its data's LOCK so that no later command can
+open it. It is recorded in the same format (`milvus-<port>.pid.json`, kind "milvus"),
+with the command line it was started with as what its process must carry, and no
+shm prefix. Every record names its data dir (`home`) and its process's start time: a
+record copied from another data dir, or whose group leader's pid now names another
+process, is never acted on."""
 
 from __future__ import annotations
 
@@ -25,7 +33,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 SHM = Path("/dev/shm")
-RECORD_GLOB = "triton-*.pid.json"
+KINDS = ("triton", "milvus")  # record files are <kind>-<port>.pid.json
 
 
 def data_dir_token(run_dir: Path) -> str:
@@ -39,8 +47,8 @@ def shm_prefix(run_dir: Path, grpc_port: int) -> str:
     return f"{data_dir_token(run_dir)}{grpc_port}_"
 
 
-def record_path(run_dir: Path, grpc_port: int) -> Path:
-    return Path(run_dir) / f"triton-{grpc_port}.pid.json"
+def record_path(run_dir: Path, port: int, kind: str = "triton") -> Path:
+    return Path(run_dir) / f"{kind}-{port}.pid.json"
 
 
 def start_time(pid: int) -> int | None:
@@ -77,12 +85,20 @@ def group_members(pgid: int, token: str) -> list[int]:
     return found
 
 
-def write_record(run_dir: Path, grpc_port: int, pid: int) -> Path:
-    """Record a server we just started (its pid leads its own process group)."""
-    path = record_path(run_dir, grpc_port)
+def write_record(run_dir: Path, port: int, pid: int, *, kind: str = "triton", match: str | None = None) -> Path:
+    """Record a server we just started (its pid leads its own process group). A Triton
+    (kind "triton") is matched by its shm prefix; another kind by `match`, a string its
+    command line carries (a Milvus Lite server's arguments)."""
+    path = record_path(run_dir, port, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
-    rec = {"pgid": pid, "started": start_time(pid), "prefix": shm_prefix(run_dir, grpc_port), "port": grpc_port,
+    rec = {"kind": kind, "pgid": pid, "started": start_time(pid), "home": data_dir_token(run_dir), "port": port,
            "owner": os.getpid(), "owner_started": start_time(os.getpid())}
+    if kind == "triton":
+        rec["prefix"] = rec["match"] = shm_prefix(run_dir, port)
+    else:
+        if not match:
+            raise ValueError(f"a {kind} record needs the string its command line carries (match=)")
+        rec["match"] = match
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(rec))
     os.replace(tmp, path)
@@ -97,11 +113,25 @@ def remove_shm(prefix: str, root: Path = SHM) -> list[str]:
     return removed
 
 
+def _holding_locks(pids: list[int]) -> bool:
+    """Whether /proc/locks still lists a lock of one of `pids`: a killed process's files
+    are closed (and a Milvus Lite server's LOCK freed) a moment after it is a zombie."""
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return False
+    want = {str(p) for p in pids}
+    return any(len(f) > 4 and f[4] in want for f in ([w for w in ln.split() if w != "->"] for ln in lines))
+
+
 def _owner_alive(rec: dict) -> bool:
     return rec.get("owner_started") is not None and start_time(rec["owner"]) == rec["owner_started"]
 
 
-def _kill_group(pgid: int, token: str, wait_s: float = 10.0) -> list[int]:
+def _kill_group(pgid: int, token: str, started: int | None = None, wait_s: float = 10.0) -> list[int]:
+    leader = start_time(pgid)
+    if started is not None and leader is not None and leader != started:
+        return []  # the leader's pid names another process now: not the group recorded
     pids = group_members(pgid, token)
     if not pids:
         return []
@@ -110,7 +140,7 @@ def _kill_group(pgid: int, token: str, wait_s: float = 10.0) -> list[int]:
     except (ProcessLookupError, PermissionError):
         return []
     deadline = time.monotonic() + wait_s  # not our children (init adopted them): wait until they are gone
-    while group_members(pgid, token) and time.monotonic() < deadline:
+    while (group_members(pgid, token) or _holding_locks(pids)) and time.monotonic() < deadline:
         time.sleep(0.05)
     return pids
 
@@ -122,20 +152,23 @@ def reap(run_dir: Path, shm_root: Path = SHM) -> dict:
     killed: list[int] = []
     removed: list[str] = []
     live_prefixes = []
-    for path in sorted(run_dir.glob(RECORD_GLOB)):
+    for path in sorted(p for kind in KINDS for p in run_dir.glob(f"{kind}-*.pid.json")):
         try:
             rec = json.loads(path.read_text())
-            pgid, prefix = int(rec["pgid"]), str(rec["prefix"])
+            pgid, match = int(rec["pgid"]), str(rec.get("match") or rec["prefix"])
+            home = str(rec.get("home") or rec["prefix"])  # records before `home`: the prefix starts with it
+            started = None if rec.get("started") is None else int(rec["started"])
         except (OSError, ValueError, KeyError, TypeError):
             path.unlink(missing_ok=True)  # half-written or foreign: nothing to act on
             continue
-        if not prefix.startswith(data_dir_token(run_dir)):
+        if not home.startswith(data_dir_token(run_dir)) or not match:
             path.unlink(missing_ok=True)  # copied from another data dir: never ours to kill
             continue
         if _owner_alive(rec):
-            live_prefixes.append(prefix)  # its owner still runs: in use
+            if rec.get("prefix"):
+                live_prefixes.append(str(rec["prefix"]))  # its owner still runs: in use
             continue
-        killed += _kill_group(pgid, prefix)
+        killed += _kill_group(pgid, match, started)
         path.unlink(missing_ok=True)
     # Regions of this data dir's servers that no live owner's record claims (the
     # server died too, or its record was lost), the killed ones' included.

@@ -230,3 +230,107 @@ def test_the_next_ingest_reaps_what_a_sigkilled_ingest_left(tmp_path, catalogue,
     finally:
         for p in _carrying(token):  # never leave an orphan to other tests, even when failing
             os.kill(p, signal.SIGKILL)
+
+
+def test_a_dead_owners_milvus_is_reaped_only_by_its_record_and_command_line(tmp_path):
+    """serve.reap on a Milvus-kind record (real processes): a dead owner's server whose
+    group leader still has the recorded start time and command line is killed; the same
+    process under a record with another start time or command line is not (a reused
+    pid), nor one whose owner lives."""
+    from samestyle.serve.milvus import command_mark
+
+    run = tmp_path / "data" / "logs"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    argv = [sys.executable, "-c", "import time; time.sleep(120)", "-m", "milvus_lite", "server", "--port", "3333"]
+    server = subprocess.Popen(argv, start_new_session=True)
+    live = subprocess.Popen(argv[:-1] + ["4444"], start_new_session=True)
+    try:
+        for port, proc in ((3333, server), (4444, live)):
+            reap.write_record(run, port, proc.pid, kind="milvus", match=command_mark(argv[:-1] + [str(port)]))
+        rec = reap.record_path(run, 3333, "milvus")
+        good = json.loads(rec.read_text())
+        assert good["kind"] == "milvus" and good["match"] in " ".join(argv) and good["owner"] == os.getpid()
+        orphaned = {**good, "owner": dead.pid, "owner_started": 1}
+        rec.unlink()
+        reap.record_path(run, 1, "milvus").write_text(json.dumps({**orphaned, "started": good["started"] + 1}))
+        reap.record_path(run, 2, "milvus").write_text(json.dumps({**orphaned, "match": "milvus_lite server --port 9"}))
+        assert reap.reap(run) == {"killed": [], "shm": []}  # neither names this process: untouched
+        assert server.poll() is None and not list(run.glob("milvus-[12].pid.json"))
+        rec.write_text(json.dumps(orphaned))
+        assert reap.reap(run) == {"killed": [server.pid], "shm": []}
+        assert server.wait(10) == -signal.SIGKILL and not rec.exists()
+        assert live.poll() is None and reap.record_path(run, 4444, "milvus").exists()  # its owner (us) lives
+    finally:
+        for p in (server, live):
+            p.kill()
+            p.wait()
+
+
+_THREAD_OWNER = """
+import sys, threading, time
+from pathlib import Path
+from samestyle.config import Settings
+from samestyle.serve import local_stack
+
+held = local_stack(Settings(data_dir=Path(sys.argv[1])), need_triton=False)  # kept: never exited
+
+
+def start():  # from a worker thread, as an embedding application may: not armed to die with us
+    stack = held.__enter__()
+    print(stack.milvus.pid, stack.milvus.port, flush=True)
+
+t = threading.Thread(target=start)
+t.start()
+t.join()
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow  # a Milvus Lite server, then an ingest (ONNX) on the same data dir
+def test_the_next_command_reaps_the_milvus_a_sigkilled_owner_left(tmp_path, samestyle_cli):
+    """A process that started the local stack's Milvus Lite server from a worker thread
+    is SIGKILLed: its server lives on (adopted by init) holding the data dir's LOCK.
+    While the owner lived, a reap left it alone; the next command on that data dir
+    (an ingest into the embedded Milvus of the same folder) kills it first and works.
+    (`samestyle serve` starts its Milvus from the main thread, so the kernel already
+    stops it with serve: PR_SET_PDEATHSIG.)"""
+    from samestyle.config import Settings
+    from samestyle.serve.stack import log_dir
+    from tests.fixtures.milvus import subprocess_env
+
+    settings = Settings(data_dir=tmp_path / "data")
+    env = subprocess_env(settings)
+    owner = subprocess.Popen([sys.executable, "-c", _THREAD_OWNER, str(settings.data_dir)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    milvus = None
+    try:
+        line = owner.stdout.readline()
+        assert line, owner.stderr.read()[-3000:]
+        milvus, port = map(int, line.split())
+        rec = reap.record_path(log_dir(settings), port, "milvus")
+        assert json.loads(rec.read_text())["owner"] == owner.pid
+        assert reap.reap(log_dir(settings))["killed"] == [] and _alive(milvus) and rec.exists()  # owner alive
+
+        os.kill(owner.pid, signal.SIGKILL)
+        assert owner.wait(30) == -signal.SIGKILL
+        time.sleep(1)  # what the kernel does to a dead parent's children has happened by now
+        assert _alive(milvus), "expected the owner's Milvus Lite server to outlive it"
+
+        cat = tmp_path / "c.csv"
+        cat.write_text("id,title,category\n" + "".join(f"m{i},Striped linen shirt {i},Shirts\n" for i in range(6)))
+        again = subprocess.run([*samestyle_cli, "ingest", str(cat), "--encoder", "onnx", "--no-progress", "--json",
+                                "--category-col", "category"], env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+        assert json.loads(again.stdout)["complete"], again.stdout
+        assert "1 processes" in again.stderr, again.stderr[-3000:]  # the reap said what it did
+        assert not _alive(milvus), "the killed owner's Milvus Lite server outlived the next command"
+        assert not rec.exists()
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+        owner.stdout.close()
+        owner.stderr.close()
+        if milvus is not None and _alive(milvus):
+            os.kill(milvus, signal.SIGKILL)  # never leave an orphan to other tests, even when failing
