@@ -22,6 +22,18 @@ def not_found(name: str) -> CollectionNotFound:
                               fix="ingest a catalogue first (`samestyle ingest CATALOGUE`) or pass --collection")
 
 
+NOT_LOADED_CODE = 101  # Milvus' CollectionNotLoaded (Milvus Lite's server uses it too)
+
+
+def not_loaded(exc: Exception) -> bool:
+    """Milvus refused because the collection is not loaded, or not yet: "collection ...
+    is in state 'released'" / "... 'loading'" (Milvus Lite), "collection not loaded"."""
+    if getattr(exc, "code", None) == NOT_LOADED_CODE:
+        return True
+    low = (getattr(exc, "message", None) or str(exc)).lower()
+    return any(w in low for w in ("released", "not loaded", "not been loaded", "state 'loading'", "is loading"))
+
+
 def wrap(exc: Exception, what: str, name: str | None) -> SamestyleError:
     """The project's error for a failed pymilvus call (SamestyleErrors pass through)."""
     if isinstance(exc, SamestyleError):
@@ -29,7 +41,13 @@ def wrap(exc: Exception, what: str, name: str | None) -> SamestyleError:
     msg = getattr(exc, "message", None) or str(exc)
     low = msg.lower()
     code = getattr(exc, "code", None)
-    if code in (2, 503) or any(w in low for w in ("unavailable", "connect", "deadline", "timed out")):
+    if not_loaded(exc):
+        # Transient: a restarted Milvus comes back with every collection released, and a
+        # call racing the reload finds it loading. Retriable, so 503 with Retry-After.
+        return ServerUnavailable(f"collection [{name}] is not loaded yet: Milvus {what} failed: {msg}",
+                                 collection=name, fix="retry after a few seconds: the collection is being loaded "
+                                                      "(GET /readyz loads a released one and says so)")
+    if code in (2, 503) or any(w in low for w in ("unavailable", "connect", "deadline", "timed out", "closed channel")):
         return ServerUnavailable(f"Milvus {what} failed: {msg}", collection=name,
                                  fix="check SAMESTYLE_MILVUS_URI / SAMESTYLE_MILVUS_TOKEN and that Milvus is up")
     if "not exist" in low or "not found" in low or "can't find" in low:

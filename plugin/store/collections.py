@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..config import Settings
 from ..errors import SchemaMismatch, ServerUnavailable, StoreError
 from . import spec as S
-from .client import GRPC_OPTIONS, CollectionNotFound, client, connect, wrap
+from .client import GRPC_OPTIONS, CollectionNotFound, client, connect, not_loaded, wrap
 from .expr import ids_expr
 from .search import FETCH_CHUNK, Reads
 
@@ -35,13 +35,6 @@ RECONNECT_TIMEOUT_S = 3.0
 
 def _message(exc: Exception) -> str:
     return getattr(exc, "message", None) or str(exc)
-
-
-def _released(exc: Exception) -> bool:
-    """Milvus refused because the collection is not loaded ("collection ... is in state
-    released", "collection not loaded")."""
-    low = _message(exc).lower()
-    return "released" in low or "not loaded" in low or "not been loaded" in low
 
 
 @dataclass
@@ -110,7 +103,17 @@ class Store(Reads):
             return fn(*args, **kw)
         except Exception as exc:  # noqa: BLE001 - mapped onto the project's errors
             err = wrap(exc, what, name)
-            if isinstance(err, ServerUnavailable) and self._reconnected():
+            down = isinstance(err, ServerUnavailable) and not not_loaded(exc)
+            bound = getattr(fn, "__self__", None)
+            if down and bound is not None and bound is not self.client and hasattr(self.client, fn.__name__):
+                # Another thread reconnected while this call ran on the old client (and
+                # closed it: "closed channel"): make the call again, once, on the current one.
+                fn = getattr(self.client, fn.__name__)
+                try:
+                    return fn(*args, **kw)
+                except Exception as again:  # noqa: BLE001
+                    exc, err = again, wrap(again, what, name)
+            elif down and self._reconnected():
                 # pymilvus does not recover a channel whose server went away and came
                 # back: the call is made again once on a new connection, bound to it.
                 fn = getattr(self.client, getattr(fn, "__name__", ""), None) or fn
@@ -118,11 +121,14 @@ class Store(Reads):
                     return fn(*args, **kw)
                 except Exception as again:  # noqa: BLE001
                     exc, err = again, wrap(again, what, name)
-            if name and what in RELOADABLE and _released(exc):
+            if name and what in RELOADABLE and not_loaded(exc):
                 # A restarted Milvus (Lite server) comes back with every collection
                 # released: load it again and retry once, instead of failing every
-                # search until someone reloads it by hand.
-                log.warning("collection %s is released (%s): loading it again", name, _message(exc)[:200])
+                # search until someone reloads it by hand. A call that finds it being
+                # loaded by another one waits the same way: the server serialises loads,
+                # so this one returns when that load is done. Still not loaded after
+                # that: wrap makes it 503 server_unavailable (retriable), never 502.
+                log.warning("collection %s is not loaded (%s): loading it", name, _message(exc)[:200])
                 try:
                     self.client.load_collection(name)
                     return fn(*args, **kw)
