@@ -240,9 +240,10 @@ def title_overlap(titles: Sequence[str | None], i: np.ndarray, j: np.ndarray, ch
     from scipy import sparse
 
     grams = _title_grams_hashed(titles)
-    size = np.fromiter((len(g) for g in grams), dtype=np.float32, count=len(grams))
-    cols = np.fromiter((c for g in grams for c in g), dtype=np.int64, count=int(size.sum()))
-    indptr = np.concatenate([[0], np.cumsum(size, dtype=np.int64)])
+    counts = np.fromiter((len(g) for g in grams), dtype=np.int64, count=len(grams))
+    cols = np.fromiter((c for g in grams for c in g), dtype=np.int64, count=int(counts.sum()))
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    size = counts.astype(np.float32)
     m = sparse.csr_matrix((np.ones(len(cols), np.float32), cols, indptr), shape=(len(titles), 0x400000))
     out = np.zeros(len(i), np.float32)
     for s in range(0, len(i), chunk):
