@@ -222,7 +222,7 @@ function renderClusters(data) {
     sec.className = "cluster";
     sec.dataset.size = c.size;
     const h = document.createElement("h3");
-    h.textContent = `${n + 1}. ${c.size} products · ${c.category} · cosine ${c.score_min}–${c.score_max}`;
+    h.textContent = `${n + 1}. ${c.size} products · ${c.category} · score ${c.score_min}–${c.score_max}`;
     const ol = document.createElement("ol");
     ol.className = "strip";
     for (const m of c.members) {
