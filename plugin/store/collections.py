@@ -24,6 +24,7 @@ from ..errors import SchemaMismatch, ServerUnavailable, StoreError
 from . import spec as S
 from .client import GRPC_OPTIONS, CollectionNotFound, client, connect, not_loaded, wrap
 from .expr import ids_expr
+from .retry import NOT_IDEMPOTENT, POLICY, PROBE, RetryPolicy, retrying
 from .search import FETCH_CHUNK, Reads
 
 __all__ = ["GRPC_OPTIONS", "FETCH_CHUNK", "CollectionInfo", "CollectionNotFound", "Store", "client", "connect"]
@@ -98,43 +99,46 @@ class Store(Reads):
     def __exit__(self, *exc):
         self.close()
 
-    def _call(self, what: str, name: str | None, fn, *args, **kw):
-        try:
-            return fn(*args, **kw)
-        except Exception as exc:  # noqa: BLE001 - mapped onto the project's errors
-            err = wrap(exc, what, name)
-            down = isinstance(err, ServerUnavailable) and not not_loaded(exc)
-            bound = getattr(fn, "__self__", None)
-            if down and bound is not None and bound is not self.client and hasattr(self.client, fn.__name__):
-                # Another thread reconnected while this call ran on the old client (and
-                # closed it: "closed channel"): make the call again, once, on the current one.
-                fn = getattr(self.client, fn.__name__)
-                try:
-                    return fn(*args, **kw)
-                except Exception as again:  # noqa: BLE001
-                    exc, err = again, wrap(again, what, name)
-            elif down and self._reconnected():
-                # pymilvus does not recover a channel whose server went away and came
-                # back: the call is made again once on a new connection, bound to it.
-                fn = getattr(self.client, getattr(fn, "__name__", ""), None) or fn
-                try:
-                    return fn(*args, **kw)
-                except Exception as again:  # noqa: BLE001
-                    exc, err = again, wrap(again, what, name)
-            if name and what in RELOADABLE and not_loaded(exc):
+    def _call(self, what: str, name: str | None, fn, *args, policy: RetryPolicy = POLICY, **kw):
+        """`fn(*args, **kw)` (a method of the client), its failure mapped by `wrap` and
+        retried by the store's one policy (samestyle.store.retry: retriable errors only,
+        idempotent calls only, within the call's `timeout`). Each attempt runs on the
+        current client, so a call whose client another thread replaced (reconnect
+        closed it: "closed channel") is made again on the new one. `policy`: PROBE for a
+        readiness check, which reports the server as it is instead of waiting for it."""
+        method = getattr(fn, "__name__", "")
+        bound = getattr(fn, "__self__", None) is not None and hasattr(self.client, method)
+        used: list = [None]
+
+        def attempt(left: float | None):
+            current = self.client
+            used[0] = current
+            call = getattr(current, method) if bound else fn
+            return call(*args, **(dict(kw, timeout=left) if left is not None and "timeout" in kw else kw))
+
+        def recover(exc: Exception, err) -> bool:
+            if not_loaded(exc):
+                if not (name and what in RELOADABLE):
+                    return False
                 # A restarted Milvus (Lite server) comes back with every collection
-                # released: load it again and retry once, instead of failing every
-                # search until someone reloads it by hand. A call that finds it being
-                # loaded by another one waits the same way: the server serialises loads,
-                # so this one returns when that load is done. Still not loaded after
-                # that: wrap makes it 503 server_unavailable (retriable), never 502.
+                # released: load it again and retry, instead of failing every search
+                # until someone reloads it by hand. A call that finds it being loaded
+                # by another one waits the same way: the server serialises loads, so
+                # this one returns when that load is done. Still not loaded when the
+                # attempts are spent: wrap made it 503 server_unavailable, never 502.
                 log.warning("collection %s is not loaded (%s): loading it", name, _message(exc)[:200])
-                try:
-                    self.client.load_collection(name)
-                    return fn(*args, **kw)
-                except Exception as again:  # noqa: BLE001
-                    raise wrap(again, what, name) from None
-            raise err from None
+                self.client.load_collection(name)
+                return True
+            if not isinstance(err, ServerUnavailable):
+                return False
+            if bound and used[0] is not self.client:
+                return True  # another thread reconnected while this call ran: again, on the new client
+            # pymilvus does not recover a channel whose server went away and came back:
+            # the call is made again on a new connection.
+            return self._reconnected()
+
+        return retrying(attempt, lambda exc: wrap(exc, what, name), timeout=kw.get("timeout"),
+                        idempotent=what not in NOT_IDEMPOTENT, recover=recover, policy=policy)
 
     def _reconnected(self) -> bool:
         """A new client after the server was unreachable (one attempt, bounded by
@@ -183,8 +187,9 @@ class Store(Reads):
         return bool(self._call("has_collection", name, self.client.has_collection, name))
 
     def ping(self, *, timeout: float | None = None) -> None:
-        """Raise (ServerUnavailable when down) unless the server answers within `timeout`."""
-        self._call("list_collections", None, self.client.list_collections, timeout=timeout)
+        """Raise (ServerUnavailable when down) unless the server answers within `timeout`.
+        A probe: retried only after a reconnect, never waiting for the server (PROBE)."""
+        self._call("list_collections", None, self.client.list_collections, timeout=timeout, policy=PROBE)
 
     def load_state(self, name: str) -> str:
         """The collection's load state as Milvus names it: Loaded, Loading, NotLoad, NotExist."""
