@@ -203,8 +203,11 @@ class Searcher:
                  profiles: Profiles | None = None, timeout: float | None = None,
                  index_params: Mapping | None = None, composite_params: Mapping | None = None,
                  use_composite: bool = True):
-        # Every Milvus call goes through the Store; a bare MilvusClient is wrapped in one.
-        self.store = store if isinstance(store, Store) else Store(store, alias=collection)
+        # Every Milvus call goes through the Store, the one owner of pymilvus calls (its
+        # error mapping and retry policy); the searcher never holds a client of its own.
+        if not isinstance(store, Store):
+            raise TypeError(f"Searcher takes a samestyle.store.Store (Store.open(settings)), not {type(store).__name__}")
+        self.store = store
         self.collection = collection
         self.encoder = encoder
         self.profiles = profiles or Profiles.load()
@@ -227,11 +230,6 @@ class Searcher:
         return cls(Store.open(settings, collection), collection or settings.collection, encoder,
                    Profiles.load(settings.search_profiles),
                    index_params=params, composite_params=dict(comp.search_params) if comp else None)
-
-    @property
-    def client(self):
-        """The store's MilvusClient (for samestyle.products, which takes one)."""
-        return self.store.client
 
     def close(self) -> None:
         self.store.close()

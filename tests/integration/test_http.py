@@ -196,11 +196,11 @@ def test_triton_down_fails_fast_and_product_searches_go_on(searcher, search_cata
         assert client.post("/v1/search/product", json={"id": pid, "k": 3}).json()["hits"]
 
 
-def test_not_ready_without_collection(milvus_client, tmp_path):
+def test_not_ready_without_collection(milvus_store, tmp_path):
     from samestyle.http import create_app
     from samestyle.query.search import Searcher
 
-    app = create_app(Settings(data_dir=tmp_path), searcher=Searcher(milvus_client, "no_such_collection"))
+    app = create_app(Settings(data_dir=tmp_path), searcher=Searcher(milvus_store, "no_such_collection"))
     with TestClient(app) as client:
         r = client.get("/readyz")
         assert r.status_code == 503 and "no_such_collection" in r.json()["error"]["message"]

@@ -29,11 +29,11 @@ def test_product_search_finds_near_duplicates_and_excludes_itself(searcher, sear
         assert kept.ids[0] == orig and kept.hits[0].scores["fused_vec"] == pytest.approx(1.0, abs=1e-3)
 
 
-def test_product_without_photo_falls_back_to_views_it_has(milvus_client, filter_collection):
+def test_product_without_photo_falls_back_to_views_it_has(milvus_store, filter_collection):
     from samestyle.query.search import Searcher
     from tests.fixtures.search import TEXT_ONLY_ID
 
-    s = Searcher(milvus_client, "filters_v1")
+    s = Searcher(milvus_store, "filters_v1")
     res = s.by_product(TEXT_ONLY_ID, k=K, fields=["image_vec", "fused_vec"])
     assert res.views_used == {"image_vec": "fused", "fused_vec": "fused"}  # its photo view is zero
     assert len(res.hits) == K and TEXT_ONLY_ID not in res.ids
@@ -203,10 +203,10 @@ def test_bad_photo_is_input_error_naming_the_field(searcher):
 
 
 # --- filter injection: values stay literals --------------------------------------------------
-def test_adversarial_filter_values_match_only_literal_rows(milvus_client, filter_collection):
+def test_adversarial_filter_values_match_only_literal_rows(milvus_store, filter_collection):
     from samestyle.query.search import Searcher
 
-    s = Searcher(milvus_client, "filters_v1")
+    s = Searcher(milvus_store, "filters_v1")
     any_id = next(iter(filter_collection))
     for pid, brand in filter_collection.items():
         for spec in ({"brand": brand}, [F.Eq("colour", brand)], {"brand": [brand]}):
@@ -221,11 +221,11 @@ def test_adversarial_filter_values_match_only_literal_rows(milvus_client, filter
     assert [filter_collection[i] for i in pre.ids] == ["50% off_"]
 
 
-def test_encoder_of_another_model_is_refused(milvus_client, filter_collection, onnx_encoder):
+def test_encoder_of_another_model_is_refused(milvus_store, filter_collection, onnx_encoder):
     from samestyle.errors import SchemaMismatch
     from samestyle.query.search import Searcher
 
-    s = Searcher(milvus_client, "filters_v1", encoder=onnx_encoder)
+    s = Searcher(milvus_store, "filters_v1", encoder=onnx_encoder)
     with pytest.raises(SchemaMismatch) as e:
         s.by_text("red dress")
     assert "other-model" in e.value.message and e.value.fix
