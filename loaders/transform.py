@@ -163,6 +163,28 @@ def attribute_name(column: str, reserved: set[str]) -> str:
     return name
 
 
+def declared_columns(spec: CollectionSpec) -> dict[str, str]:
+    """Lower-cased catalogue column -> the declared attribute field it fills: each
+    field's own name and its `columns` in milvus/collection.json (baseColour -> colour)."""
+    out: dict[str, str] = {}
+    for f in spec.attribute_fields:
+        for name in (f.name, *f.columns):
+            out.setdefault(name.lower(), f.name)
+    return out
+
+
+def stored_name(column: str, spec: CollectionSpec, columns: ColumnMap | None = None) -> str:
+    """The name an ingest with the automatic mapping (no --attr-col) stores a catalogue
+    column under: the id, title, photo and category columns of `columns` (defaults:
+    ColumnMap()) their fields, an attribute column the declared field it names, any
+    other its dynamic-field key. The one naming source for readers of stored rows."""
+    cols = columns or ColumnMap()
+    for role, col in (("id", cols.id), ("title", cols.title), ("image", cols.image), ("category", cols.category)):
+        if column == col:
+            return spec.by_role(role).name
+    return declared_columns(spec).get(column.lower()) or attribute_name(column, set(spec.names))
+
+
 class Transformer:
     """Checks records against the collection definition for one model version."""
 
@@ -177,10 +199,7 @@ class Transformer:
         self.f_image = spec.by_role("image")
         self.f_category = spec.by_role("category")
         self.reserved = set(spec.names)
-        self._alias: dict[str, str] = {}
-        for f in spec.attribute_fields:
-            for name in (f.name, *f.columns):
-                self._alias.setdefault(name.lower(), f.name)
+        self._alias = declared_columns(spec)
         self.notes: list[str] = []  # what the column check found worth saying (not errors)
         self._plan: dict[str, tuple[str, bool]] = {}  # column -> (target, declared?)
         self._taken: set[str] = set()

@@ -44,8 +44,30 @@ def _columns(hits: list[dict], wanted: list[str] | None) -> list[str]:
             if key not in _INTERNAL and key not in present and value not in (None, ""):
                 present.append(key)
     if wanted:
-        return present if wanted == ["all"] else [c for c in wanted if c != "title"]
+        if wanted == ["all"]:
+            return present
+        stored = {key for h in hits for key in h["entity"]}
+        return [c for c in (_stored_column(w, stored) for w in wanted) if c != "title"]
     return ["category", *present[:DEFAULT_ATTR_COLUMNS]]
+
+
+def _stored_column(name: str, stored: set[str]) -> str:
+    """A --columns name as the hits hold it: the name itself when stored, else the name
+    ingest stores that catalogue column under (`baseColour` -> `colour`, through
+    samestyle.loaders.transform.stored_name, the naming ingest uses). Neither: an
+    InputError (exit 2) listing the stored attribute names, instead of an empty column."""
+    if name in stored:
+        return name
+    from samestyle.loaders.transform import stored_name  # as the other commands import the loaders
+    from samestyle.store.spec import load_collection_spec
+
+    mapped = stored_name(name, load_collection_spec())
+    if mapped in stored:
+        return mapped
+    names = sorted(k for k in stored if k not in _INTERNAL or k == "category")
+    raise InputError(f"--columns [{name}] is not an attribute stored with these hits"
+                     + (f" (ingest stores that catalogue column as [{mapped}])" if mapped != name else ""),
+                     field="columns", fix=f"name stored attributes: {', '.join(names)} (or 'all')")
 
 
 def _cell(value) -> str:
@@ -58,6 +80,7 @@ def _cell(value) -> str:
 
 def _table(res: dict, columns: list[str] | None = None) -> None:
     hits = res["hits"]
+    cols = _columns(hits, columns) if hits else []  # a bad --columns fails before anything is printed
     q = res["query"]
     what = ", ".join(f"{k}={v!r}" for k, v in q.items() if v not in (None, False))
     click.echo(f"{res['search_type']} search ({what}) on {', '.join(res['fields'])}"
@@ -69,7 +92,6 @@ def _table(res: dict, columns: list[str] | None = None) -> None:
     if not hits:
         click.echo("no hits")
         return
-    cols = _columns(hits, columns)
     # Ids are printed whole, so they can be pasted back (`--product ID`).
     wid = max(2, *(len(h["id"]) for h in hits))
     width = {c: min(24, max(len(c), *(len(_cell(h["entity"].get(c))) for h in hits))) for c in cols}
@@ -133,7 +155,8 @@ def _batch_table(res: dict, columns: list[str] | None = None, what: str = "produ
 @click.option("--keep-self", is_flag=True, help="With --product: keep the query product in the hits.")
 @click.option("--collection", metavar="NAME", help="Collection or alias. [default: SAMESTYLE_COLLECTION or products]")
 @click.option("--columns", "columns", metavar="C[,C]",
-              help="Attribute columns of the table (any stored attribute, e.g. brand,price; 'all' for every one). "
+              help="Attribute columns of the table (any stored attribute, e.g. brand,price, or the catalogue's "
+                   "column name, e.g. baseColour for colour; 'all' for every one). "
                    "[default: category and the first attributes the hits have]")
 @click.option("--encoder", type=click.Choice(["triton", "onnx"]), default="triton", show_default=True,
               help="Text and photo queries: Triton (a running `samestyle serve`, SAMESTYLE_TRITON_URL, or a local "

@@ -149,25 +149,35 @@ def _long_id_catalogue(root: Path) -> tuple[Path, dict[str, dict]]:
 
 def test_search_columns_show_the_catalogues_attributes(tmp_path):
     """`search --columns colour,price` on an ingested catalogue: those columns, with each
-    hit's own values from the catalogue, and the ids whole. (Ingest stores the fashion
-    column `baseColour` as the attribute `colour`.)"""
+    hit's own values from the catalogue, and the ids whole. Ingest stores the fashion
+    column `baseColour` as the attribute `colour`: `--columns baseColour,price` (the
+    catalogue's own names) shows the same column; a name that is not stored is one
+    error line listing the stored names, exit 2, no table."""
     csv_path, rows = _long_id_catalogue(tmp_path / "cat")
     data = tmp_path / "data"
     r = _run(f"samestyle ingest {csv_path} --encoder onnx --json", data, tmp_path)
     assert r.returncode == 0 and json.loads(r.stdout)["loaded"] == len(rows), r.stdout + r.stderr
 
     pid = next(iter(rows))
-    r = _run(f"samestyle search --product {pid} --columns colour,price -k 5", data, tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
-    lines = r.stdout.splitlines()
-    header = next(line for line in lines if line.split()[:2] == ["#", "id"])
-    assert header.split()[-3:] == ["colour", "price", "title"], header
-    ids = _table_ids(r.stdout)
-    assert len(ids) == 5 and set(ids) <= set(rows), r.stdout  # whole ids, each one a catalogue id
-    for hid in ids:
-        line = next(x for x in lines if x.split()[1:2] == [hid])
-        colour, price = line.split()[-len(rows[hid]["title"].split()) - 2:][:2]
-        assert colour == rows[hid]["baseColour"] and float(price) == pytest.approx(float(rows[hid]["price"])), line
+    for asked in ("colour,price", "baseColour,price"):
+        r = _run(f"samestyle search --product {pid} --columns {asked} -k 5", data, tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        lines = r.stdout.splitlines()
+        header = next(line for line in lines if line.split()[:2] == ["#", "id"])
+        assert header.split()[-3:] == ["colour", "price", "title"], (asked, header)
+        ids = _table_ids(r.stdout)
+        assert len(ids) == 5 and set(ids) <= set(rows), r.stdout  # whole ids, each one a catalogue id
+        for hid in ids:
+            line = next(x for x in lines if x.split()[1:2] == [hid])
+            colour, price = line.split()[-len(rows[hid]["title"].split()) - 2:][:2]
+            assert colour == rows[hid]["baseColour"] and float(price) == pytest.approx(float(rows[hid]["price"])), line
+
+    r = _run(f"samestyle search --product {pid} --columns colour,fabric -k 5", data, tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    err = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(err) == 1 and "--columns [fabric]" in err[0], r.stderr
+    assert all(name in err[0] for name in ("brand", "colour", "gender", "price")), err[0]  # the stored names
+    assert "#" not in r.stdout.split(), r.stdout  # no table
 
 
 def _checkpoint(data: Path) -> dict | None:

@@ -192,3 +192,19 @@ def test_jsonl_mapping_is_checked_against_the_sampled_keys():
     tf = Transformer(SPEC, ColumnMap.from_options(image_col="img", explicit=["image"]), "m")
     with pytest.raises(ConfigError, match=r"first 3 records are \['id', 'title', 'image'\]; did you mean \[image\]"):
         tf.check_columns(["id", "title", "image"], sampled=3)
+
+
+@pytest.mark.parametrize("column,stored", [
+    ("baseColour", "colour"), ("color", "colour"), ("colour", "colour"), ("brandName", "brand"),
+    ("articleType", "category"), ("id", "id"), ("price", "price"), ("Pattern Type", "Pattern_Type"),
+])
+def test_stored_name_is_what_ingest_stores_the_column_as(column, stored):
+    """samestyle.loaders.transform.stored_name (what `search --columns` maps a catalogue
+    column through) agrees with the Transformer's own automatic mapping."""
+    from samestyle.loaders.transform import stored_name
+
+    assert stored_name(column, SPEC) == stored
+    if column not in ("id", "articleType"):  # attribute columns: the row ingest builds holds it there
+        t = Transformer(SPEC, ColumnMap(), "m1")
+        p = t.parse(RawRecord(1, {"id": "p1", "title": "a shirt", column: "x"}))
+        assert isinstance(p, Parsed) and (p.declared.get(stored) or p.extra.get(stored)) == "x", p
