@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from samestyle import contract as C
+from samestyle import photohash as PH
 from samestyle.encoders.base import EncodedBatch, ProductInput
 from samestyle.errors import ConfigError
 from samestyle.model import preprocess as pp
@@ -108,6 +109,7 @@ class Product:
     declared: dict[str, Any]
     extra: dict[str, Any]
     content_hash: str = ""
+    photo_hash: str = ""  # samestyle.photohash of the decoded photo, 16 hex digits; "" without a photo
 
     @property
     def input(self) -> ProductInput:
@@ -351,11 +353,12 @@ class Transformer:
     def finish(self, p: Parsed, photo: bytes | None, image_uri: str = "") -> Product | Rejected:
         """Attach the photo (already loaded; None when the product has none), check
         that it opens within the limits, and hash the product."""
+        photo_hash = ""
         if photo is not None:
-            bad = check_photo(photo, self.consts)
+            bad, photo_hash = inspect_photo(photo, self.consts)
             if bad:
                 return Rejected(p.line, p.id, self.cols.image, *bad)
-        prod = Product(p.line, p.id, p.title, image_uri, photo, p.category, p.declared, p.extra)
+        prod = Product(p.line, p.id, p.title, image_uri, photo, p.category, p.declared, p.extra, photo_hash=photo_hash)
         prod.content_hash = content_hash(prod, self.model_version)
         return prod
 
@@ -373,6 +376,8 @@ class Transformer:
             s.by_role("has_image").name: prod.photo is not None, s.by_role("has_text").name: bool(prod.title),
         })
         out.update(prod.declared)
+        if prod.photo_hash and s.enable_dynamic_field:
+            out[C.PHOTO_HASH] = prod.photo_hash  # for dedup; a catalogue column of that name loses to it
         for view, name in s.vector_fields.items():
             out[name] = np.ascontiguousarray(enc.view(view)[i], dtype=np.float32)
         return out
@@ -391,14 +396,23 @@ def check_photo(data: bytes, consts: Mapping) -> tuple[str, str] | None:
     """(kind, reason) when the photo is over the limits, does not decode in full, or
     its header claims more pixels than its bytes can hold (preprocess.open_photo: the
     same checks the encoder makes, so a bad photo is dead-lettered here, not stored)."""
+    return inspect_photo(data, consts)[0]
+
+
+def inspect_photo(data: bytes, consts: Mapping) -> tuple[tuple[str, str] | None, str]:
+    """check_photo's verdict and, for a photo that decodes, its perceptual hash
+    (samestyle.photohash, 16 hex digits) from the same decode; "" when it is bad."""
     if len(data) > consts["max_photo_bytes"]:
-        return "oversize_photo", f"photo is {len(data)} bytes, over the limit of {consts['max_photo_bytes']}"
+        return ("oversize_photo", f"photo is {len(data)} bytes, over the limit of {consts['max_photo_bytes']}"), ""
     try:
-        pp.open_photo(data, consts).close()
+        img = pp.open_photo(data, consts)
     except pp.PreprocessError as exc:
         kind = "oversize_photo" if "over the limit" in exc.reason else "unreadable_photo"
-        return kind, exc.reason
-    return None
+        return (kind, exc.reason), ""
+    try:
+        return None, PH.to_hex(PH.phash(img))
+    finally:
+        img.close()
 
 
 def content_hash(p: Product, model_version: str) -> str:

@@ -107,6 +107,13 @@ DEDUP_IMAGE_WEIGHT = 0.9
 def collection_name(version: int) -> str:
     """`products_v<N>`: the versioned physical collection behind the alias."""
     if version < 1:
+# A product's perceptual photo hash (samestyle.photohash: 64-bit DCT hash, 16 hex digits),
+# computed at ingest from the decoded photo and stored as a dynamic attribute. photo+title
+# scores a pair's photo as (1 - DEDUP_HASH_WEIGHT) x image_vec cosine + DEDUP_HASH_WEIGHT x
+# hash similarity when both products have one; a collection ingested before the hash (or
+# without a dynamic field) falls back to the cosine alone.
+PHOTO_HASH = "photo_hash"
+DEDUP_HASH_WEIGHT = 0.5
         raise ValueError(f"collection version must be >= 1, got [{version}]")
     return f"{COLLECTION_PREFIX}{version}"
 

@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import contract as C
+from . import photohash as PH
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ def _unique(values: np.ndarray) -> list:
 # --- photo+title: the photo and the title scored apart, mutual best matches --------------
 NEIGHBOURS = 5  # candidates per row and per vector field (photo, title)
 IMAGE_WEIGHT = C.DEDUP_IMAGE_WEIGHT
+HASH_WEIGHT = C.DEDUP_HASH_WEIGHT
 _NUMBER = re.compile(r"\d+")
 # Colour words a title may name (English colour names, as in Myntra's baseColour). Two
 # titles naming colours and sharing none are two colourways, not one product twice.
@@ -286,6 +288,19 @@ def _dot_pairs(x: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 100_000
     return out
 
 
+def photo_scores(image: np.ndarray, hashes: Sequence | None, i: np.ndarray, j: np.ndarray,
+                 hash_weight: float = HASH_WEIGHT) -> np.ndarray:
+    """Each pair's photo score: image_vec cosine, blended with the photo-hash similarity
+    where both products have a hash."""
+    photo = _dot_pairs(np.asarray(image, np.float32), i, j)
+    if hashes is None or hash_weight <= 0 or not len(i):
+        return photo
+    h, has = PH.parse(hashes)
+    both = has[i] & has[j]
+    photo[both] = (1 - hash_weight) * photo[both] + hash_weight * PH.similarity(h, i[both], j[both])
+    return photo
+
+
 def mutual_best(n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray) -> np.ndarray:
     """Mask of the pairs that are each end's best-scoring pair (ties kept)."""
     best = np.full(n, -np.inf, dtype=np.float64)
@@ -296,7 +311,8 @@ def mutual_best(n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray) -> np.n
 
 def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str | None], groups: Sequence,
                       k: int = NEIGHBOURS, image_weight: float = IMAGE_WEIGHT, block: int = 1024,
-                      exact_max: int = EXACT_MAX, progress: Callable[[int], None] | None = None) -> Pairs:
+                      exact_max: int = EXACT_MAX, progress: Callable[[int], None] | None = None,
+                      hashes: Sequence | None = None, hash_weight: float = HASH_WEIGHT) -> Pairs:
     """Candidate duplicates for `dedup`'s photo+title method, scored; `.above(t)` keeps
     the links at threshold t.
 
@@ -307,7 +323,10 @@ def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str 
     image_weight x photo cosine + (1 - image_weight) x title trigram overlap; pairs
     whose titles carry different numbers or name different colours are dropped; and a pair is kept only when it
     is the best-scoring pair of both its products (mutual best match), so no chain of
-    lookalikes joins a cluster. Cost: two k-nearest searches (n x category size per
+    lookalikes joins a cluster. With `hashes` (stored photo hashes, samestyle.photohash;
+    None where a product has none), a pair whose two products both have one scores its
+    photo as (1 - hash_weight) x cosine + hash_weight x hash similarity: the hash tells
+    a copy of the photo from another photo of the same style. Cost: two k-nearest searches (n x category size per
     group up to exact_max rows, n^1.5 beyond) and O(n k) pair scoring."""
     n = len(image)
     near = [nearest(image, groups, k, block, exact_max)]
@@ -315,7 +334,7 @@ def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str 
         progress(n // 2)
     near.append(nearest(text, groups, k, block, exact_max))
     i, j = candidate_pairs(n, *near)
-    photo = _dot_pairs(np.asarray(image, np.float32), i, j)
+    photo = photo_scores(image, hashes, i, j, hash_weight)
     score = image_weight * photo + (1 - image_weight) * title_overlap(titles, i, j)
     ok = ~(numbers_differ(titles, i, j) | colours_differ(titles, i, j))
     i, j, score = i[ok], j[ok], score[ok]
@@ -456,7 +475,7 @@ class Catalogue:
 def needs(method: str) -> tuple[list[str], list[str]]:
     """(vector fields, other stored fields) a method reads."""
     if method == C.DEDUP_PHOTO_TITLE:
-        return [C.IMAGE_VEC, C.TEXT_VEC], ["title"]
+        return [C.IMAGE_VEC, C.TEXT_VEC], ["title", C.PHOTO_HASH]
     if method in C.VECTOR_FIELDS.values():
         return [method], []
     raise ValueError(f"dedup method must be one of {C.DEDUP_METHODS}, got [{method}]")
@@ -470,6 +489,8 @@ def load(store, collection: str, *, method: str = C.DEDUP_PHOTO_TITLE, group_fie
     benchmark and the page's duplicates view."""
     store.ensure_loaded(collection)
     fields, stored = needs(method)
+    if C.PHOTO_HASH in stored and not store.describe(collection).get("enable_dynamic_field", True):
+        stored = [f for f in stored if f != C.PHOTO_HASH]  # no dynamic field: no hashes, cosine only
     extra_names = list(dict.fromkeys([*stored, *extra_fields]))
     out = list(dict.fromkeys([C.PRIMARY_KEY, *fields, group_field, *extra_names,
                               *([label_field] if label_field else [])]))
@@ -497,7 +518,7 @@ def link(cat: Catalogue, method: str, threshold: float, block: int = 1024,
     """The scored links of `method` at `threshold` or above (`.above(t)` for a higher t)."""
     if method == C.DEDUP_PHOTO_TITLE:
         return photo_title_pairs(cat.vectors[C.IMAGE_VEC], cat.vectors[C.TEXT_VEC], cat.extra["title"], cat.groups,
-                                 block=block, progress=progress).above(threshold)
+                                 block=block, progress=progress, hashes=cat.extra.get(C.PHOTO_HASH)).above(threshold)
     return find_pairs(cat.vectors[method], cat.groups, threshold, block=block, progress=progress)
 
 

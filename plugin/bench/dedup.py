@@ -8,7 +8,10 @@ cost as the catalogue grows.
   with every stored product, and `samestyle dedup`'s clustering (samestyle.dedup: the
   same code) is scored as pairs against that truth: precision, recall and F1 per
   threshold. The re-listed products are drawn among those with a photo no other
-  product shares.
+  product shares. Each re-listing's photo hash (samestyle.photohash) is computed as
+  ingest computes it (loaders.transform.inspect_photo); a stored product without one
+  (a collection ingested before the hash) gets it here from its photo file, the same
+  way, and the report says how many did.
 - Myntra ships about 1,400 products whose photo is byte-identical to another's. They
   are reported on their own (how many of their pairs the clustering links) and their
   pairs count neither for nor against the re-listing score.
@@ -300,6 +303,9 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
     byte-identical photos apart, and its run time as the catalogue grows."""
     from ..encoders.base import ProductInput
     from ..store import Store
+    from ..loaders.transform import inspect_photo
+
+    consts = C.preprocess_constants()
     from ..store import search as store_reads
 
     if quick:
@@ -335,10 +341,16 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
 
     _say("  photo hashes (byte-identical groups)...")
     digest = {}
-    for pid in cat.ids:
+    stored_hash = cat.extra.get(C.PHOTO_HASH)
+    computed = 0
+    for n, pid in enumerate(cat.ids):
         p = path_of(pid)
         if p is not None:
-            digest[pid] = hashlib.sha1(p.read_bytes()).hexdigest()
+            data = p.read_bytes()
+            digest[pid] = hashlib.sha1(data).hexdigest()
+            if stored_hash is not None and not stored_hash[n]:
+                stored_hash[n] = inspect_photo(data, consts)[1] or None
+                computed += 1
     counts: dict[str, int] = {}
     for h in digest.values():
         counts[h] = counts.get(h, 0) + 1
@@ -373,7 +385,9 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
                         {f: np.concatenate([x, enc.view(view_of[f])[ok]]).astype(np.float32)
                          for f, x in cat.vectors.items()},
                         list(cat.groups) + [rel[i]["category"] for i in ok], None,
-                        {f: v + ([rel[i]["title"] for i in ok] if f == "title" else [None] * len(ok))
+                        {f: v + ([rel[i]["title"] for i in ok] if f == "title" else
+                                 [inspect_photo(rel[i]["photo"], consts)[1] or None for i in ok]
+                                 if f == C.PHOTO_HASH else [None] * len(ok))
                          for f, v in cat.extra.items()})
     truth = [(pos[rel[i]["source"]], len(cat.ids) + n) for n, i in enumerate(ok)]
     kinds = [rel[i]["kind"] for i in ok]
@@ -397,6 +411,9 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
                             "kinds": {k: kinds.count(k) for k in KINDS}, "encode_seconds": round(encode_s, 2),
                             "byte_identical_groups": len(shared),
                             "byte_identical_products": sum(c for c in counts.values() if c > 1),
+                            "photo_hashes": {"stored": None if stored_hash is None else
+                                             sum(1 for h in stored_hash if h) - computed,
+                                             "computed_from_photo_files": computed},
                             "dedup_seconds": round(sec, 2), "sweep": sweep,
                             "recall_by_kind": {str(k): v for k, v in kind_recall.items()},
                             "at_recommended": at_default, "best": best,

@@ -175,6 +175,38 @@ def test_link_and_subset():
     assert pairs(D.link(cat, "image_vec", 0.95)) == pairs(D.find_pairs(photo, groups, 0.95))
     sub = cat.subset(np.array([3, 4]))
     assert sub.ids == ["p3", "p4"] and sub.extra["title"] == titles[3:5] and np.allclose(sub.vectors["image_vec"], photo[3:5])
-    assert D.needs("photo+title") == (["image_vec", "text_vec"], ["title"]) and D.needs("fused_vec") == (["fused_vec"], [])
+    assert D.needs("photo+title") == (["image_vec", "text_vec"], ["title", "photo_hash"])
+    assert D.needs("fused_vec") == (["fused_vec"], [])
     with pytest.raises(ValueError):
         D.needs("nosuch")
+
+
+def _recrop_catalogue():
+    """p0 a photo; p1 its re-cropped copy (image cosine 0.88, the same photo hash); p2
+    another product of the same style (cosine 0.93 to p0, another photo hash). All three
+    share one title, so only the photo can tell the copy."""
+    e = np.eye(8, dtype=np.float32)
+    photo = np.stack([e[0], 0.88 * e[0] + np.sqrt(1 - 0.88**2) * e[1], 0.93 * e[0] + np.sqrt(1 - 0.93**2) * e[2]])
+    text = _unit(np.random.default_rng(1).normal(size=(3, 8)))
+    return photo.astype(np.float32), text, ["Puma Men Black Running Shoes"] * 3, ["Shoes"] * 3
+
+
+def test_photo_hashes_tell_a_copy_from_a_lookalike():
+    photo, text, titles, groups = _recrop_catalogue()
+    linked = lambda p: set(zip(p.i.tolist(), p.j.tolist()))  # noqa: E731
+    same, other = "0123456789abcdef", "fedcba9876543210"  # 64 bits apart
+    # cosine alone: the lookalike is p0's best match and the copy stays out
+    assert linked(D.photo_title_pairs(photo, text, titles, groups)) == {(0, 2)}
+    assert linked(D.photo_title_pairs(photo, text, titles, groups, hashes=[None] * 3)) == {(0, 2)}
+    with_hash = D.photo_title_pairs(photo, text, titles, groups, hashes=[same, same, other], hash_weight=0.5)
+    assert linked(with_hash) == {(0, 1)}
+    assert with_hash.score[0] == pytest.approx(D.IMAGE_WEIGHT * (0.5 * 0.88 + 0.5 * 1.0) + (1 - D.IMAGE_WEIGHT),
+                                               abs=1e-5)
+    # p2 without a hash: its pairs fall back to the cosine (0.93), below the copy's blend
+    fallback = D.photo_title_pairs(photo, text, titles, groups, hashes=[same, same, None], hash_weight=0.5)
+    assert linked(fallback) == {(0, 1)}
+    cat = D.Catalogue(["a", "b", "c"], {"image_vec": photo, "text_vec": text}, groups, None,
+                      {"title": titles, "photo_hash": [same, same, other]})
+    assert linked(D.link(cat, "photo+title", 0.0)) == {(0, 1)}
+    del cat.extra["photo_hash"]  # a collection ingested before the hash: cosine only
+    assert linked(D.link(cat, "photo+title", 0.0)) == {(0, 2)}
