@@ -109,7 +109,7 @@ class Product:
     declared: dict[str, Any]
     extra: dict[str, Any]
     content_hash: str = ""
-    photo_hash: str = ""  # samestyle.photohash of the decoded photo, 16 hex digits; "" without a photo
+    photo_hash: str = ""  # samestyle.photohash signature of the decoded photo (hex); "" without a photo
 
     @property
     def input(self) -> ProductInput:
@@ -400,8 +400,8 @@ def check_photo(data: bytes, consts: Mapping) -> tuple[str, str] | None:
 
 
 def inspect_photo(data: bytes, consts: Mapping) -> tuple[tuple[str, str] | None, str]:
-    """check_photo's verdict and, for a photo that decodes, its perceptual hash
-    (samestyle.photohash, 16 hex digits) from the same decode; "" when it is bad."""
+    """check_photo's verdict and, for a photo that decodes, its perceptual signature
+    (samestyle.photohash.photo_hash, hex) from the same decode; "" when it is bad."""
     if len(data) > consts["max_photo_bytes"]:
         return ("oversize_photo", f"photo is {len(data)} bytes, over the limit of {consts['max_photo_bytes']}"), ""
     try:
@@ -410,7 +410,7 @@ def inspect_photo(data: bytes, consts: Mapping) -> tuple[tuple[str, str] | None,
         kind = "oversize_photo" if "over the limit" in exc.reason else "unreadable_photo"
         return (kind, exc.reason), ""
     try:
-        return None, PH.to_hex(PH.phash(img))
+        return None, PH.photo_hash(img)
     finally:
         img.close()
 

@@ -100,20 +100,22 @@ SEARCH_TIMEOUT_S = 10.0  # HTTP request timeout for one search
 # of the method links products whose one vector is at least the threshold alike (union-find).
 DEDUP_PHOTO_TITLE = "photo+title"
 DEDUP_METHODS = (DEDUP_PHOTO_TITLE, *VECTOR_FIELDS.values())
-DEDUP_THRESHOLD = 0.92
+DEDUP_THRESHOLD = 0.88
 DEDUP_IMAGE_WEIGHT = 0.9
+# A product's perceptual photo signature (samestyle.photohash: the 63 lowest DCT frequencies
+# of the grey photo, int8, 126 hex digits), computed at ingest from the decoded photo and
+# stored as a dynamic attribute. photo+title scores a pair's photo as (1 - DEDUP_HASH_WEIGHT)
+# x image_vec cosine + DEDUP_HASH_WEIGHT x the signatures' cosine stretched from
+# [DEDUP_HASH_FLOOR, 1] to [0, 1], when both products have one; a collection ingested before
+# the signature (or without a dynamic field) falls back to the cosine alone.
+PHOTO_HASH = "photo_hash"
+DEDUP_HASH_WEIGHT = 0.8
+DEDUP_HASH_FLOOR = 0.98
 
 
 def collection_name(version: int) -> str:
     """`products_v<N>`: the versioned physical collection behind the alias."""
     if version < 1:
-# A product's perceptual photo hash (samestyle.photohash: 64-bit DCT hash, 16 hex digits),
-# computed at ingest from the decoded photo and stored as a dynamic attribute. photo+title
-# scores a pair's photo as (1 - DEDUP_HASH_WEIGHT) x image_vec cosine + DEDUP_HASH_WEIGHT x
-# hash similarity when both products have one; a collection ingested before the hash (or
-# without a dynamic field) falls back to the cosine alone.
-PHOTO_HASH = "photo_hash"
-DEDUP_HASH_WEIGHT = 0.5
         raise ValueError(f"collection version must be >= 1, got [{version}]")
     return f"{COLLECTION_PREFIX}{version}"
 

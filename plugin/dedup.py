@@ -3,8 +3,10 @@ or re-uploaded with a re-cropped photo or a reworded title).
 
 Within each category. The default method, photo+title, scores the photo and the title
 apart: candidates are each product's nearest neighbours by image_vec and by text_vec;
-a candidate pair scores DEDUP_IMAGE_WEIGHT x photo cosine + the rest x the titles'
-character-trigram overlap; titles carrying different numbers (two shades) never link;
+a candidate pair scores DEDUP_IMAGE_WEIGHT x photo + the rest x the titles'
+character-trigram overlap, the photo being the image_vec cosine blended with the
+stored photo signatures' similarity (samestyle.photohash: copy detection) where both
+products have one; titles carrying different numbers (two shades) never link;
 and a pair links only when it is the best match of both its products (mutual best),
 so lookalikes do not chain into one cluster. `samestyle bench dedup` tunes the
 threshold against re-listed products. With one vector field instead (fused_vec,
@@ -290,14 +292,14 @@ def _dot_pairs(x: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 100_000
 
 def photo_scores(image: np.ndarray, hashes: Sequence | None, i: np.ndarray, j: np.ndarray,
                  hash_weight: float = HASH_WEIGHT) -> np.ndarray:
-    """Each pair's photo score: image_vec cosine, blended with the photo-hash similarity
-    where both products have a hash."""
+    """Each pair's photo score: image_vec cosine, blended with the photo-signature
+    similarity where both products have one."""
     photo = _dot_pairs(np.asarray(image, np.float32), i, j)
     if hashes is None or hash_weight <= 0 or not len(i):
         return photo
     h, has = PH.parse(hashes)
     both = has[i] & has[j]
-    photo[both] = (1 - hash_weight) * photo[both] + hash_weight * PH.similarity(h, i[both], j[both])
+    photo[both] = (1 - hash_weight) * photo[both] + hash_weight * PH.similarity(h, i[both], j[both], C.DEDUP_HASH_FLOOR)
     return photo
 
 
@@ -323,10 +325,11 @@ def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str 
     image_weight x photo cosine + (1 - image_weight) x title trigram overlap; pairs
     whose titles carry different numbers or name different colours are dropped; and a pair is kept only when it
     is the best-scoring pair of both its products (mutual best match), so no chain of
-    lookalikes joins a cluster. With `hashes` (stored photo hashes, samestyle.photohash;
+    lookalikes joins a cluster. With `hashes` (stored photo signatures, samestyle.photohash;
     None where a product has none), a pair whose two products both have one scores its
-    photo as (1 - hash_weight) x cosine + hash_weight x hash similarity: the hash tells
-    a copy of the photo from another photo of the same style. Cost: two k-nearest searches (n x category size per
+    photo as (1 - hash_weight) x cosine + hash_weight x signature similarity (stretched
+    from C.DEDUP_HASH_FLOOR): it tells a copy of the photo from another photo of the
+    same style. Cost: two k-nearest searches (n x category size per
     group up to exact_max rows, n^1.5 beyond) and O(n k) pair scoring."""
     n = len(image)
     near = [nearest(image, groups, k, block, exact_max)]

@@ -8,10 +8,10 @@ cost as the catalogue grows.
   with every stored product, and `samestyle dedup`'s clustering (samestyle.dedup: the
   same code) is scored as pairs against that truth: precision, recall and F1 per
   threshold. The re-listed products are drawn among those with a photo no other
-  product shares. Each re-listing's photo hash (samestyle.photohash) is computed as
-  ingest computes it (loaders.transform.inspect_photo); a stored product without one
-  (a collection ingested before the hash) gets it here from its photo file, the same
-  way, and the report says how many did.
+  product shares. Each re-listing's photo signature (samestyle.photohash) is computed
+  as ingest computes it (loaders.transform.inspect_photo); a stored product without one
+  (a collection ingested before it) gets it here from its photo file, the same way,
+  and the report says how many did.
 - Myntra ships about 1,400 products whose photo is byte-identical to another's. They
   are reported on their own (how many of their pairs the clustering links) and their
   pairs count neither for nor against the re-listing score.

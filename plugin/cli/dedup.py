@@ -50,7 +50,9 @@ DEFAULT_THRESHOLD = C.DEDUP_THRESHOLD
 @click.option("--threshold", type=click.FloatRange(-1, 1), default=DEFAULT_THRESHOLD, show_default=True,
               envvar="SAMESTYLE_DEDUP_THRESHOLD",
               help="Link two products of one category at this score or above (photo+title: "
-                   f"{C.DEDUP_IMAGE_WEIGHT:g} x photo cosine + {1 - C.DEDUP_IMAGE_WEIGHT:g} x title overlap; "
+                   f"{C.DEDUP_IMAGE_WEIGHT:g} x photo + {1 - C.DEDUP_IMAGE_WEIGHT:g} x title overlap, the photo "
+                   f"{1 - C.DEDUP_HASH_WEIGHT:g} x image cosine + {C.DEDUP_HASH_WEIGHT:g} x photo-signature "
+                   "similarity where both have one, the cosine alone otherwise; "
                    "a vector field: its cosine). The default is the one `samestyle bench dedup` tuned.")
 @click.option("--field", "vector_field", type=click.Choice(list(C.DEDUP_METHODS)), default=C.DEDUP_PHOTO_TITLE,
               show_default=True, help="photo+title: the photo and the title scored apart, mutual best matches "
