@@ -112,6 +112,7 @@ def test_stored_rows_carry_the_photo_hash_of_their_decoded_photo(ingested_store)
     """The decode step hashes each photo (transform.inspect_photo); the hash lands in the
     dynamic attribute contract.PHOTO_HASH, and dedup.load reads it back."""
     from samestyle import dedup as D
+    from samestyle import photohash as PH
     from samestyle.loaders.transform import inspect_photo
 
     rows = _rows(ingested_store.catalogue.csv_path)
@@ -119,7 +120,7 @@ def test_stored_rows_carry_the_photo_hash_of_their_decoded_photo(ingested_store)
     stored = store.fetch(C.COLLECTION_ALIAS, [r["id"] for r in rows], [C.PHOTO_HASH])
     for r in rows:
         want = inspect_photo((ingested_store.catalogue.root / r["image"]).read_bytes(), consts)[1]
-        assert len(want) == 16 and stored[r["id"]][C.PHOTO_HASH] == want, r["id"]
+        assert len(want) == PH.HEX_LEN and stored[r["id"]][C.PHOTO_HASH] == want, r["id"]
     cat = D.load(store, C.COLLECTION_ALIAS)
     assert cat.extra[C.PHOTO_HASH] == [stored[i][C.PHOTO_HASH] for i in cat.ids]
 
