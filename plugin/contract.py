@@ -78,6 +78,11 @@ IMAGE_VEC = "image_vec"
 TEXT_VEC = "text_vec"
 FUSED_VEC = "fused_vec"
 VECTOR_FIELDS = {"image": IMAGE_VEC, "text": TEXT_VEC, "fused": FUSED_VEC}
+# Where a photo + modifier query ("this dress, but white") looks by default: the shipped
+# model's modifier term was trained to find the asked colourway's photo view
+# (`samestyle train --mod-target image`), which keeps fused_vec colour-blind for
+# same-style search. A model trained with --mod-target fused wants FUSED_VEC here.
+MODIFIER_FIELD = IMAGE_VEC
 METRIC = "IP"  # vectors are L2-normalised, so IP is cosine and a zero vector scores 0
 PRIMARY_KEY = "id"
 CATEGORY_FIELD = "category"  # leaf category: partition key, dedup scope, weight-profile key

@@ -42,7 +42,7 @@ DEFAULT_FIELDS = {
     # A photo alone is compared with photos; fused_vec (photo + title) can be added
     # per request, but a query without a title sits off the stored fused vectors.
     "photo": (C.IMAGE_VEC,),
-    "photo_text": (C.FUSED_VEC,),
+    "photo_text": (C.MODIFIER_FIELD,),
     "hybrid": FIELDS,
 }
 TEXT_TARGETS = {"text": (C.TEXT_VEC,), "image": (C.IMAGE_VEC,), "fused": (C.FUSED_VEC,), "all": FIELDS}
@@ -319,7 +319,8 @@ def photo_plan(image_vec, fields: Sequence[str] | None = None, fused_vec=None, *
     return plan({"image": image_vec, "fused": fused_vec}, check_fields(fields, DEFAULT_FIELDS["photo"]), **kw)
 
 
-def photo_text_plan(fused_vec, fields: Sequence[str] | None = None, image_vec=None, **kw) -> SearchPlan:
+def photo_text_plan(query_vec, fields: Sequence[str] | None = None, **kw) -> SearchPlan:
     """A photo plus modifier words ("this dress, but white") encoded jointly as one
-    product: its `fused` view against fused_vec."""
-    return plan({"fused": fused_vec, "image": image_vec}, check_fields(fields, DEFAULT_FIELDS["photo_text"]), **kw)
+    product (the encoder's `fused` output): that one vector against every field asked,
+    by default C.MODIFIER_FIELD (the field the shipped model trained the modifier for)."""
+    return plan({"fused": query_vec}, check_fields(fields, DEFAULT_FIELDS["photo_text"]), **kw)

@@ -551,7 +551,8 @@ class Searcher:
         if not isinstance(modifier, str) or not modifier.strip():
             raise InputError("modifier text is empty", field="modifier")
         views = self._encode(photo=_read_photo(photo), text=modifier)
-        return self._run("photo_text", {"fused": views["fused"], "image": views["image"]},
+        # one query vector, the joint encoding, whichever fields are searched
+        return self._run("photo_text", {"fused": views["fused"]},
                          R.DEFAULT_FIELDS["photo_text"], o, list(o.exclude), o.category,
                          {"photo": True, "modifier": modifier})
 

@@ -39,9 +39,9 @@ CASES = [
     (R.photo_plan, (IMG,), {"fields": ["image_vec", "fused_vec"], "fused_vec": FUS}, ("image_vec", "fused_vec"),
      {"image_vec": "image", "fused_vec": "fused"}),
     (R.photo_plan, (IMG,), {"fields": ["fused_vec"]}, ("fused_vec",), {"fused_vec": "image"}),
-    (R.photo_text_plan, (FUS,), {}, ("fused_vec",), {"fused_vec": "fused"}),
-    (R.photo_text_plan, (FUS,), {"fields": ["fused_vec", "image_vec"], "image_vec": IMG},
-     ("fused_vec", "image_vec"), {"fused_vec": "fused", "image_vec": "image"}),
+    (R.photo_text_plan, (FUS,), {}, ("image_vec",), {"image_vec": "fused"}),
+    (R.photo_text_plan, (FUS,), {"fields": ["fused_vec", "image_vec"]},
+     ("fused_vec", "image_vec"), {"fused_vec": "fused", "image_vec": "fused"}),
 ]
 
 
