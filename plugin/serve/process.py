@@ -1,18 +1,24 @@
 """A server child process that does not outlive us: its own process group (so stopping
 it takes its children along, e.g. Triton's python-backend stubs), stopped at
 interpreter exit if nobody stopped it, killed by the kernel if we die without exiting
-(PR_SET_PDEATHSIG, when started from the main thread); output to a log file."""
+(PR_SET_PDEATHSIG, armed in a thread that lives as long as the process: the main
+thread, or our one launcher thread for servers started from any other); output to a
+log file."""
 
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import contextlib
 import ctypes
+import functools
 import logging
 import os
+import queue
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -85,6 +91,78 @@ def long_lived():
         _LONG_LIVED.discard(me)
 
 
+class _Launcher:
+    """One daemon thread, started on first use, that lives as long as the process and
+    forks the servers other threads ask for: PDEATHSIG fires when the *thread* that
+    forked exits, so a server forked by a short-lived worker (ingest's encoder thread)
+    would either die with that thread or, unarmed, outlive a SIGKILLed owner."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def _run(self) -> None:
+        while True:
+            fn, fut = self._jobs.get()
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn())
+                except BaseException as e:  # handed to the caller's thread
+                    fut.set_exception(e)
+
+    def call(self, fn: Callable):
+        """fn() run in the launcher thread; its result (or its exception) here."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="samestyle-launcher", daemon=True)
+                self._thread.start()
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        self._jobs.put((fn, fut))
+        return fut.result()
+
+
+_LAUNCHER = _Launcher()
+os.register_at_fork(after_in_child=_LAUNCHER.__init__)  # a forked child has no launcher thread
+
+# A server's group guard: PDEATHSIG reaches only the group leader, and Triton's python
+# stubs (its children, same group) outlive a leader that dies without stopping them.
+# Armed like the server, the guard waits for the group to end; when the owner dies it
+# gives the leader `grace` seconds to stop its children, then SIGKILLs the group.
+_GUARD = """
+import os, signal, sys, time
+owner, group, grace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+def gone():
+    try:
+        os.killpg(group, 0)
+        return False
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+def owner_died(*_):
+    deadline = time.monotonic() + grace
+    while alive(group) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except OSError:
+        pass
+    os._exit(0)
+signal.signal(signal.SIGTERM, owner_died)
+if os.getppid() != owner:
+    owner_died()
+while not gone():
+    time.sleep(0.5)
+"""
+
+
 @atexit.register
 def _stop_all() -> None:
     """A server nobody stopped (an encoder never closed) goes when we do."""
@@ -95,9 +173,13 @@ def _stop_all() -> None:
 class ManagedProcess:
     """One server process. `start` returns at once; `wait_ready` polls a probe."""
 
-    def __init__(self, name: str, argv: list[str], env: dict, log_path: Path, cwd: Path | None = None):
+    def __init__(self, name: str, argv: list[str], env: dict, log_path: Path, cwd: Path | None = None,
+                 guard_s: float | None = None):
+        """`guard_s`: also start a group guard (see _GUARD) giving the leader that long."""
         self.name, self.argv, self.env, self.log_path, self.cwd = name, argv, env, Path(log_path), cwd
+        self.guard_s = guard_s
         self.proc: subprocess.Popen | None = None
+        self.guard: subprocess.Popen | None = None
 
     @property
     def running(self) -> bool:
@@ -108,12 +190,24 @@ class ManagedProcess:
         with open(self.log_path, "ab") as out:
             out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.argv)}\n".encode())
             out.flush()
-            # PDEATHSIG fires when the *thread* that forked exits, so only the main
-            # thread (which lives as long as the process) may arm it.
+            # PDEATHSIG fires when the *thread* that forked exits, so only a thread that
+            # lives as long as the process may fork: the main thread, or the launcher.
             main = threading.current_thread() is threading.main_thread() or threading.get_ident() in _LONG_LIVED
-            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                         preexec_fn=die_with_parent if main else None)
+            popen = functools.partial(subprocess.Popen, self.argv, env=self.env, cwd=self.cwd, stdout=out,
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                      preexec_fn=functools.partial(die_with_parent, os.getpid()))
+            self.proc = popen() if main else _LAUNCHER.call(popen)
+            if self.guard_s is not None:
+                guard = functools.partial(
+                    subprocess.Popen, [sys.executable, "-S", "-c", _GUARD, str(os.getpid()), str(self.proc.pid),
+                                       str(self.guard_s)], stdin=subprocess.DEVNULL, stdout=out,
+                    stderr=subprocess.STDOUT, preexec_fn=functools.partial(die_with_parent, os.getpid()))
+                try:
+                    self.guard = guard() if main else _LAUNCHER.call(guard)
+                except BaseException:
+                    os.killpg(self.proc.pid, signal.SIGKILL)  # never a server without its guard
+                    self.proc.wait()
+                    raise
         _LIVE.add(self)
         log.info("started %s (pid %d), log %s", self.name, self.proc.pid, self.log_path)
 
@@ -161,8 +255,15 @@ class ManagedProcess:
         except (ProcessLookupError, PermissionError):
             pass
         self.proc.wait()
+        self._end_guard()
         log.info("stopped %s (pid %d)", self.name, pgid)
         self.proc = None
+
+    def _end_guard(self) -> None:
+        if self.guard is not None:
+            self.guard.kill()
+            self.guard.wait()
+            self.guard = None
 
     def kill(self) -> None:
         """SIGKILL the group at once (tests of crash recovery)."""
@@ -172,4 +273,5 @@ class ManagedProcess:
             except ProcessLookupError:
                 pass
             self.proc.wait()
+            self._end_guard()
             self.proc = None

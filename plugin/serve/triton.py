@@ -178,7 +178,10 @@ class TritonServer:
             check_port(self.grpc_port, "Triton gRPC", "--triton-grpc-port")
         reap.remove_shm(self.shm_prefix)  # the port is free: a region with its prefix is a dead server's
         argv, e = triton_command(env, self.repo, self.grpc_port, os.environ, self.shm_prefix)
-        self._proc = ManagedProcess("tritonserver", argv, e, self.log_path, cwd=self.log_dir)
+        # The guard SIGKILLs the group (the stubs) if a dead owner's Triton has not
+        # stopped them in its exit timeout plus a margin.
+        self._proc = ManagedProcess("tritonserver", argv, e, self.log_path, cwd=self.log_dir,
+                                    guard_s=EXIT_TIMEOUT_S + 10)
         self._proc.start()
         reap.write_record(self.log_dir, self.grpc_port, self._proc.proc.pid)
         try:
