@@ -156,11 +156,19 @@ def owner_died(*_):
         pass
     os._exit(0)
 signal.signal(signal.SIGTERM, owner_died)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked until now: see _arm_guard
 if os.getppid() != owner:
     owner_died()
 while not gone():
     time.sleep(0.5)
 """
+
+
+def _arm_guard() -> None:
+    """The guard's preexec: SIGTERM blocked (the mask survives exec) until its handler is
+    set, so an owner dying while the guard's interpreter starts is not missed."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    die_with_parent()
 
 
 @atexit.register
@@ -201,7 +209,7 @@ class ManagedProcess:
                 guard = functools.partial(
                     subprocess.Popen, [sys.executable, "-S", "-c", _GUARD, str(os.getpid()), str(self.proc.pid),
                                        str(self.guard_s)], stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, preexec_fn=functools.partial(die_with_parent, os.getpid()))
+                    stderr=subprocess.STDOUT, preexec_fn=_arm_guard)
                 try:
                     self.guard = guard() if main else _LAUNCHER.call(guard)
                 except BaseException:

@@ -93,6 +93,49 @@ def _alive(pid: int) -> bool:
         return False
 
 
+_WORKER_OWNER = """
+import sys, threading, time
+from pathlib import Path
+from samestyle.serve.process import ManagedProcess
+
+# A leader that is armed, and a child of it in its group that is not (as Triton's stubs).
+argv = ["sh", "-c", "sleep 600 & echo $! > " + sys.argv[1] + "/child; exec sleep 600"]
+proc = ManagedProcess("sleeper", argv, {"PATH": "/usr/bin:/bin"}, Path(sys.argv[1]) / "log", guard_s=5)
+t = threading.Thread(target=proc.start)  # a worker thread that ends at once
+t.start()
+t.join()
+while not (Path(sys.argv[1]) / "child").read_text().strip() if (Path(sys.argv[1]) / "child").exists() else True:
+    time.sleep(0.05)
+print(proc.proc.pid, (Path(sys.argv[1]) / "child").read_text().strip(), proc.guard.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_server_started_from_a_worker_thread_dies_with_its_owner_and_its_group_too(tmp_path):
+    """Started from a thread that has ended, a server lives on while its owner does, and
+    when the owner is SIGKILLed the kernel stops it (PDEATHSIG armed by the launcher
+    thread) and its guard kills what is left in its group (a child nobody armed)."""
+    owner = subprocess.Popen([sys.executable, "-c", _WORKER_OWNER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    pids: list[int] = []
+    try:
+        pids = [int(x) for x in owner.stdout.readline().split()]
+        assert len(pids) == 3 and all(_alive(p) for p in pids), pids  # the worker thread's end killed nothing
+        os.kill(owner.pid, signal.SIGKILL)
+        assert owner.wait(30) == -signal.SIGKILL
+        deadline = time.monotonic() + 30  # a bound, not a speed claim (the guard's grace is 5 s)
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [p for p in pids if _alive(p)], "a server, its unarmed child or its guard outlived the owner"
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+        owner.stdout.close()
+        for p in pids:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+
+
 @pytest.mark.slow  # starts `samestyle serve`, which starts a Milvus Lite server
 def test_serve_stops_its_stack_and_exits_0_on_sigterm(tmp_path, samestyle_cli):
     """What a process manager or `docker stop` sends. Triton is given as a URL (not
@@ -182,11 +225,12 @@ def _carrying(token: str) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.triton  # two real tritonserver starts (the killed ingest's and the next one's)
-def test_the_next_ingest_reaps_what_a_sigkilled_ingest_left(tmp_path, catalogue, triton_repo, samestyle_cli):
+def test_a_sigkilled_ingests_triton_dies_with_it_and_the_next_ingest_leaves_nothing(
+        tmp_path, catalogue, triton_repo, samestyle_cli):
     """A real `samestyle ingest` (local Triton) SIGKILLed mid-run: its Triton, started
-    from a worker thread, is not armed to die with it and stays with its stubs and
-    /dev/shm regions. The next ingest on that data dir kills them before it starts
-    its own, and leaves nothing when it ends."""
+    from a worker thread but forked by the long-lived launcher thread, dies with it
+    (PDEATHSIG), its stubs too, before any next command runs. The next ingest on that
+    data dir (which would reap leftovers first) completes and leaves nothing."""
     import csv
 
     from samestyle.config import Settings
@@ -210,6 +254,8 @@ def test_the_next_ingest_reaps_what_a_sigkilled_ingest_left(tmp_path, catalogue,
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_for_checkpoint(settings.data_dir / "checkpoints", proc, min_line=9, timeout=300)
+        running = _carrying(token)
+        assert len(running) > 1, running  # tritonserver and its python stubs, serving this ingest
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(30) == -signal.SIGKILL
     finally:
@@ -217,14 +263,17 @@ def test_the_next_ingest_reaps_what_a_sigkilled_ingest_left(tmp_path, catalogue,
             proc.kill()
             proc.wait()
         proc.stderr.close()
-    left, regions = _carrying(token), list(Path("/dev/shm").glob(token + "*"))
     try:
-        assert left and regions, "expected the killed ingest's Triton, stubs and regions to be left behind"
+        (rec,) = log_dir(settings).glob("triton-*.pid.json")  # the killed ingest's Triton, as it recorded it
+        group = json.loads(rec.read_text())["pgid"]
+        deadline = time.monotonic() + 30  # a bound, not a speed claim: Triton's exit timeout + the guard's margin
+        while (_carrying(token) or reap.group_members(group, token)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not reap.group_members(group, token) and not _carrying(token), \
+            "the killed ingest's Triton or a stub outlived it (no next command ran yet)"
         again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert again.returncode == 0, again.stderr[-3000:]
         assert json.loads(again.stdout)["complete"]
-        assert f"{len(left)} processes" in again.stderr, again.stderr[-3000:]  # the reap said what it did
-        assert not [p for p in left if _alive(p)], "the killed ingest's Triton or a stub outlived the next run"
         assert not _carrying(token), "a Triton of this data dir outlived the run that started it"
         assert not list(Path("/dev/shm").glob(token + "*")), "shared-memory regions of this data dir are left"
     finally:
@@ -272,11 +321,16 @@ import sys, threading, time
 from pathlib import Path
 from samestyle.config import Settings
 from samestyle.serve import local_stack
+from samestyle.serve import process
+
+# The first line of defence off (servers now die with their owner, PR_SET_PDEATHSIG),
+# so the second one, the reap by the next command, is what this test sees.
+process.die_with_parent = lambda parent=None: None
 
 held = local_stack(Settings(data_dir=Path(sys.argv[1])), need_triton=False)  # kept: never exited
 
 
-def start():  # from a worker thread, as an embedding application may: not armed to die with us
+def start():  # from a worker thread, as an embedding application may
     stack = held.__enter__()
     print(stack.milvus.pid, stack.milvus.port, flush=True)
 
@@ -289,12 +343,12 @@ time.sleep(600)
 
 @pytest.mark.slow  # a Milvus Lite server, then an ingest (ONNX) on the same data dir
 def test_the_next_command_reaps_the_milvus_a_sigkilled_owner_left(tmp_path, samestyle_cli):
-    """A process that started the local stack's Milvus Lite server from a worker thread
-    is SIGKILLed: its server lives on (adopted by init) holding the data dir's LOCK.
-    While the owner lived, a reap left it alone; the next command on that data dir
-    (an ingest into the embedded Milvus of the same folder) kills it first and works.
-    (`samestyle serve` starts its Milvus from the main thread, so the kernel already
-    stops it with serve: PR_SET_PDEATHSIG.)"""
+    """A process that started the local stack's Milvus Lite server from a worker thread,
+    with the kernel's die-with-parent signal disarmed (the server is normally forked by
+    the long-lived launcher thread and dies with its owner), is SIGKILLed: its server
+    lives on (adopted by init) holding the data dir's LOCK. While the owner lived, a
+    reap left it alone; the next command on that data dir (an ingest into the embedded
+    Milvus of the same folder) kills it first and works."""
     from samestyle.config import Settings
     from samestyle.serve.stack import log_dir
     from tests.fixtures.milvus import subprocess_env
