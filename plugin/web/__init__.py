@@ -155,9 +155,13 @@ def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
             return JSONResponse({"error": {"code": "timeout", "message": f"{what} took longer than {limit_s:g} s"}},
                                 status_code=504)
 
+    # the page's defaults come from the contract, the one source of the numbers
+    page_html = (STATIC / "index.html").read_text(encoding="utf-8").replace(
+        "__DEDUP_THRESHOLD__", f"{C.DEDUP_THRESHOLD:g}")
+
     @app.get("/", include_in_schema=False)
     async def page():
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(page_html, headers={"Cache-Control": "no-cache"})
 
     swagger = _swagger_assets()
     if swagger is not None:  # before /static, which would otherwise take its paths
