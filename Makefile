@@ -48,7 +48,8 @@ $(SERVE)/.installed: requirements/serve.txt
 	touch $@
 
 # Re-export when the shipped model or the exporter changes (ONNX files are not committed).
-triton_models/.exported: $(VENV)/.installed plugin/model/default/manifest.json plugin/export.py plugin/triton_repo.py plugin/model/preprocess.py
+triton_models/.exported: $(VENV)/.installed plugin/model/default/manifest.json plugin/export.py plugin/triton_repo.py \
+		plugin/model/preprocess.py plugin/model/onnx.py plugin/encoders/batch.py plugin/triton_backbone.py
 	$(BIN)/samestyle export --backend python --out triton_models
 	touch $@
 
