@@ -16,7 +16,9 @@ from pathlib import Path
 import torch
 
 from . import contract as C
+from .config import onnx_root
 from .model import checkpoint
+from .model.backbones import TextBackbone
 from .model.onnx import export_graph as _export, export_text_backbone
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, image_weights=Non
         ib = checkpoint.image_backbone(model_dir, manifest, image_weights)
         _export(ib, (torch.zeros(2, 3, S, S),), out / C.ONNX_IMAGE_BACKBONE,
                 [C.T_PIXEL_VALUES], [C.T_IMAGE_TOKENS], {C.T_PIXEL_VALUES: batch, C.T_IMAGE_TOKENS: batch})
-        export_text_backbone(out, L, text_path)
+        export_text_backbone(TextBackbone(text_path), out, L)
         it = torch.zeros(2, C.IMAGE_TOKENS, C.IMAGE_FEATURE_DIM)
         tt = torch.zeros(2, L, C.TEXT_FEATURE_DIM)
         _export(fusion, (it, torch.ones(2, C.IMAGE_TOKENS, dtype=torch.long), tt, torch.ones(2, L, dtype=torch.long)),
@@ -64,8 +66,6 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, image_weights=Non
 def bundle_dir(manifest: dict, root: str | Path | None = None) -> Path:
     """Where the ONNX bundle of a model version lives: build/onnx/<model_version> in a
     checkout, <cache dir>/onnx/<model_version> for an installed package."""
-    from .config import onnx_root
-
     return Path(root or onnx_root()) / manifest["model_version"]
 
 

@@ -16,12 +16,12 @@ from safetensors.torch import load_file, save_file
 
 from .. import contract
 from ..errors import CheckpointError
+from .backbones import ImageBackbone
 from .fusion import FusionConfig, FusionEncoder
+from .manifest import FORMAT, MANIFEST, read_manifest
 
-FORMAT = 1
 WEIGHTS = "fusion.safetensors"
 TAIL_WEIGHTS = "image_tail.safetensors"
-MANIFEST = "manifest.json"
 
 
 def weights_hash(state: dict[str, torch.Tensor]) -> str:
@@ -71,34 +71,6 @@ def save(model_dir: str | Path, fusion: FusionEncoder, *, training: dict | None 
     elif (d / TAIL_WEIGHTS).exists():
         (d / TAIL_WEIGHTS).unlink()
     (d / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
-
-
-def read_manifest(model_dir: str | Path) -> dict:
-    d = Path(model_dir)
-    mpath = d / MANIFEST
-    if not mpath.exists():
-        raise CheckpointError(
-            f"no model checkpoint at [{d}]: {MANIFEST} is missing",
-            fix="point SAMESTYLE_MODEL / --model at a folder written by `samestyle train`",
-        )
-    try:
-        manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"[{mpath}] is not valid JSON ({exc})", fix="re-run `samestyle train`") from None
-    if manifest.get("format") != FORMAT:
-        raise CheckpointError(
-            f"checkpoint [{d}] has format [{manifest.get('format')}], this samestyle reads format [{FORMAT}]",
-            fix="retrain with this version (`samestyle train`) or use the matching samestyle release",
-        )
-    pre = manifest.get("preprocess", {})
-    expect = contract.preprocess_constants(manifest.get("max_text_len", contract.MAX_TEXT_LEN))
-    for key in ("image_size", "image_tokens", "image_feature_dim", "text_feature_dim"):
-        if pre.get(key) != expect[key]:
-            raise CheckpointError(
-                f"checkpoint [{d}] was trained with {key}=[{pre.get(key)}], this samestyle uses [{expect[key]}]",
-                fix="retrain the fusion encoder with `samestyle train` for this version",
-            )
     return manifest
 
 
@@ -159,6 +131,4 @@ def load_image_tail(model_dir: str | Path, manifest: dict | None = None) -> dict
 def image_backbone(model_dir: str | Path, manifest: dict | None = None, weights=None):
     """The checkpoint's photo tower: the ImageNet EfficientNet-Lite0 with its
     fine-tuned tail, if any."""
-    from .backbones import ImageBackbone
-
     return ImageBackbone(weights, tail_state=load_image_tail(model_dir, manifest))

@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from .. import contract as C
 from . import preprocess as pp
+from .backbones import ImageBackbone, TextBackbone
+from .onnx import export_graph, export_text_backbone, session as _session
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +67,6 @@ def _rows_in(catalogue: Path) -> int:
 
 def fused_views(fusion, f: Features, batch: int = 512) -> dict[str, np.ndarray]:
     """The three views of every product from cached features (torch, no server)."""
-    import torch
-
     out = {v: np.zeros((len(f), fusion.cfg.embed_dim), dtype=np.float32) for v in C.VIEWS}
     with torch.no_grad():
         for s in range(0, len(f), batch):
@@ -106,11 +109,6 @@ def for_catalogue(labelled, cache_dir: Path, progress: bool = True, backbone=Non
 
 def _stem_onnx(path: Path) -> Path:
     """The frozen stem as an ONNX graph (ONNX Runtime runs it ~2x faster than torch here)."""
-    import torch
-
-    from .backbones import ImageBackbone
-    from .onnx import export_graph
-
     if path.exists():
         return path
     ib = ImageBackbone()
@@ -134,16 +132,12 @@ def _stem_onnx(path: Path) -> Path:
 
 def _text_onnx(folder: Path) -> Path:
     """The frozen text backbone as ONNX + its tokenizer.json, exported once."""
-    import shutil
-
-    from .onnx import export_text_backbone
-
     if (folder / C.ONNX_TEXT_BACKBONE).exists():
         return folder
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    export_text_backbone(tmp, C.MAX_TEXT_LEN)
+    export_text_backbone(TextBackbone(), tmp, C.MAX_TEXT_LEN)
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return folder
@@ -153,8 +147,6 @@ def compute_stem(ids, titles, photo_paths, text_dir: Path, stem_graph: Path, bat
                  threads: int = 2, progress: bool = True) -> Features:
     """Stem activations of every photo and token states of every title (ONNX Runtime).
     Unreadable photos count as absent (logged): features feed training, not the index."""
-    from .onnx import session as _session
-
     stem = _session(stem_graph, threads)
     text = _session(text_dir / C.ONNX_TEXT_BACKBONE, threads)
     consts = C.preprocess_constants()
@@ -177,8 +169,6 @@ def compute_stem(ids, titles, photo_paths, text_dir: Path, stem_graph: Path, bat
 
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=n, desc="backbone features", unit="product")
     with ThreadPoolExecutor(max_workers=1) as pool:
         for s in range(0, n, batch):
@@ -230,8 +220,6 @@ def cached_stem(catalogue: Path, ids, titles, photo_paths, cache_dir: Path, prog
 def imagenet_tokens(f: Features, cache_dir: Path | None = None) -> np.ndarray:
     """Image tokens through the untrained ImageNet tail (the raw backbone: baselines,
     locality reference), cached beside the stem activations they come from."""
-    from .backbones import ImageBackbone
-
     path = Path(cache_dir) / f"{f.cache_name}.imagenet-tokens.npy" if cache_dir and f.cache_name else None
     if path is not None and path.exists():
         return np.load(path)
@@ -246,8 +234,6 @@ def imagenet_tokens(f: Features, cache_dir: Path | None = None) -> np.ndarray:
 def tokens_through(f: Features, backbone, batch: int = 512) -> np.ndarray:
     """Image tokens [N, T, 1280] (fp16) of every product through `backbone`'s tail,
     from the cached stem activations; zero rows where there is no photo."""
-    import torch
-
     out = np.zeros((len(f), C.IMAGE_TOKENS, C.IMAGE_FEATURE_DIM), dtype=np.float16)
     with torch.no_grad():
         for s in range(0, len(f), batch):

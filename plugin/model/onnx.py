@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 from .. import contract as C
+from .backbones import TextBackbone
 
 OPSET = 17
 
@@ -30,8 +31,6 @@ def export_graph(module, args, path: Path, inputs, outputs, dynamic) -> None:
 def export_text_backbone(out: Path, max_len: int = C.MAX_TEXT_LEN, text_path=None) -> None:
     """The text backbone's ONNX graph and its tokenizer.json into `out`."""
     import torch
-
-    from .backbones import TextBackbone
 
     batch = {0: "batch"}
     tb = TextBackbone(text_path)

@@ -13,6 +13,7 @@ import io
 
 import numpy as np
 from PIL import Image
+from tokenizers import Tokenizer
 
 # PIL's own decompression-bomb guard (Image.MAX_IMAGE_PIXELS) stays as it is: it is far
 # above the contract's limit, which is checked below on every photo.
@@ -142,8 +143,6 @@ def clean_title(text: str | bytes | None, consts: dict) -> str:
 
 def load_tokenizer(path: str, max_len: int):
     """A `tokenizers.Tokenizer` from tokenizer.json that truncates and pads to max_len."""
-    from tokenizers import Tokenizer
-
     tok = Tokenizer.from_file(path)
     tok.enable_truncation(max_length=max_len)
     tok.enable_padding(length=max_len, pad_id=0, pad_token="[PAD]")
