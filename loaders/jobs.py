@@ -20,7 +20,11 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from samestyle.encoders.base import Encoder
+from samestyle.encoders.lazy import LazyEncoder
+from samestyle.encoders.onnx import OnnxEncoder
 from samestyle.errors import ConfigError
+from samestyle import serve
+from samestyle.serve.stack import reap_stale, read_manifest
 from samestyle.store import spec as S
 from samestyle.store.collections import Store
 from samestyle.thumbs import Thumbnails
@@ -83,11 +87,8 @@ def open_encoder(settings, kind: str = "triton", model_dir: str | Path | None = 
     """`onnx`: in-process ONNX Runtime (no server). `triton`: samestyle.serve's client,
     which starts a local Triton when SAMESTYLE_TRITON_URL is unset."""
     settings = settings.with_(model_dir=Path(model_dir) if model_dir else None)
-    from samestyle.serve.stack import reap_stale
-
     reap_stale(settings)  # a killed predecessor's Triton, stubs and /dev/shm regions
     if kind == "onnx":
-        from samestyle.encoders.onnx import OnnxEncoder
         from samestyle.export import ensure_onnx
 
         enc = OnnxEncoder(ensure_onnx(settings.model_dir))
@@ -98,22 +99,14 @@ def open_encoder(settings, kind: str = "triton", model_dir: str | Path | None = 
         return
     if kind != "triton":
         raise ConfigError(f"unknown encoder [{kind}]", fix="use --encoder triton or --encoder onnx")
-    try:
-        from samestyle.serve import encoder_for
-    except ImportError as exc:
-        raise ConfigError(f"the Triton client is not available ({exc})",
-                          fix="use --encoder onnx (in-process ONNX Runtime)") from None
     if settings.triton_url:
-        with encoder_for(settings) as enc:
+        with serve.encoder_for(settings) as enc:
             yield enc
         return
     # A local Triton would have to start: only once something needs encoding (a re-run
     # over an unchanged catalogue starts none).
-    from samestyle.encoders.lazy import LazyEncoder
-    from samestyle.serve.stack import read_manifest
-
     manifest = read_manifest(settings.model_dir)
-    with LazyEncoder(lambda: encoder_for(settings), manifest["model_version"], manifest["embed_dim"]) as enc:
+    with LazyEncoder(lambda: serve.encoder_for(settings), manifest["model_version"], manifest["embed_dim"]) as enc:
         yield enc
 
 

@@ -17,6 +17,7 @@ model version: equal hash = nothing to re-encode.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -385,8 +386,6 @@ class Transformer:
 
 def _closest(name: str, have: Sequence[str]) -> str:
     """"; did you mean [x]?" for the nearest column name, or ""."""
-    import difflib
-
     by_lower = {h.lower(): h for h in have}
     match = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
     return f"; did you mean [{by_lower[match[0]]}]?" if match else ""

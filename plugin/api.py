@@ -16,10 +16,17 @@ input, with `.field` and `.fix`; ServerUnavailable for Milvus or Triton down...)
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from . import products as P
 from .config import Settings, from_env
+from .encoders.onnx import OnnxEncoder
+from .errors import ConfigError
+from .query.search import Searcher, SearchOptions
+from .serve import advert
+from .serve.stack import onnx_bundle, encoder_for
 
 
 class Client:
@@ -42,10 +49,8 @@ class Client:
 
     @property
     def searcher(self):
-        """The underlying samestyle.query.Searcher (its samestyle.store.Store at .store)."""
+        """The underlying samestyle.query.search.Searcher (its samestyle.store.Store at .store)."""
         if self._searcher is None:
-            from .query.search import Searcher
-
             self._searcher = Searcher.from_settings(self.settings)
         return self._searcher
 
@@ -59,17 +64,10 @@ class Client:
             if not isinstance(kind, str):
                 self._encoder = kind
             elif kind == "onnx":
-                from .encoders.onnx import OnnxEncoder
-                from .serve.stack import onnx_bundle
-
                 self._encoder, self._owns_encoder = OnnxEncoder(onnx_bundle(self.settings.model_dir)), True
             elif kind == "triton":
-                from .serve.stack import encoder_for
-
                 self._encoder, self._owns_encoder = encoder_for(self.settings), True
             else:
-                from .errors import ConfigError
-
                 raise ConfigError(f"unknown encoder [{kind}]", fix='use encoder="triton", "onnx" or an Encoder')
             self.searcher.encoder = self._encoder
         return self._encoder
@@ -82,11 +80,7 @@ class Client:
 
     @staticmethod
     def _opts(opts, kw):
-        from .query.search import SearchOptions
-
         if opts is not None and kw:
-            from dataclasses import replace
-
             return replace(opts, **kw)
         return opts if opts is not None else SearchOptions(**kw)
 
@@ -146,8 +140,6 @@ class Client:
         `photo_base` (None refuses local paths). A product with an empty title or no
         photo whose stored product has one is rejected (`would_blank`) and the stored
         one kept, unless `allow_blanking`."""
-        from . import products as P
-
         return P.upsert(products, store=self.searcher.store, settings=self.settings, encoder=self.encoder,
                         photo_base=photo_base, photo_options=photo_options, force=force,
                         allow_blanking=allow_blanking)
@@ -155,8 +147,6 @@ class Client:
     def get(self, product_ids: str | Sequence[str], *, vectors: bool = False) -> dict[str, dict] | dict | None:
         """Stored products by id: {id: row} for a list (missing ids absent), the row
         (or None) for one id."""
-        from . import products as P
-
         one = isinstance(product_ids, str)
         rows = P.get([product_ids] if one else list(product_ids), store=self.searcher.store,
                      settings=self.settings, vectors=vectors)
@@ -164,15 +154,11 @@ class Client:
 
     def delete(self, product_ids: str | Sequence[str]) -> dict:
         """Delete by id: {"deleted": [...], "missing": [...]}."""
-        from . import products as P
-
         ids = [product_ids] if isinstance(product_ids, str) else list(product_ids)
         return P.delete(ids, store=self.searcher.store, settings=self.settings)
 
     def collections(self) -> list[dict]:
         """Every collection: name, version, aliases, rows, model version, state."""
-        from . import products as P
-
         return P.collections(store=self.searcher.store, settings=self.settings)
 
 
@@ -188,7 +174,5 @@ def connect(milvus_uri: str | None = None, triton_url: str | None = None, *, col
     s = base.with_(milvus_uri=milvus_uri, triton_url=triton_url, collection=collection, milvus_token=milvus_token,
                    data_dir=Path(data_dir) if data_dir is not None else None,
                    model_dir=Path(model_dir) if model_dir is not None else None)
-    from .serve import advert
-
     s, _ = advert.apply(s)
     return Client(s, encoder=encoder)

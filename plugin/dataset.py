@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from samestyle.loaders.sources import Source
 
 NO_LABEL = {"", "-1", "none", "nan"}
 
@@ -36,8 +37,6 @@ class Labelled:
 def _rows(path: Path):
     """Parsed records of the catalogue, through the same reader as ingestion
     (samestyle.loaders.sources); records that cannot be parsed at all are skipped."""
-    from samestyle.loaders.sources import Source
-
     for rec in Source(path):
         if rec.fields is not None:
             yield rec.fields

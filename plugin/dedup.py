@@ -35,6 +35,9 @@ import numpy as np
 
 from . import contract as C
 from . import photohash as PH
+from .query import filters as F
+from .query.search import Searcher
+from .store import search as store_reads
 
 log = logging.getLogger(__name__)
 
@@ -545,10 +548,6 @@ def run(store, collection: str, *, threshold: float = DEFAULT_THRESHOLD, vector_
     `filters` are `k=v` strings as `samestyle search --filter` takes them. `bar(desc,
     total)` returns a context manager yielding a progress callable (the CLI's progress
     bars; none by default). Returns the report as a dict (the CLI's --json)."""
-    from .query import filters as F
-    from .query.search import Searcher
-    from .store import search as store_reads
-
     expr = ""
     if filters:
         schema = Searcher(store, collection).schema()

@@ -20,7 +20,11 @@ from itertools import combinations
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
 
+import numpy as np
+
+from . import dataset
 from .errors import InputError
+from .model import features
 
 CLICK_COLUMNS = ("query_id", "clicked_id", "clicks", "dwell")
 
@@ -190,17 +194,11 @@ def synthetic_click_log(ids: list[str], labels: list[int], category: dict[str, s
 
 # --- jobs (what `samestyle pairs mine|synth` run; the CLI parses and prints) ----------------
 def _read_catalogue(catalogue: Path, columns: Mapping[str, str], label_col: str | None):
-    from . import dataset
-
     return dataset.read(catalogue, label_col=label_col, **columns)
 
 
 def _backbone_similarity(data, cache_dir: Path, progress: bool) -> Callable:
     """Cosine of the pretrained backbones (photo + title, concatenated) between products."""
-    import numpy as np
-
-    from .model import features
-
     feats = features.for_catalogue(data, cache_dir, progress=progress)
     base = features.backbone_vectors(feats)
     joint = np.concatenate([base["image"], base["text"]], axis=1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
 _SIDE = 32  # the photo is reduced to 32x32 grey, its 8x8 lowest DCT frequencies kept
 _LOW = 8
@@ -41,8 +42,6 @@ _DCT = _dct_matrix(_SIDE)
 def signature(img) -> np.ndarray:
     """The photo's DIM low DCT coefficients (grey, 32x32, DC left out), unit length
     (all zero for a flat photo)."""
-    from PIL import Image
-
     grey = np.asarray(img.convert("L").resize((_SIDE, _SIDE), Image.Resampling.LANCZOS), dtype=np.float64)
     low = (_DCT @ grey @ _DCT.T)[:_LOW, :_LOW].ravel()[1:]
     norm = np.linalg.norm(low)

@@ -16,6 +16,11 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from . import contract as C
 from .errors import InputError
+from .loaders.photos import PhotoError, PhotoLoader, PhotoOptions
+from .loaders.pipeline import refuse_blanking, stored_content_fields, upsert_isolating
+from .loaders.sources import RawRecord
+from .loaders.transform import ColumnMap, Parsed, Product, Rejected, Transformer
+from .store.collections import CollectionNotFound
 
 MAX_UPSERT = 256  # records per call (each may carry a photo)
 
@@ -48,8 +53,6 @@ def _store(store, settings, collection: str | None):
 
 def _target(store) -> str:
     """The physical collection behind the store's alias (or the name itself)."""
-    from .store.collections import CollectionNotFound
-
     name = store.alias_target() or store.alias
     if not store.exists(name):
         raise CollectionNotFound(f"collection [{store.alias}] does not exist", collection=store.alias,
@@ -68,11 +71,6 @@ def upsert(records: Sequence[Mapping[str, Any]], *, store, settings, encoder, co
     local paths are refused, as over HTTP). A record with an empty title (or no photo)
     for a stored product that has one is rejected (`would_blank`, as by ingest) and the
     stored product kept, unless `allow_blanking`. `store`: a samestyle.store.Store."""
-    from .loaders.photos import PhotoError, PhotoLoader, PhotoOptions
-    from .loaders.pipeline import refuse_blanking, stored_content_fields, upsert_isolating
-    from .loaders.sources import RawRecord
-    from .loaders.transform import ColumnMap, Parsed, Product, Rejected, Transformer
-
     if len(records) > MAX_UPSERT:
         raise InputError(f"{len(records)} records in one call, over the limit of {MAX_UPSERT}", field="products",
                          fix=f"send at most {MAX_UPSERT} per call")

@@ -25,6 +25,8 @@ import os
 import re
 from pathlib import Path
 
+from PIL import Image
+
 log = logging.getLogger(__name__)
 
 SIZE = 192  # px, longest side: two grid columns on a phone, sharp on a 1x desktop
@@ -72,8 +74,6 @@ class Thumbnails:
 
 def make(photo: bytes, size: int = SIZE, quality: int = QUALITY) -> bytes:
     """A JPEG at most `size` px on its longest side (RGB, transparency on white)."""
-    from PIL import Image
-
     with Image.open(io.BytesIO(photo)) as im:
         im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much cheaper
         if im.mode not in ("RGB", "RGBA", "LA", "L", "P"):

@@ -24,7 +24,10 @@ from pathlib import Path
 
 import click
 
+from ..loaders.synthetic import generate
 from ..output import emit, json_option
+from ..serve import advert
+from ..serve.process import free_port
 
 TARGETS_S = {"help": 0.5, "search_product": 1.0, "search_text": 1.5}
 HEAVY = ("numpy", "torch", "pymilvus", "tritonclient", "onnxruntime", "pandas")
@@ -67,8 +70,6 @@ def _prepare(root: Path, n_groups: int, env: dict) -> tuple[str, str]:
     """A generated catalogue ingested into root by `samestyle ingest --encoder onnx`
     (another process: an embedded Milvus Lite file has one owner at a time);
     (a product id, a phrase)."""
-    from ..loaders.synthetic import generate
-
     cat = generate(root / "catalogue", n_groups=n_groups)
     r = subprocess.run([*_exe(), "ingest", str(cat.csv_path), "--encoder", "onnx", "--json"], env=env,
                        capture_output=True, text=True, timeout=1800)
@@ -78,9 +79,6 @@ def _prepare(root: Path, n_groups: int, env: dict) -> tuple[str, str]:
 
 
 def _start_serve(root: Path, env: dict, timeout_s: float = 300.0) -> subprocess.Popen:
-    from ..serve import advert
-    from ..serve.process import free_port
-
     proc = subprocess.Popen([*_exe(), "serve", "--http-port", str(free_port())], env=env,
                             stdout=subprocess.DEVNULL, stderr=open(root / "serve.log", "wb"),
                             start_new_session=True)

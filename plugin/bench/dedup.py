@@ -36,12 +36,18 @@ from pathlib import Path
 
 import click
 import numpy as np
+from PIL import Image, ImageDraw
 
 from .. import contract as C
 from .. import dedup as D
 from . import save_report
+from ..encoders.base import ProductInput
+from ..encoders.onnx import OnnxEncoder
+from ..loaders.transform import inspect_photo
 from ..output import emit, json_option
 from ..config import ROOT
+from .. import serve
+from ..store import Store, search as store_reads
 
 DEFAULT_PHOTO_DIR = ROOT.parent / "shared" / "datasets" / "myntra"
 DEFAULT_PLOT = ROOT / "docs" / "benchmarks" / "dedup.png"
@@ -57,8 +63,6 @@ def _say(msg: str) -> None:
 # --- re-listing, the way sellers do it ------------------------------------------------
 def relist_photo(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     """The photo re-cropped, resized, re-compressed or watermarked (one or two of them)."""
-    from PIL import Image, ImageDraw
-
     img = Image.open(io.BytesIO(data)).convert("RGB")
     w, h = img.size
     ops = rng.sample(["crop", "resize", "jpeg", "watermark"], rng.choice([1, 2]))
@@ -301,13 +305,7 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
             quick, do_plot, plot_file, out_path, as_json):
     """Pair precision / recall / F1 of `samestyle dedup` against re-listed products,
     byte-identical photos apart, and its run time as the catalogue grows."""
-    from ..encoders.base import ProductInput
-    from ..store import Store
-    from ..loaders.transform import inspect_photo
-
     consts = C.preprocess_constants()
-    from ..store import search as store_reads
-
     if quick:
         relists, synthetic_sizes = min(relists, 30), "2k,20k"
     ts = sorted({float(t) for t in thresholds.split(",") if t.strip()} | {D.DEFAULT_THRESHOLD})
@@ -362,14 +360,11 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
     _say(f"  re-listing {len(sources)} products...")
     rel = make_relists(sources, lambda s: path_of(s[C.PRIMARY_KEY]).read_bytes(), rng)
     if encoder_kind == "onnx":
-        from ..encoders.onnx import OnnxEncoder
         from ..export import ensure_onnx
 
         encoder = OnnxEncoder(ensure_onnx(settings.model_dir))
     else:
-        from ..serve import encoder_for
-
-        encoder = encoder_for(settings)
+        encoder = serve.encoder_for(settings)
     try:
         if encoder.model_version != model:
             raise click.ClickException(f"collection [{name}] holds model [{model}], the encoder serves "

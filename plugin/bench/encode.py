@@ -28,9 +28,15 @@ import click
 import numpy as np
 
 from .. import contract as C
+from ..encoders.onnx import OnnxEncoder
+from ..encoders.triton import TritonEncoder
 from ..output import emit, json_option
 from ..config import ROOT
 from ..encoders.base import ProductInput
+from .. import serve
+from ..serve.stack import log_dir
+from ..triton_repo import without_dynamic_batching
+from samestyle.loaders.synthetic import generate
 
 DEFAULT_PHOTOS = ROOT.parent / "shared" / "datasets" / "myntra" / "images_224"
 DEFAULT_PLOT = ROOT / "docs" / "benchmarks" / "encode.png"
@@ -57,8 +63,6 @@ def load_products(photos: Path | None, n: int) -> tuple[list[ProductInput], str]
     """n products (photo + title), cycling through the source if it is smaller."""
     tmp = None
     if photos is None:
-        from samestyle.loaders.synthetic import generate
-
         tmp = tempfile.TemporaryDirectory(prefix="bench-encode-")
         cat = generate(tmp.name)
         photos, source = Path(tmp.name) / "images", f"generated catalogue ({cat.n_products} products)"
@@ -105,8 +109,6 @@ def _settled_stats(enc, before: dict, expected: int, wait_s: float = 2.0) -> dic
 def run_concurrent(url: str, products: list[ProductInput], concurrency: int, per_request: int = 1) -> dict:
     """`concurrency` client threads, each sending `per_request` products per request
     until all products are encoded. Returns throughput, latency and server stats."""
-    from ..encoders.triton import TritonEncoder
-
     enc = TritonEncoder(url, batch_size=per_request, max_in_flight=concurrency)
     try:
         enc.encode_batch(products[: min(len(products), 2 * per_request)])  # connection + first-call warmup
@@ -149,8 +151,6 @@ def run_concurrent(url: str, products: list[ProductInput], concurrency: int, per
 
 def onnx_ceiling(bundle: Path, products: list[ProductInput], batches=CEILING_BATCHES) -> dict:
     """In-process ONNX Runtime (same graphs, same preprocessing) per batch size."""
-    from ..encoders.onnx import OnnxEncoder
-
     enc = OnnxEncoder(bundle)
     by_batch = {}
     try:
@@ -259,10 +259,6 @@ def command(settings, n, photos, concurrency, quick, no_baseline, do_plot, plot_
     repository, is skipped).
     """
     from ..export import ensure_onnx
-    from ..serve import TritonServer, encoder_for, ensure_repository
-    from ..serve.stack import log_dir
-    from ..triton_repo import without_dynamic_batching
-
     conc = (1, 4) if quick else concurrency
     n = 16 if quick else n
     if photos is None and DEFAULT_PHOTOS.is_dir() and not quick:
@@ -272,7 +268,7 @@ def command(settings, n, photos, concurrency, quick, no_baseline, do_plot, plot_
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
               "quick": quick, "triton": {}}
     _say(f"bench encode: {len(products)} products from {source}")
-    with encoder_for(settings) as enc:
+    with serve.encoder_for(settings) as enc:
         report["model_version"] = enc.model_version
         report["triton_url"] = enc.url if settings.triton_url else "local"
         report["triton"]["dynamic_batching"] = _series(enc.url, products, conc, "dynamic batching")
@@ -284,8 +280,8 @@ def command(settings, n, photos, concurrency, quick, no_baseline, do_plot, plot_
         report["triton"]["no_dynamic_batching"] = {"skipped": why}
     else:
         with tempfile.TemporaryDirectory(prefix="triton-nodb-") as tmp:
-            repo = without_dynamic_batching(ensure_repository(settings), Path(tmp) / "repo")
-            with TritonServer(repo, serve_python=settings.serve_python, log_dir=log_dir(settings)) as srv:
+            repo = without_dynamic_batching(serve.ensure_repository(settings), Path(tmp) / "repo")
+            with serve.TritonServer(repo, serve_python=settings.serve_python, log_dir=log_dir(settings)) as srv:
                 report["triton"]["no_dynamic_batching"] = _series(srv.url, products, conc, "no dynamic batching")
     _say("  in-process ONNX Runtime ceiling...")
     report["onnx_ceiling"] = onnx_ceiling(ensure_onnx(settings.model_dir), products)

@@ -36,6 +36,7 @@ import click
 
 from ..output import emit, json_option
 from . import save_report
+from ..serve.process import free_port
 
 CHILD_MARK = {"triton": "tritonserver", "milvus": "milvus_lite"}  # in the child's command line
 CLI = [sys.executable, "-c", "from samestyle.cli.main import main; main()"]
@@ -218,8 +219,6 @@ def run(work: Path, child: str, *, clients: int = 8, products: int = 16, calm_s:
         limit_s: float = 300.0, env: dict | None = None) -> dict:
     """The whole scenario in `work` (a fresh folder). Returns the report; raises
     RuntimeError when serve does not start or does not heal within `limit_s`."""
-    from ..serve.process import free_port
-
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ if env is None else env, SAMESTYLE_DATA_DIR=str(work / "data"),
                SAMESTYLE_LOG_LEVEL="WARNING")

@@ -31,8 +31,17 @@ from pathlib import Path
 
 import click
 
+from ..encoders.base import ProductInput
+from ..encoders.onnx import OnnxEncoder
 from ..output import emit, json_option
-from ..config import ROOT
+from ..config import ROOT, Settings
+from ..serve.milvus import MilvusServer
+from ..store import Store
+from samestyle.loaders.jobs import ingest_catalogue, open_encoder
+from samestyle.loaders.photos import PhotoLoader, PhotoOptions
+from samestyle.loaders.pipeline import IngestOptions
+from samestyle.loaders.sources import Source
+from samestyle.loaders.transform import ColumnMap, Parsed, Product, Transformer
 
 MYNTRA = ROOT.parent / "shared" / "datasets" / "myntra"
 DEFAULT_PLOT = ROOT / "docs" / "benchmarks" / "ingest.png"
@@ -122,8 +131,6 @@ class Sampler:
 
 
 def encoder_ceiling(encoder, catalogue: Path, n: int, batch: int = 32) -> dict:
-    from ..encoders.base import ProductInput
-
     with catalogue.open(newline="", encoding="utf-8") as f:
         rows = [r for _, r in zip(range(n), csv.DictReader(f))]
     items = [ProductInput(r["id"], Path(r["image"]).read_bytes(), r.get("title")) for r in rows]
@@ -139,13 +146,6 @@ def naive_path(encoder, catalogue: Path, n: int, work: Path, photo_dir: Path) ->
     writes. Shares the pipeline's checks and row layout, so only batching differs.
     The prepared catalogue points at `photo_dir` (absolute paths outside its own
     temporary folder), so that folder is a photo root, as `--photo-root` makes it."""
-    from samestyle.loaders.photos import PhotoLoader, PhotoOptions
-    from samestyle.loaders.sources import Source
-    from samestyle.loaders.transform import ColumnMap, Parsed, Product, Transformer
-
-    from ..config import Settings
-    from ..store import Store
-
     settings = Settings(data_dir=work / "naive")
     src = Source(catalogue)
     with Store.open(settings) as store:
@@ -172,13 +172,6 @@ def naive_path(encoder, catalogue: Path, n: int, work: Path, photo_dir: Path) ->
 
 
 def end_to_end(settings, encoder, catalogue: Path, work: Path, batch: int, workers: int, photo_dir: Path) -> dict:
-    from samestyle.loaders.jobs import ingest_catalogue
-    from samestyle.loaders.photos import PhotoOptions
-    from samestyle.loaders.pipeline import IngestOptions
-    from samestyle.loaders.transform import ColumnMap
-
-    from ..store import Store
-
     s = replace(settings, data_dir=work / "e2e", milvus_uri=None)  # never a user's server
     state = {"read": 0}
 
@@ -204,8 +197,6 @@ def end_to_end(settings, encoder, catalogue: Path, work: Path, batch: int, worke
 def _start_milvus(data: Path):
     """A Milvus Lite server of our own (as `samestyle serve` starts one), so the ingest
     process's memory is the pipeline's and the database's is measured apart."""
-    from ..serve.milvus import MilvusServer
-
     data.mkdir(parents=True, exist_ok=True)
     return MilvusServer(data / "db", log_dir=data).start()
 
@@ -312,9 +303,6 @@ def command(settings, src, photos, n, ceiling_products, naive_products, memory_p
             batch_size, keep_milvus, quick, do_plot, plot_file, as_json):
     """End-to-end ingest products/s against the in-process encoder ceiling and the
     naive path, and resident memory against products done (flat = bounded)."""
-    from samestyle.loaders.jobs import open_encoder
-
-    from ..encoders.onnx import OnnxEncoder
     from ..export import ensure_onnx
 
     if quick:

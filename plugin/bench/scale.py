@@ -12,6 +12,7 @@ here is a floor. Queries are stored vectors plus noise: each has a true neighbou
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import json
 import logging
 import os
@@ -27,11 +28,16 @@ from pathlib import Path
 
 import click
 import numpy as np
+from tqdm import tqdm
 
 from .. import contract as C
 from ..output import emit, json_option, progress_enabled
 from ..config import ROOT
+from ..query import requests as R
 from ..serve.process import die_with_parent
+from ..store import Store
+from ..store.client import client as milvus_client
+from ..store.spec import build_index_params, build_schema, index_profile, load_collection_spec
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +194,6 @@ def _command_line() -> str:
 
 
 def machine_info() -> dict:
-    import importlib.metadata as md
-
     def ver(pkg):
         try:
             return md.version(pkg)
@@ -232,8 +236,6 @@ def _layout(cfg: ScaleConfig):
     """The product collection exactly as samestyle.store builds it (milvus/collection.json
     + the index profile: partitions, shards, consistency level), with the vector index
     swapped when --index-type asks."""
-    from ..store.spec import build_index_params, build_schema, index_profile, load_collection_spec
-
     spec = load_collection_spec()
     # The per-field layout only: its hybrid figures are hybrid_search's (the composite
     # field a profile may add is measured by `bench search`, on real vectors).
@@ -291,17 +293,11 @@ def _warm(store, cfg: ScaleConfig) -> None:
 
 def _plan(views: dict, fields: list[str], limit: int, prof):
     """The query layer's plan for a search of `fields` under the profile's search params."""
-    from ..query import requests as R
-
     return R.plan(views, fields, k=limit, params=dict(prof.search_params))
 
 
 def run_size(n: int, cfg: ScaleConfig, work_dir: str, progress: bool = False) -> dict:
     """Measure one catalogue size in a fresh Milvus Lite database under `work_dir`."""
-    from ..query import requests as R
-    from ..store import Store
-    from ..store.client import client as milvus_client
-
     db_dir = Path(work_dir) / f"size_{n}"
     shutil.rmtree(db_dir, ignore_errors=True)
     db_dir.mkdir(parents=True)
@@ -318,8 +314,6 @@ def run_size(n: int, cfg: ScaleConfig, work_dir: str, progress: bool = False) ->
 
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=n, desc=f"insert {n:,}", unit="row", file=sys.stderr, leave=False)
     insert_s = 0.0
     for start, m in batches(n, cfg.batch):

@@ -29,8 +29,12 @@ import numpy as np
 
 from .. import contract as C
 from . import save_report
+from ..encoders.onnx import OnnxEncoder
 from ..output import emit, json_option
 from ..config import ROOT
+from ..query import requests as R
+from ..query.search import Searcher
+from .. import serve
 
 DEFAULT_PHOTO_DIR = ROOT.parent / "shared" / "datasets" / "myntra"
 DEFAULT_PLOT = ROOT / "docs" / "benchmarks" / "search.png"
@@ -89,8 +93,6 @@ def exact_topk(x: np.ndarray, q: np.ndarray, k: int, exclude: int | None = None)
 def recall_at_k(store, collection: str, ids: list[str], x: np.ndarray, field: str, sample: list[int], k: int,
                 params: dict) -> dict:
     """Milvus (the field's index) vs exact search, stored vectors as queries."""
-    from ..query import requests as R
-
     norms = np.linalg.norm(x, axis=1)
     pos = {pid: j for j, pid in enumerate(ids)}
     rec = []
@@ -142,8 +144,6 @@ def hybrid_fusion(searcher, rows: list[dict], ids: list[str], sample: list[int],
     call on the composite field (when the collection has one), and exact numpy fusion
     over the same stored vectors (the ceiling, and the truth recall is measured against).
     The single-field product search (fused_vec) is the per-call baseline."""
-    from ..query import requests as R
-
     fields = list(R.FIELDS)
     x = {f: np.asarray([r[f] for r in rows], dtype=np.float32) for f in fields}
     pos = {pid: j for j, pid in enumerate(ids)}
@@ -205,8 +205,6 @@ def batched_texts(searcher, texts: list[str], k: int, one_by_one_qps: float | No
 def exact_ceiling(rows: list[dict], k: int, n: int = 50) -> dict:
     """What the arithmetic costs: exact top-k by numpy over the same stored vectors, per
     query (one field; three fields weighted), beside every Milvus figure of the run."""
-    from ..query import requests as R
-
     x = {f: np.asarray([r[f] for r in rows], dtype=np.float32) for f in R.FIELDS}
     qs = list(range(0, len(rows), max(1, len(rows) // n)))[:n]
     single = _p50(lambda i: np.argpartition(-(x[C.FUSED_VEC] @ x[C.FUSED_VEC][i]), k)[:k], qs)
@@ -323,8 +321,6 @@ def command(settings, n, concurrency, types, k, recall_queries, label_col, hit_q
             collection, seed, fusion_queries, quick, do_plot, plot_file, out_path, as_json):
     """Latency (p50/p95/p99) and QPS of each search type at concurrency 1 and 8,
     recall@k of the HNSW indexes against exact search, and the same-style hit rate."""
-    from ..query.search import Searcher
-
     conc = (1, 2) if quick else tuple(int(c) for c in concurrency.split(",") if c.strip())
     if quick:
         n, recall_queries, hit_queries, fusion_queries = 10, 10, 20, min(fusion_queries, 10)
@@ -359,14 +355,11 @@ def command(settings, n, concurrency, types, k, recall_queries, label_col, hit_q
     need_encoder = any(t != "product" for t in wanted)
     if need_encoder:
         if encoder_kind == "onnx":
-            from ..encoders.onnx import OnnxEncoder
             from ..export import ensure_onnx
 
             searcher.encoder = OnnxEncoder(ensure_onnx(settings.model_dir))
         else:
-            from ..serve import encoder_for
-
-            searcher.encoder = encoder_for(settings)
+            searcher.encoder = serve.encoder_for(settings)
         report["model_version"] = searcher.encoder.model_version
     runs = {
         "product": ([str(r[C.PRIMARY_KEY]) for r in sample], lambda q: searcher.by_product(q, k=k)),

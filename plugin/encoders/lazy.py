@@ -11,6 +11,8 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
+from ..errors import ServeError
+
 
 class LazyEncoder:
     def __init__(self, open_fn: Callable[[], object], model_version: str, dim: int, max_batch: int = 16):
@@ -32,8 +34,6 @@ class LazyEncoder:
             if self._real is None:
                 self._real = self._open()
                 if self._real.model_version != self.model_version:
-                    from ..errors import ServeError
-
                     real, self._real = self._real, None
                     real.close()
                     raise ServeError(f"the encoder serves model [{real.model_version}], the manifest names "

@@ -36,6 +36,18 @@ SHM = Path("/dev/shm")
 KINDS = ("triton", "milvus")  # record files are <kind>-<port>.pid.json
 
 
+def log_dir(settings) -> Path:
+    """Where the servers of `settings.data_dir` keep their logs and pid records."""
+    return Path(settings.data_dir) / "logs"
+
+
+def reap_stale(settings) -> dict:
+    """Kill and remove what a SIGKILLed predecessor on this data dir left (its Triton,
+    the python-backend stubs, their /dev/shm regions): every command that may start a
+    server calls it first."""
+    return reap(log_dir(settings))
+
+
 def data_dir_token(run_dir: Path) -> str:
     """`samestyle_<8 hex>_`: the shm prefix every server of this run dir shares."""
     digest = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:8]

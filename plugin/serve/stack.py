@@ -6,15 +6,19 @@ a local Triton only when no URL is configured."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..config import Settings
+from ..config import Settings, onnx_root
+from ..encoders.triton import TritonEncoder
 from ..errors import ServeError
+from ..model import manifest
 from ..triton_repo import SKELETON, build_repository, missing_files, repo_manifest
 from .milvus import MilvusServer
+from .reap import log_dir, reap_stale
 from .triton import TritonServer
 
 log = logging.getLogger(__name__)
@@ -22,23 +26,17 @@ PROGRESS = "samestyle.progress"  # one-line notes the CLI prints on stderr
 
 
 def read_manifest(model_dir) -> dict:
-    """The model manifest, read without importing torch (checkpoint.read_manifest
-    validates it fully; commands that only need the version use this)."""
-    import json
-
+    """The model manifest as written (model.manifest.read_manifest also checks it
+    against this samestyle; commands that only need the version use this)."""
     path = Path(model_dir) / "manifest.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
-        from ..model import checkpoint
-
-        return checkpoint.read_manifest(model_dir)  # raises the full, explained error
+        return manifest.read_manifest(model_dir)  # raises the full, explained error
 
 
 def onnx_bundle(model_dir) -> Path:
     """The ONNX bundle of the model (exported once, with torch, when missing)."""
-    from ..config import onnx_root
-
     out = onnx_root() / read_manifest(model_dir)["model_version"]
     if (out / "manifest.json").exists():
         return out
@@ -46,19 +44,6 @@ def onnx_bundle(model_dir) -> Path:
     from ..export import ensure_onnx
 
     return ensure_onnx(model_dir)
-
-
-def log_dir(settings: Settings) -> Path:
-    return Path(settings.data_dir) / "logs"
-
-
-def reap_stale(settings: Settings) -> dict:
-    """Kill and remove what a SIGKILLed predecessor on this data dir left (its Triton,
-    the python-backend stubs, their /dev/shm regions): every command that may start a
-    server calls it first (see serve.reap)."""
-    from .reap import reap
-
-    return reap(log_dir(settings))
 
 
 def ensure_repository(settings: Settings, *, export: bool = True) -> Path:
@@ -133,8 +118,6 @@ def encoder_for(settings: Settings, **client_kw):
     """A connected TritonEncoder: to SAMESTYLE_TRITON_URL when set, else to a local
     Triton started now and stopped when the encoder is closed. Use it as a context
     manager (`with encoder_for(s) as enc:`) or call close()."""
-    from ..encoders.triton import TritonEncoder
-
     if settings.triton_url:
         enc = TritonEncoder(settings.triton_url, **client_kw)
     else:

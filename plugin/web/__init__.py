@@ -14,12 +14,14 @@ over the JSON API, plus what only the page needs:
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
@@ -27,6 +29,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import contract as C
+from .. import dedup as D
 from ..errors import InputError
 from ..thumbs import Thumbnails
 
@@ -97,8 +100,6 @@ PAGE_FIELDS = ("title", "content_hash", "has_image")  # what a cluster strip sho
 def load_dedup(searcher, method: str):
     """The catalogue the duplicates view clusters: dedup's own loader (`dedup.load`, as
     `samestyle dedup` reads it) plus what the page shows of each member."""
-    from .. import dedup as D
-
     searcher.schema()
     return D.load(searcher.store, searcher.collection, method=method, extra_fields=PAGE_FIELDS)
 
@@ -106,10 +107,6 @@ def load_dedup(searcher, method: str):
 def dedup_clusters(cat, q: DedupQuery) -> dict:
     """Clusters at `q.threshold` over a catalogue loaded once (`load_dedup`), linked by
     the same code as `samestyle dedup` (`dedup.link`)."""
-    import numpy as np
-
-    from .. import dedup as D
-
     if q.category is not None:
         cat = cat.subset(np.flatnonzero(np.asarray([g == q.category for g in cat.groups], dtype=bool)))
     t0 = time.perf_counter()
@@ -133,8 +130,6 @@ def dedup_clusters(cat, q: DedupQuery) -> dict:
 def _swagger_assets() -> Path | None:
     """Swagger UI 5 (reads OpenAPI 3.1) from the fastapi-offline wheel, which ships
     the assets FastAPI's /docs would fetch from a CDN."""
-    import importlib.util
-
     spec = importlib.util.find_spec("fastapi_offline")
     if spec is None or not spec.submodule_search_locations:
         return None
