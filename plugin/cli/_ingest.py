@@ -3,11 +3,15 @@ underscore keeps it out of the command list)."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
+from tqdm import tqdm
 
 from .common import catalogue_columns, json_option, progress_enabled
+from samestyle.loaders.photos import PhotoOptions
 
 
 def ingest_options(f):
@@ -97,8 +101,6 @@ class Progress:
     def start(self, source, checkpoint) -> None:
         if not self.enabled:
             return
-        from tqdm import tqdm
-
         total = source.estimate_total()
         if self.limit is not None:
             total = min(total, self.limit) if total is not None else self.limit
@@ -117,15 +119,12 @@ class Progress:
 
 def build_jobs_args(settings, *, fmt, id_col, title_col, image_col, category_col, attr_cols, batch_size,
                     encode_workers, encoder_kind, limit, photo_concurrency, photo_timeout, photo_retries):
-    from samestyle.loaders.photos import PhotoOptions
     from samestyle.loaders.pipeline import IngestOptions
     from samestyle.loaders.transform import ColumnMap
 
     ctx = click.get_current_context(silent=True)
     explicit = []
     if ctx is not None:  # a column the user named (option or env var) must exist; a default may be absent
-        from click.core import ParameterSource
-
         for role in ("id", "title", "image", "category"):
             if ctx.get_parameter_source(f"{role}_col") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
                 explicit.append(role)
@@ -135,8 +134,6 @@ def build_jobs_args(settings, *, fmt, id_col, title_col, image_col, category_col
     policy = dict(ctx.meta.get("photo_policy", {})) if ctx is not None else {}
     csv_opts = {k: v for k, v in (ctx.meta.get("csv_options", {}) if ctx is not None else {}).items() if v}
     try:
-        import ipaddress
-
         for net in policy.get("allow_networks", ()):
             ipaddress.ip_network(net, strict=False)
     except ValueError as exc:

@@ -10,6 +10,8 @@ import pkgutil
 
 import click
 
+import samestyle.bench as pkg
+
 log = logging.getLogger(__name__)
 _CACHE: dict | None = None
 
@@ -17,8 +19,6 @@ _CACHE: dict | None = None
 def _benchmarks() -> dict:
     global _CACHE
     if _CACHE is None:
-        import samestyle.bench as pkg
-
         found = {}
         for mod in pkgutil.iter_modules(pkg.__path__):
             if mod.name.startswith("_"):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
+from tqdm import tqdm
 
 from .. import contract as C
 from ..errors import InputError
@@ -88,10 +90,6 @@ def command(settings, threshold, vector_field, out_path, label_col, labels_path,
       samestyle dedup --field image_vec --threshold 0.99
       samestyle dedup --labels products.csv --label-col style_group --filter category=Tshirts
     """
-    from contextlib import contextmanager
-
-    from tqdm import tqdm
-
     from .. import dedup as D
     from ..store import Store
 

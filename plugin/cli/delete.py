@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from .common import emit, json_option
+from samestyle.errors import InputError
 
 
 def _read_ids(path: Path) -> list[str]:
@@ -33,7 +34,6 @@ def command(settings, ids, id_file, collection, dry_run, as_json):
     --sync` instead.
     """
     from samestyle import products as P
-    from samestyle.errors import InputError
     from samestyle.store import Store
 
     wanted = list(ids)

@@ -5,11 +5,15 @@ kind of same-style search."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
+from .. import serve
 from .common import emit, json_option
+from .search import _table
+from samestyle.loaders.synthetic import generate
 
 
 @click.command("demo")
@@ -24,27 +28,21 @@ def command(settings, n_groups, fresh, as_json):
     Everything is started for you and stopped at the end; run it twice and the second
     ingest skips every unchanged product."""
     from samestyle.loaders.jobs import ingest_catalogue
-    from samestyle.loaders.synthetic import generate
     from samestyle.loaders.transform import ColumnMap
 
     from ..query.search import Searcher, SearchOptions
-    from ..serve import encoder_for
     from ..store.collections import Store
-    from .search import _table
-
     root = Path(settings.data_dir) / "demo"
     if fresh and root.exists():
         shutil.rmtree(root)
     separate = _separate_data_dir(settings, root)
     if separate:
-        from dataclasses import replace
-
         settings = replace(settings, data_dir=root, milvus_uri=None)
     cat = generate(root / "catalogue", n_groups=n_groups)
     log = (lambda *a, **k: None) if as_json else click.echo
     log(f"catalogue: {cat.n_products} generated products in {len(cat.groups)} style groups -> {cat.csv_path}")
     out: dict = {"catalogue": str(cat.csv_path), "products": cat.n_products, "data_dir": str(settings.data_dir)}
-    with encoder_for(settings) as enc, Store.open(settings) as store:
+    with serve.encoder_for(settings) as enc, Store.open(settings) as store:
         log(f"encoder: Triton at {enc.url} serving model {enc.model_version}")
         report = ingest_catalogue(cat.csv_path, store=store, encoder=enc, columns=ColumnMap(),
                                   data_dir=settings.data_dir)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
 import numpy as np
+from tqdm import tqdm
 
+from .. import serve
 from .common import catalogue_columns, emit, json_option, progress_enabled
 
 
@@ -18,8 +22,6 @@ def _encode_all(encoder, data, progress: bool) -> dict[str, np.ndarray]:
     out = {v: np.zeros((n, encoder.dim), dtype=np.float32) for v in ("image", "text", "fused")}
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=n, desc="encode", unit="product")
     bs = 64
     for s in range(0, n, bs):
@@ -108,8 +110,6 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     tr = manifest.get("training", {})
     same_data = tr.get("catalogue_sha256") and tr.get("label_col") == label_col
     if same_data and not all_groups:
-        import hashlib
-
         same_data = hashlib.sha256(catalogue.read_bytes()).hexdigest() == tr["catalogue_sha256"]
     if same_data and not all_groups:
         held = dataset.heldout_groups(data.labels, tr["heldout"], tr.get("split_seed", 0))
@@ -126,17 +126,13 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
         if mods:
             mod_views = _modifier_local(fusion, feats, mods)
     else:
-        from contextlib import nullcontext
-
         if encoder == "onnx":
             from ..encoders.onnx import OnnxEncoder
             from ..export import ensure_onnx
 
             ctx = nullcontext(OnnxEncoder(ensure_onnx(model_dir)))
         else:
-            from ..serve import encoder_for
-
-            ctx = encoder_for(settings.with_(model_dir=model_dir))
+            ctx = serve.encoder_for(settings.with_(model_dir=model_dir))
         with ctx as enc:
             views = _encode_all(enc, data, progress_enabled())
             if mods:

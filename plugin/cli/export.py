@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..triton_repo import build_repository, default_tuning, with_tuning, repo_manifest
 from .common import emit, json_option
 
 
@@ -38,8 +39,6 @@ def command(settings, flavour, out, model_dir, device, instances, queue_delay_us
     samestyle export --backend onnxruntime --out deploy/triton_models
     """
     from ..export import ensure_onnx
-    from ..triton_repo import build_repository, default_tuning, with_tuning
-
     model_dir = model_dir or settings.model_dir
     out = out or settings.triton_repo
     tuning = default_tuning(flavour)
@@ -53,8 +52,6 @@ def command(settings, flavour, out, model_dir, device, instances, queue_delay_us
         click.echo(f"exporting ONNX graphs of {model_dir} (once per model version)...", err=True)
     bundle = ensure_onnx(model_dir)
     repo = build_repository(bundle, out, tuning)
-    from ..triton_repo import repo_manifest
-
     manifest = repo_manifest(repo) or {}
     emit({"repository": str(repo), "backend": flavour, "kind": tuning.kind, "onnx_bundle": str(bundle),
           "model_version": manifest.get("model_version")}, as_json,

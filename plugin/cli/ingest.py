@@ -7,6 +7,7 @@ import click
 
 from ._ingest import Progress, build_jobs_args, ingest_options, render_report, render_sync_plan
 from .common import emit
+from samestyle.errors import ConfigError
 
 
 @click.command("ingest")
@@ -64,8 +65,6 @@ def command(settings, catalogue, fmt, id_col, title_col, image_col, category_col
     args["options"].allow_blanking = allow_blanking
     sync_args = dict(sync=sync, dry_run=dry_run, force=force, sync_max_share=parse_share(sync_max_share))
     if dry_run:
-        from samestyle.errors import ConfigError
-
         if not sync:
             raise ConfigError("--dry-run shows what --sync would remove", fix="pass --sync --dry-run")
         with Store.open(settings) as store:  # no encoder: a dry run reads ids only

@@ -21,12 +21,16 @@ import json
 import logging
 import os
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 import click
 
 from .. import config as config_mod
-from ..errors import SamestyleError
+from ..errors import SamestyleError, ConfigError
+from ..serve import advert
+from ..serve.reap import reap_stale
 
 ENV_HELP = "\b\n" + "\n".join(f"{k:26s} {v}" for k, v in config_mod.ENV_VARS.items())
 HERE = Path(__file__).resolve().parent
@@ -62,9 +66,6 @@ def _report_crash(exc: BaseException) -> int:
 def _crash_log(exc: BaseException) -> Path | None:
     """The traceback goes to a file in the temp dir (never into the data dir, which a
     read-only command must not create), or to the log at DEBUG level."""
-    import tempfile
-    import traceback
-
     text = "".join(traceback.format_exception(exc))
     logging.getLogger(__name__).debug("%s", text)
     try:
@@ -211,8 +212,6 @@ def preflight(settings, verb: str) -> None:
     """Fail early, in one line, where the embedded Milvus Lite cannot serve the verb:
     a read-only verb on a .db that does not exist (nothing is created), or a .db
     another process holds (a `samestyle serve` that advertises nothing, an ingest)."""
-    from ..errors import ConfigError
-
     uri = settings.resolved_milvus_uri
     if "://" in uri or not uri.endswith(".db"):
         return
@@ -225,8 +224,6 @@ def preflight(settings, verb: str) -> None:
     if db.is_dir() and _db_locked(db):
         # A Milvus Lite server whose samestyle owner was SIGKILLed may be what holds it
         # (serve.reap): removed here, and the LOCK checked again.
-        from ..serve.stack import reap_stale
-
         if reap_stale(settings)["killed"] and not _db_locked(db):
             return
         raise ConfigError(f"[{db}] is in use by another process (a `samestyle serve` or an ingest)",
@@ -251,8 +248,6 @@ def cli(ctx):
             logging.getLogger(name).disabled = True
     verb = ctx.invoked_subcommand
     if verb not in (None, "serve"):
-        from ..serve import advert
-
         settings, found = advert.apply(settings)
         if found:
             logging.getLogger(__name__).info("using the stack `samestyle serve` (pid %s) advertises in %s",

@@ -7,6 +7,8 @@ import click
 
 from .. import contract as C
 from ..errors import InputError
+from .. import serve
+from ._remote import search_remote
 from .common import emit, json_option
 
 SHORT = {f: v for v, f in C.VECTOR_FIELDS.items()}  # image_vec -> image
@@ -210,8 +212,6 @@ def command(ctx, product_id, products_file, texts_file, images_file, text, image
         return
     stack = ctx.meta.get("samestyle.stack") or {}
     if stack.get("http_url") and encoder == "triton":
-        from ._remote import search_remote
-
         res = search_remote(stack, settings, product_id=product_id, ids=ids, text=text, target=target,
                             image=image, modifier=modifier, collection=collection, options=request)
         if res is not None:
@@ -263,6 +263,4 @@ def open_encoder(settings, kind: str = "triton"):
         from ..serve.stack import onnx_bundle
 
         return OnnxEncoder(onnx_bundle(settings.model_dir))
-    from ..serve import encoder_for
-
-    return encoder_for(settings)
+    return serve.encoder_for(settings)

@@ -9,6 +9,11 @@ import threading
 
 import click
 
+from ..errors import ServeError
+from .. import serve
+from ..serve import advert
+from ..serve.process import check_port
+from ..serve.supervise import Supervisor
 from .common import emit, json_option
 
 log = logging.getLogger(__name__)
@@ -63,12 +68,10 @@ def command(settings, triton_grpc_port, milvus_port, http_port, http_host, expor
     A Triton or Milvus Lite child that exits is started again on its port; past
     --max-restarts, or when that fails, serve stops and exits 1 saying why.
     """
-    from ..serve import local_stack
-    from ..serve.process import check_port
-
     if importlib.util.find_spec("samestyle.http") is not None:
         check_port(http_port, "the HTTP API", "--http-port")  # before minutes of start-up, not after
-    with local_stack(settings, triton_grpc_port=triton_grpc_port, milvus_port=milvus_port, export=export) as stack:
+    with serve.local_stack(settings, triton_grpc_port=triton_grpc_port, milvus_port=milvus_port,
+                           export=export) as stack:
         info = stack.describe()
         app = _http_app(stack.settings)
         info["http_url"] = f"http://{http_host}:{http_port}" if app is not None else None
@@ -83,11 +86,7 @@ def command(settings, triton_grpc_port, milvus_port, http_port, http_host, expor
             click.echo("\nCtrl-C to stop.")
 
         emit(info, as_json, human)
-        from ..serve import advert
-
         advert.write(settings.data_dir, info)  # other commands find this stack (removed at exit)
-        from ..serve.supervise import Supervisor
-
         uv = None
 
         def give_up(reason: str) -> None:
@@ -122,7 +121,5 @@ def command(settings, triton_grpc_port, milvus_port, http_port, http_host, expor
                 supervisor.stop()
         supervisor.stop()
         if supervisor.fatal is not None:
-            from ..errors import ServeError
-
             raise ServeError(f"serve stopped: {supervisor.fatal}",
                              fix="read the child's log; --max-restarts sets how often serve restarts it")

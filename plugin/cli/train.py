@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import shlex
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ..errors import InputError
 from .common import catalogue_columns, emit, json_option, progress_enabled
 
 
@@ -60,6 +62,10 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
 @click.option("--embed-dim", default=256, show_default=True, help="Output vector dimension.")
 @click.option("--skip/--no-skip", default=True, show_default=True,
               help="Linear path from the pooled backbone features to the output, beside the transformer.")
+@click.option("--image-lock/--no-image-lock", default=False, show_default=True,
+              help="Do not learn the photo view: it is the backbone's pooled photo features through a fixed "
+                   "orthonormal projection, so photo search keeps the pretrained neighbourhoods on any catalogue; "
+                   "titles and photo+text queries learn to meet it. Needs --tail-lr 0.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
 @click.option("--limit", type=int, help="Read only the first N catalogue rows (quick runs).")
@@ -69,7 +75,7 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
 def command(settings, catalogue, id_col, title_col, image_col, category_col, attr_cols, label_col, pairs_file,
             heldout, split_seed, steps, batch_size, lr, loss, margin, temperature, self_temperature, w_fused,
             w_text, w_image, w_self, w_ii, w_ti, w_mod, mod_target, mod_temperature, w_local, w_local_image, tail_lr, self_colour_negatives,
-            colour_col, excludes, resume, embed_dim, skip, seed, threads, limit, out, as_json):
+            colour_col, excludes, resume, embed_dim, skip, image_lock, seed, threads, limit, out, as_json):
     """Train the fusion encoder and the photo tower's tail (on cached activations
     of the frozen stem) and write a versioned checkpoint (fusion.safetensors,
     image_tail.safetensors, manifest.json) to --out. The exact command of the
@@ -77,7 +83,6 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     from .. import dataset
     from ..model import checkpoint, features
     from ..pairs import group_pairs
-    from ..errors import InputError
     from ..train import TrainConfig, data_hash, train
 
     rules = []
@@ -98,8 +103,6 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     ids_train = [data.ids[i] for i in train_idx]
     pairs = group_pairs(ids_train, data.labels[train_idx])
     if pairs_file:
-        import csv
-
         with pairs_file.open() as f:
             for r in csv.reader(f):
                 if len(r) >= 2 and r[0] in index and r[1] in index and not held[index[r[0]]] and not held[index[r[1]]]:
@@ -110,7 +113,7 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
                       w_self=w_self, w_ii=w_ii, w_ti=w_ti, w_mod=w_mod, mod_target=mod_target,
                       mod_temperature=mod_temperature, w_local=w_local,
                       w_local_image=w_local_image, tail_lr=tail_lr, self_colour_negatives=self_colour_negatives,
-                      seed=seed, threads=threads, fusion={"embed_dim": embed_dim, "skip": skip})
+                      seed=seed, threads=threads, fusion={"embed_dim": embed_dim, "skip": skip, "image_lock": image_lock})
     cat_sha = hashlib.sha256(catalogue.read_bytes()).hexdigest()
     out.mkdir(parents=True, exist_ok=True)
     state_file = out / ".train-state.pt" if resume else None
