@@ -26,21 +26,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import json
 import logging
 import threading
-from typing import Any, Literal
+import typing
+from typing import Any, Literal, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from . import contract as C
 from .config import Settings
 from .errors import InputError, InputTooLarge, SamestyleError, SchemaMismatch, ServerUnavailable
 from .http_guard import ERROR_RESPONSES, BodyLimit, install_error_handlers, safe, secure
 from .http_guard import error as _guard_error
+from .query.search import Hit, SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -112,29 +115,20 @@ class HybridQuery(Options):
     image_b64: str | None = None
 
 
-class HitOut(BaseModel):
-    id: str
-    rank: int
-    score: float = Field(description="Milvus ranking score")
-    similarity: float = Field(description="weighted mean cosine over the searched fields")
-    scores: dict[str, float] = Field(description="cosine per vector field (which view matched)")
-    matched: str
-    entity: dict[str, Any]
+def _response_model(name: str, dc, docs: Mapping[str, str], types: Mapping[str, Any] = {}) -> type[BaseModel]:
+    """The response model of the query layer's result dataclass `dc`: its fields (the one
+    source of the schema), each required, typed from its annotations unless `types` says
+    otherwise (a nested result's own model); `docs` describes some of them."""
+    hints = typing.get_type_hints(dc)
+    return create_model(name, **{f.name: (types.get(f.name, hints[f.name]), Field(description=docs.get(f.name)))
+                                 for f in dataclasses.fields(dc)})
 
 
-class SearchOut(BaseModel):
-    search_type: str
-    hits: list[HitOut]
-    fields: list[str]
-    weights: dict[str, float]
-    ranker: str
-    profile: str
-    views_used: dict[str, str]
-    k: int
-    offset: int
-    filter: str
-    took_ms: float
-    query: dict[str, Any]
+HitOut = _response_model("HitOut", Hit, {
+    "score": "Milvus ranking score",
+    "similarity": "weighted mean cosine over the searched fields",
+    "scores": "cosine per vector field (which view matched)"})
+SearchOut = _response_model("SearchOut", SearchResult, {}, {"hits": list[HitOut]})
 
 
 class ErrorOut(BaseModel):
