@@ -83,6 +83,9 @@ class TrainConfig:
     def __post_init__(self):
         if self.mod_target not in ("fused", "image"):
             raise ValueError(f"mod_target must be 'fused' or 'image', got {self.mod_target!r}")
+        if self.fusion.get("image_lock") and self.tail_lr > 0:
+            raise ValueError("a locked photo view (image_lock) is the pretrained backbone's, projected: "
+                             "the photo tower's tail cannot train with it (set tail_lr to 0)")
 
     def to_dict(self) -> dict:
         return asdict(self)

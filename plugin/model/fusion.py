@@ -40,6 +40,11 @@ class FusionConfig:
     image_feature_dim: int = contract.IMAGE_FEATURE_DIM
     text_feature_dim: int = contract.TEXT_FEATURE_DIM
     skip: bool = False  # linear path from the pooled backbone features to the output
+    # The photo view is not learned: the backbone's pooled photo features through a fixed
+    # orthonormal projection (seeded), so photo search keeps the pretrained neighbourhoods on
+    # any catalogue; titles and photo+text queries learn to meet it.
+    image_lock: bool = False
+    image_lock_seed: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,6 +107,10 @@ class FusionEncoder(nn.Module):
             # rank titles well) so the transformer only has to learn the correction.
             self.img_skip = nn.Sequential(nn.LayerNorm(cfg.image_feature_dim), nn.Linear(cfg.image_feature_dim, cfg.embed_dim))
             self.txt_skip = nn.Sequential(nn.LayerNorm(cfg.text_feature_dim), nn.Linear(cfg.text_feature_dim, cfg.embed_dim))
+        if cfg.image_lock:
+            g = torch.Generator().manual_seed(cfg.image_lock_seed)
+            q, _ = torch.linalg.qr(torch.randn(cfg.image_feature_dim, cfg.embed_dim, generator=g))
+            self.register_buffer("lock_proj", q.contiguous())  # saved with the weights
         nn.init.normal_(self.cls, std=0.02)
         nn.init.normal_(self.img_pos, std=0.02)
         nn.init.normal_(self.txt_pos, std=0.02)
@@ -134,6 +143,9 @@ class FusionEncoder(nn.Module):
             pooled_txt = (text_tokens * m).sum(1) / n_tok.clamp_min(1.0)
             has_txt = (n_tok > 0).to(z.dtype)
             z = z + self.img_skip(image_tokens[:, 0]) * has_img + self.txt_skip(pooled_txt) * has_txt
+        if self.cfg.image_lock:
+            photo_only = (image_mask[:, :1] > 0) & (attention_mask.sum(dim=1, keepdim=True) == 0)
+            z = torch.where(photo_only, image_tokens[:, 0] @ self.lock_proj, z)
         z = z / z.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         any_input = (keep[:, 1:].sum(dim=1, keepdim=True) > 0).to(z.dtype)
         return z * any_input

@@ -1,17 +1,21 @@
 """The fusion encoder's views: masking is exact, missing inputs give zero vectors."""
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 
 from samestyle import contract as C
 from samestyle.model.fusion import FusionConfig, FusionEncoder
+from samestyle.model.onnx import export_graph
+from samestyle.train import TrainConfig
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["transformer", "with-skip"])
+@pytest.fixture(scope="module", params=[{}, {"skip": True}, {"skip": True, "image_lock": True}],
+                ids=["transformer", "with-skip", "image-lock"])
 def model(request):
     torch.manual_seed(0)
-    m = FusionEncoder(FusionConfig(embed_dim=64, d_model=64, layers=2, heads=4, skip=request.param))
+    m = FusionEncoder(FusionConfig(embed_dim=64, d_model=64, layers=2, heads=4, **request.param))
     return m.eval()
 
 
@@ -68,3 +72,51 @@ def test_views_are_unit_norm_and_missing_views_are_zero(model):
     # a product with one input still has a fused view: exactly that input's view
     torch.testing.assert_close(v["fused"][1], v["text"][1])
     torch.testing.assert_close(v["fused"][2], v["image"][2])
+
+
+def test_a_locked_photo_view_is_the_fixed_projection_and_does_not_train():
+    torch.manual_seed(0)
+    m = FusionEncoder(FusionConfig(embed_dim=64, d_model=64, layers=2, heads=4, skip=True, image_lock=True))
+    assert "lock_proj" in m.state_dict() and all(p is not m.lock_proj for p in m.parameters())
+    q = m.lock_proj
+    torch.testing.assert_close(q.t() @ q, torch.eye(64), atol=1e-5, rtol=0)  # orthonormal columns
+    it, im, tt, am = _inputs()
+    expected = torch.nn.functional.normalize(it[:, 0] @ q, dim=1)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
+    m.train()
+    v = m.views(it, im, tt, am)
+    torch.testing.assert_close(v["image"], expected)
+    (-(v["fused"] * v["image"]).sum() - (v["text"] * v["image"]).sum()).backward()
+    opt.step()
+    m.eval()
+    with torch.no_grad():
+        after = m.views(it, im, tt, am)
+    torch.testing.assert_close(after["image"], expected)  # the photo view did not move
+    assert not torch.allclose(after["fused"], v["fused"].detach())  # the rest did
+    # same seed, same projection: a checkpoint's photo vectors are reproducible
+    again = FusionEncoder(FusionConfig(embed_dim=64, d_model=64, layers=2, heads=4, image_lock=True))
+    assert torch.equal(again.lock_proj, q)
+
+
+def test_a_locked_photo_view_refuses_a_trained_tail():
+    with pytest.raises(ValueError, match="tail_lr"):
+        TrainConfig(tail_lr=1e-4, fusion={"image_lock": True})
+
+
+def test_a_locked_photo_view_exports_to_onnx_unchanged(tmp_path):
+    """The lock is a branch inside the one fusion graph: ONNX Runtime gives the same views."""
+    torch.manual_seed(0)
+    m = FusionEncoder(FusionConfig(embed_dim=64, d_model=64, layers=2, heads=4, skip=True, image_lock=True)).eval()
+    it, im, tt, am = _inputs(b=3)
+    batch = {0: "batch"}
+    names = [C.T_IMAGE_TOKENS, C.T_IMAGE_MASK, C.T_TEXT_TOKENS, C.T_ATTENTION_MASK]
+    with torch.no_grad():
+        export_graph(m, (it, im, tt, am), tmp_path / "fusion.onnx", names, [C.T_EMBEDDING],
+                     {**{n: batch for n in names}, C.T_EMBEDDING: batch})
+    sess = ort.InferenceSession(str(tmp_path / "fusion.onnx"), providers=["CPUExecutionProvider"])
+    no_text, no_photo = torch.zeros_like(am), torch.zeros_like(im)
+    for masks in ((im, am), (im, no_text), (no_photo, am)):  # fused, photo view, title view
+        with torch.no_grad():
+            want = m(it, masks[0], tt, masks[1]).numpy()
+        got = sess.run(None, dict(zip(names, (it.numpy(), masks[0].numpy(), tt.numpy(), masks[1].numpy()))))[0]
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
