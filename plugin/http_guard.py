@@ -9,6 +9,8 @@
   405 wrong method, malformed bodies) and a last-resort 500 in the same shape; error
   bodies never carry NaN or unpaired surrogates (which would fail to encode).
 - `ERROR_RESPONSES`: the statuses every operation may answer, for the OpenAPI spec.
+- `photo_b64`, `read_json`, `validate`: a request's base64 photo, JSON body and typed
+  body, each refused with the one error shape (413 over the limit, 422 malformed).
 - `secure`: an optional API key (SAMESTYLE_API_KEY: `Authorization: Bearer <key>` or
   `X-API-Key: <key>`; /healthz and /readyz stay open for probes) and CORS
   (SAMESTYLE_CORS_ORIGINS, comma-separated; off when unset).
@@ -16,6 +18,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import json
 import logging
@@ -24,12 +28,19 @@ import os
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
+
+from . import contract as C
+from .errors import InputError, InputTooLarge
 
 log = logging.getLogger(__name__)
 
+# base64 grows a photo by 4/3; the rest of a JSON body is small.
+MAX_BODY_BYTES = C.MAX_PHOTO_BYTES * 4 // 3 + 64 * 1024
 MAX_JSON_DEPTH = 32  # the deepest valid request (filters) nests 4 levels
 OPEN_PATHS = ("/healthz", "/readyz")
 
@@ -89,6 +100,38 @@ def safe(obj: Any) -> Any:
 def error(status: int, code: str, message: str, headers: dict | None = None, **extra) -> JSONResponse:
     body = {"code": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}
     return JSONResponse(safe({"error": body}), status_code=status, headers=headers)
+
+
+def photo_b64(data: str) -> bytes:
+    """The photo of a JSON body's base64 field (a data: URI prefix is accepted)."""
+    if data.startswith("data:"):
+        data = data.split(",", 1)[-1]
+    if len(data) > MAX_BODY_BYTES:
+        raise InputTooLarge(f"photo is over the limit of {C.MAX_PHOTO_BYTES} bytes", field="photo")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError("image_b64 is not valid base64", field="image_b64") from None
+    if len(raw) > C.MAX_PHOTO_BYTES:
+        raise InputTooLarge(f"photo is {len(raw)} bytes, over the limit of {C.MAX_PHOTO_BYTES}", field="photo")
+    return raw
+
+
+def validate(model, obj):
+    """`obj` as the pydantic `model`; a mismatch is FastAPI's 422, located in the body."""
+    try:
+        return model.model_validate(obj)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+async def read_json(request):
+    """The request's body as JSON; anything unparsable is a 422 `json_invalid`."""
+    try:
+        return json.loads(await request.body())
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limit
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": f"invalid JSON: {exc}",
+                                       "input": None}]) from None
 
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
@@ -214,8 +257,6 @@ def secure(app, *, api_key: str | None = None, cors_origins: str | None = None) 
         app.add_middleware(ApiKey, key=key)
     allowed = [o.strip() for o in origins.split(",") if o.strip()]
     if allowed:
-        from starlette.middleware.cors import CORSMiddleware
-
         # added last, so it runs first: preflights are answered before the key check
         app.add_middleware(CORSMiddleware, allow_origins=allowed, allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"], max_age=600)

@@ -34,9 +34,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import contract as C
+from . import products as P
 from .errors import InputError
 from .http_guard import error as _error
-from .http_guard import safe
+from .http_guard import photo_b64, read_json, safe, validate
+from .query.search import Searcher, SearchOptions
+from .store import CollectionNotFound
 
 MAX_UPSERT_RECORDS = 256
 
@@ -96,17 +99,12 @@ def _searcher_for(base, collection: str | None):
     """The app's Searcher, or one over the same store for another collection."""
     if not collection or collection == base.collection:
         return base
-    from .query.search import Searcher
-
     return Searcher(base.store, collection, base.encoder, base.profiles, index_params=base.index_params,
                     composite_params=base.composite_params)
 
 
 def run_search(searcher, q: SearchIn) -> dict:
     """Execute a SearchIn with a Searcher (pure dispatch; the CLI's direct path does the same)."""
-    from .http import _b64
-    from .query.search import SearchOptions
-
     o = q.options
     opts = SearchOptions(k=o.k, offset=o.offset, fields=o.fields, weights=o.weights, ranker=o.ranker,
                          filters=o.filters, group_by=o.group_by, floor=o.floor, exclude=list(o.exclude),
@@ -124,24 +122,20 @@ def run_search(searcher, q: SearchIn) -> dict:
     if q.type == "text":
         return s.by_text(q.text, q.target, opts).to_dict()
     if q.type == "photo":
-        photo = _b64(q.image_b64)
+        photo = photo_b64(q.image_b64)
         if q.modifier:
             return s.by_photo_text(photo, q.modifier, opts).to_dict()
         return s.by_photo(photo, opts).to_dict()
-    photo = _b64(q.image_b64) if q.image_b64 else None
+    photo = photo_b64(q.image_b64) if q.image_b64 else None
     return s.hybrid(text=q.text, photo=photo, product_id=q.product_id, opts=opts).to_dict()
 
 
 def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
     """Add the lifecycle endpoints to `app`; `backend.get(need_encoder)` gives the
     app's Searcher (http._Backend)."""
-    from . import products as P
-
     async def call(fn, what: str, limit: float | None = None, collection: str | None = None):
         """`collection`: the one the request named, if any (a missing one is the
         caller's 404; the server's own collection missing is a 503, not ready)."""
-        from .store import CollectionNotFound
-
         limit = limit or limit_s
         try:
             out = await asyncio.wait_for(asyncio.to_thread(fn), limit)
@@ -223,13 +217,11 @@ def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
         (unchanged ones skipped); per-record rejections come back with ingest's reasons.
         A product with an empty title or no photo whose stored product has one is
         rejected (`would_blank`) and the stored one kept, unless `allow_blanking`."""
-        from .http import _json, _validate
-
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("multipart/form-data"):
-            q = await _upsert_multipart(request, _validate)
+            q = await _upsert_multipart(request)
         elif ctype.startswith("application/json"):
-            q = _validate(UpsertIn, await _json(request))
+            q = validate(UpsertIn, await read_json(request))
         else:
             return _error(415, "unsupported_media_type", f"content type [{ctype}] is not supported",
                           fix="send application/json, or multipart/form-data with a `products` part")
@@ -248,7 +240,7 @@ def mount(app: FastAPI, settings, backend, limit_s: float) -> None:
         return await call(make, "the upsert", max(limit_s, 120.0), collection=q.collection)
 
 
-async def _upsert_multipart(request: Request, validate) -> UpsertIn:
+async def _upsert_multipart(request: Request) -> UpsertIn:
     form = await request.form(max_files=MAX_UPSERT_RECORDS, max_fields=8, max_part_size=C.MAX_PHOTO_BYTES + 1)
     raw = form.get("products")
     if raw is None or not isinstance(raw, str):
