@@ -24,13 +24,14 @@ from pathlib import Path
 
 import click
 
+from ..heavy import PACKAGES
 from ..loaders.synthetic import generate
 from ..output import emit, json_option
 from ..serve import advert
 from ..serve.process import free_port
 
 TARGETS_S = {"help": 0.5, "search_product": 1.0, "search_text": 1.5}
-HEAVY = ("numpy", "torch", "pymilvus", "tritonclient", "onnxruntime", "pandas")
+HEAVY = tuple(PACKAGES)
 PROBE = ("import sys; sys.argv = ['samestyle', *sys.argv[1:]]\n"
          "from samestyle.cli.main import main\n"
          "try:\n    main()\nfinally:\n"

@@ -17,9 +17,10 @@ from click.testing import CliRunner
 
 from samestyle.cli import main as M
 from samestyle.config import Settings
+from samestyle.heavy import PACKAGES
 from samestyle.serve import advert
 
-HEAVY = ("numpy", "torch", "pymilvus", "tritonclient", "onnxruntime", "pandas")
+HEAVY = tuple(PACKAGES)  # every heavy or optional package (samestyle.heavy, the one allow-list)
 
 
 def _modules_after(*argv: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, list[str]]:
