@@ -24,31 +24,35 @@ ENCODER_COOLDOWN_S; searches by product need no encoder and keep answering.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import dataclasses
 import json
 import logging
 import threading
+import time
 import typing
+from contextlib import asynccontextmanager
 from typing import Any, Literal, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from . import contract as C
+from . import serve
 from .config import Settings
 from .errors import InputError, InputTooLarge, SamestyleError, SchemaMismatch, ServerUnavailable
-from .http_guard import ERROR_RESPONSES, BodyLimit, install_error_handlers, safe, secure
+from .health import readiness
+from .http_guard import (MAX_BODY_BYTES, ERROR_RESPONSES, BodyLimit, install_error_handlers, photo_b64,
+                         read_json, safe, secure, validate)
 from .http_guard import error as _guard_error
-from .query.search import Hit, SearchResult
+from .http_lifecycle import mount as mount_lifecycle
+from .query.search import Hit, ProductNotFound, SearchOptions, Searcher, SearchResult
+from .store import CollectionNotFound
+from .web import mount as mount_web
 
 log = logging.getLogger(__name__)
 
-# base64 grows a photo by 4/3; the rest of a JSON body is small.
-MAX_BODY_BYTES = C.MAX_PHOTO_BYTES * 4 // 3 + 64 * 1024
 FieldName = Literal[(*C.VECTOR_FIELDS.values(), *C.VIEWS)]  # image_vec, text_vec, fused_vec, image, text, fused
 # How long a request waits for an unavailable Triton (capped at a third of the request's
 # time limit), and how long after that requests needing it fail at once (Retry-After).
@@ -145,9 +149,6 @@ class BatchOut(BaseModel):
 
 
 def _status(exc: SamestyleError) -> int:
-    from .query.search import ProductNotFound
-    from .store import CollectionNotFound
-
     if isinstance(exc, ProductNotFound):
         return 404
     if isinstance(exc, InputError):
@@ -161,23 +162,7 @@ def _error(status: int, code: str, message: str, **extra) -> JSONResponse:
     return _guard_error(status, code, message, **extra)
 
 
-def _b64(data: str) -> bytes:
-    if data.startswith("data:"):
-        data = data.split(",", 1)[-1]
-    if len(data) > MAX_BODY_BYTES:
-        raise InputTooLarge(f"photo is over the limit of {C.MAX_PHOTO_BYTES} bytes", field="photo")
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise InputError("image_b64 is not valid base64", field="image_b64") from None
-    if len(raw) > C.MAX_PHOTO_BYTES:
-        raise InputTooLarge(f"photo is {len(raw)} bytes, over the limit of {C.MAX_PHOTO_BYTES}", field="photo")
-    return raw
-
-
 def _opts(q: Options, **extra):
-    from .query.search import SearchOptions
-
     d = q.model_dump(include=set(Options.model_fields))
     return SearchOptions(**d, **extra)
 
@@ -209,8 +194,6 @@ class _Backend:
             return s  # never waits behind a request that is connecting to Triton
         with self.lock:
             if self.searcher is None:
-                from .query.search import Searcher
-
                 self.searcher = Searcher.from_settings(self.settings)
                 self.searcher.timeout = self.timeout  # Milvus calls give up with the request
             if need_encoder and self.searcher.encoder is None:
@@ -218,15 +201,11 @@ class _Backend:
             return self.searcher
 
     def _encoder(self):
-        import time
-
-        from .serve import encoder_for
-
         if self._encoder_down is not None and time.monotonic() < self._encoder_down[0]:
             e = self._encoder_down[1]
             raise ServerUnavailable(e.message, fix=e.fix, **e.data)
         try:
-            enc = encoder_for(self.settings, retry_s=self.retry_s, cooldown_s=ENCODER_COOLDOWN_S)
+            enc = serve.encoder_for(self.settings, retry_s=self.retry_s, cooldown_s=ENCODER_COOLDOWN_S)
         except ServerUnavailable as exc:
             self._encoder_down = (time.monotonic() + ENCODER_COOLDOWN_S, exc)
             raise
@@ -243,8 +222,6 @@ class _Backend:
 def create_app(settings: Settings, *, searcher=None, timeout: float | None = None) -> FastAPI:
     """The API over `settings` (Milvus at SAMESTYLE_MILVUS_URI, encoder from
     samestyle.serve.encoder_for). Tests and embedders may pass a ready `searcher`."""
-    from contextlib import asynccontextmanager
-
     limit_s = timeout or C.SEARCH_TIMEOUT_S
     backend = _Backend(settings, searcher, limit_s)
 
@@ -293,8 +270,7 @@ def create_app(settings: Settings, *, searcher=None, timeout: float | None = Non
 
     @app.get("/readyz")
     async def readyz():
-        from .health import readiness  # Milvus, the collection's load state, Triton: each named
-
+        # Milvus, the collection's load state, Triton: each named
         r = await readiness(lambda: backend.get(False).store, backend.collection, backend.settings.triton_url)
         if r["ready"]:
             return {"status": "ready", "collection": backend.collection, "checks": r["checks"]}
@@ -326,7 +302,7 @@ def create_app(settings: Settings, *, searcher=None, timeout: float | None = Non
         bad: dict = {}
         for i, b in enumerate(q.images_b64):
             try:
-                photos.append(_b64(b))
+                photos.append(photo_b64(b))
             except InputError as exc:
                 photos.append(b"")  # keeps positions; reported below instead of "photo is empty"
                 bad[str(i)] = exc
@@ -357,8 +333,8 @@ def create_app(settings: Settings, *, searcher=None, timeout: float | None = Non
         if ctype.startswith("multipart/form-data"):
             q, photo = await _multipart(request)
         elif ctype.startswith("application/json"):
-            q = _validate(PhotoQuery, await _json(request))
-            photo = _b64(q.image_b64)
+            q = validate(PhotoQuery, await read_json(request))
+            photo = photo_b64(q.image_b64)
         else:
             return _error(415, "unsupported_media_type", f"content type [{ctype}] is not supported",
                           fix="send application/json with image_b64, or multipart/form-data with a `photo` file")
@@ -368,33 +344,14 @@ def create_app(settings: Settings, *, searcher=None, timeout: float | None = Non
 
     @app.post("/v1/search/hybrid", response_model=SearchOut)
     async def search_hybrid(q: HybridQuery):
-        photo = _b64(q.image_b64) if q.image_b64 else None
+        photo = photo_b64(q.image_b64) if q.image_b64 else None
         need = q.text is not None or photo is not None
         return await run(lambda s: s.hybrid(text=q.text, photo=photo, product_id=q.product_id, opts=_opts(q)),
                          need_encoder=need)
 
-    from .web import mount  # the search page at /, thumbnails, facets, dedup, offline /docs
-
-    mount(app, settings, backend, limit_s)
-    from .http_lifecycle import mount as mount_lifecycle  # /v1/search, /v1/products, /v1/collections
-
-    mount_lifecycle(app, settings, backend, limit_s)
+    mount_web(app, settings, backend, limit_s)  # the search page at /, thumbnails, facets, dedup, offline /docs
+    mount_lifecycle(app, settings, backend, limit_s)  # /v1/search, /v1/products, /v1/collections
     return app
-
-
-def _validate(model, obj):
-    try:
-        return model.model_validate(obj)
-    except ValidationError as exc:
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
-
-
-async def _json(request: Request):
-    try:
-        return json.loads(await request.body())
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limit
-        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": f"invalid JSON: {exc}",
-                                       "input": None}]) from None
 
 
 async def _multipart(request: Request):
@@ -414,5 +371,5 @@ async def _multipart(request: Request):
     if not isinstance(opts, dict):
         raise InputError("`options` must be a JSON object", field="options")
     modifier = form.get("modifier")
-    q = _validate(PhotoQuery, {**opts, "image_b64": "x", "modifier": modifier or opts.get("modifier")})
+    q = validate(PhotoQuery, {**opts, "image_b64": "x", "modifier": modifier or opts.get("modifier")})
     return q, data
