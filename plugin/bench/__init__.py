@@ -4,9 +4,38 @@ click command named `command` that the `bench` group in samestyle.cli.bench coll
 import json
 from pathlib import Path
 
+import click
+
+from ..config import ROOT
+
+DEFAULT_PHOTO_DIR = ROOT.parent / "shared" / "datasets" / "myntra"
+
 
 def save_report(report: dict, out_path: Path | None) -> None:
     """Write a benchmark's JSON report to --out (parents made), when given."""
     if out_path:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(report, indent=2))
+
+
+def photo_base(photo_dir: Path | None) -> Path:
+    """Where relative image_uri values are read from: --photo-dir, else DEFAULT_PHOTO_DIR
+    when present, else the working directory."""
+    return photo_dir or (DEFAULT_PHOTO_DIR if DEFAULT_PHOTO_DIR.is_dir() else Path("."))
+
+
+# Options several benchmarks take, spelled once.
+photo_dir_option = click.option(
+    "--photo-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help=f"Base folder of relative image_uri values. [default: {DEFAULT_PHOTO_DIR} when present]")
+collection_option = click.option("--collection", metavar="NAME", help="Collection or alias. [default: SAMESTYLE_COLLECTION]")
+out_option = click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+                          help="Also write the JSON here.")
+
+
+def plot_options(default_plot: Path):
+    """--plot and --plot-file (default `default_plot`)."""
+    plot = click.option("--plot", "do_plot", is_flag=True, help="Write a PNG plot to --plot-file.")
+    plot_file = click.option("--plot-file", type=click.Path(dir_okay=False, path_type=Path), default=default_plot,
+                             show_default=True)
+    return lambda fn: plot(plot_file(fn))

@@ -40,7 +40,7 @@ from PIL import Image, ImageDraw
 
 from .. import contract as C
 from .. import dedup as D
-from . import save_report
+from . import collection_option, out_option, photo_base, photo_dir_option, plot_options, save_report
 from ..encoders.base import ProductInput
 from ..encoders.onnx import OnnxEncoder
 from ..loaders.transform import inspect_photo
@@ -49,7 +49,6 @@ from ..config import ROOT
 from .. import serve
 from ..store import Store, search as store_reads
 
-DEFAULT_PHOTO_DIR = ROOT.parent / "shared" / "datasets" / "myntra"
 DEFAULT_PLOT = ROOT / "docs" / "benchmarks" / "dedup.png"
 THRESHOLDS = "0.85,0.88,0.9,0.91,0.92,0.93,0.94,0.95,0.96,0.97,0.98"
 KINDS = ("photo", "title", "both")
@@ -291,14 +290,12 @@ def plot(report: dict, path: Path) -> None:
 @click.option("--synthetic-sizes", default="42k,1M", show_default=True,
               help="Synthetic catalogue sizes to time dedup at ('' to skip).")
 @click.option("--encoder", "encoder_kind", type=click.Choice(["triton", "onnx"]), default="triton", show_default=True)
-@click.option("--photo-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help=f"Base folder of relative image_uri values. [default: {DEFAULT_PHOTO_DIR} when present]")
-@click.option("--collection", metavar="NAME", help="Collection or alias. [default: SAMESTYLE_COLLECTION]")
+@photo_dir_option
+@collection_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quick", is_flag=True, help="Smoke run (30 re-listings, synthetic 2k and 20k); figures meaningless.")
-@click.option("--plot", "do_plot", is_flag=True, help="Write a PNG plot to --plot-file.")
-@click.option("--plot-file", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_PLOT, show_default=True)
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON here.")
+@plot_options(DEFAULT_PLOT)
+@out_option
 @json_option
 @click.pass_obj
 def command(settings, relists, thresholds, vector_field, synthetic_sizes, encoder_kind, photo_dir, collection, seed,
@@ -320,7 +317,7 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
         emit(report, as_json, lambda r: [click.echo(json.dumps(s)) for s in r["synthetic"]])
         return
     name = collection or settings.collection
-    base_dir = photo_dir or (DEFAULT_PHOTO_DIR if DEFAULT_PHOTO_DIR.is_dir() else Path("."))
+    base_dir = photo_base(photo_dir)
     rng = random.Random(seed)
     _say(f"bench dedup: reading {name}...")
     with Store.open(settings) as store:

@@ -31,6 +31,7 @@ from .. import contract as C
 from ..encoders.onnx import OnnxEncoder
 from ..encoders.triton import TritonEncoder
 from ..output import emit, json_option
+from . import plot_options
 from ..config import ROOT
 from ..encoders.base import ProductInput
 from .. import serve
@@ -246,8 +247,7 @@ def _concurrency(ctx, param, value: str) -> tuple[int, ...]:
               help="Client concurrencies to measure, comma-separated.")
 @click.option("--quick", is_flag=True, help="Smoke run (16 products, concurrency 1 and 4); figures meaningless.")
 @click.option("--no-baseline", is_flag=True, help="Skip the second server without dynamic batching.")
-@click.option("--plot", "do_plot", is_flag=True, help="Write a PNG plot to --plot-file.")
-@click.option("--plot-file", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_PLOT, show_default=True)
+@plot_options(DEFAULT_PLOT)
 @json_option
 @click.pass_obj
 def command(settings, n, photos, concurrency, quick, no_baseline, do_plot, plot_file, as_json):

@@ -34,6 +34,7 @@ import click
 from ..encoders.base import ProductInput
 from ..encoders.onnx import OnnxEncoder
 from ..output import emit, json_option
+from . import plot_options
 from ..config import ROOT, Settings
 from ..serve.milvus import MilvusServer
 from ..store import Store
@@ -295,8 +296,7 @@ def plot(report: dict, path: Path) -> None:
               help="Keep the memory run's Milvus Lite data here (serve it with `python -m milvus_lite server "
                    "--data-dir DIR/db` to search the ingested catalogue afterwards).")
 @click.option("--quick", is_flag=True, help="Smoke run: 32 products, 8 naive, memory run on 48; figures meaningless.")
-@click.option("--plot", "do_plot", is_flag=True, help="Write a PNG plot to --plot-file.")
-@click.option("--plot-file", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_PLOT, show_default=True)
+@plot_options(DEFAULT_PLOT)
 @json_option
 @click.pass_obj
 def command(settings, src, photos, n, ceiling_products, naive_products, memory_products, marks, encoder_kind,

@@ -28,7 +28,7 @@ import click
 import numpy as np
 
 from .. import contract as C
-from . import save_report
+from . import collection_option, out_option, photo_base, photo_dir_option, plot_options, save_report
 from ..encoders.onnx import OnnxEncoder
 from ..output import emit, json_option
 from ..config import ROOT
@@ -36,7 +36,6 @@ from ..query import requests as R
 from ..query.search import Searcher
 from .. import serve
 
-DEFAULT_PHOTO_DIR = ROOT.parent / "shared" / "datasets" / "myntra"
 DEFAULT_PLOT = ROOT / "docs" / "benchmarks" / "search.png"
 TYPES = ("product", "text", "photo", "photo_text", "hybrid")
 MODIFIERS = ("but in white", "in black", "with stripes", "for women", "in blue")
@@ -305,16 +304,14 @@ def plot_fusion(report: dict, path: Path) -> None:
               help="Labelled products used for the hit rate.")
 @click.option("--encoder", "encoder_kind", type=click.Choice(["triton", "onnx"]), default="triton", show_default=True,
               help="Query encoder: Triton (SAMESTYLE_TRITON_URL or a local one) or in-process ONNX Runtime.")
-@click.option("--photo-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help=f"Base folder of relative image_uri values. [default: {DEFAULT_PHOTO_DIR} when present]")
-@click.option("--collection", metavar="NAME", help="Collection or alias. [default: SAMESTYLE_COLLECTION]")
+@photo_dir_option
+@collection_option
 @click.option("--fusion-queries", type=click.IntRange(0, 100_000), default=200, show_default=True,
               help="Stored products used to compare hybrid_search, the composite field and exact fusion (0: skip).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quick", is_flag=True, help="Smoke run (10 queries, concurrency 1 and 2); figures meaningless.")
-@click.option("--plot", "do_plot", is_flag=True, help="Write a PNG plot to --plot-file.")
-@click.option("--plot-file", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_PLOT, show_default=True)
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON here.")
+@plot_options(DEFAULT_PLOT)
+@out_option
 @json_option
 @click.pass_obj
 def command(settings, n, concurrency, types, k, recall_queries, label_col, hit_queries, encoder_kind, photo_dir,
@@ -336,7 +333,7 @@ def command(settings, n, concurrency, types, k, recall_queries, label_col, hit_q
     if not rows:
         raise click.ClickException(f"collection [{name}] is empty")
     ids = [str(r[C.PRIMARY_KEY]) for r in rows]
-    base = photo_dir or (DEFAULT_PHOTO_DIR if DEFAULT_PHOTO_DIR.is_dir() else Path("."))
+    base = photo_base(photo_dir)
 
     def photo_of(r) -> Path | None:
         uri = r.get("image_uri") or ""
