@@ -41,8 +41,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
-from .model.features import Features
+from . import contract as C
+from .model import preprocess as pp
+from .model.backbones import ImageBackbone, TextBackbone
+from .model.features import Features, imagenet_tokens
 from .model.fusion import FusionConfig, FusionEncoder
 
 log = logging.getLogger(__name__)
@@ -165,10 +169,6 @@ class Phrases:
     colour, computed once with the frozen text backbone."""
 
     def __init__(self, colours: list[str], text_backbone=None):
-        from . import contract as C
-        from .model import preprocess as pp
-        from .model.backbones import TextBackbone
-
         names = sorted({c for c in colours if c})
         self.colour_index = {c: i for i, c in enumerate(names)}
         texts = [t.format(c=c.lower()) for c in names for t in MODIFIER_TEMPLATES]
@@ -254,8 +254,6 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
     if cfg.tail_lr > 0:
         if f.image_stem is None:
             raise ValueError("training the photo tower's tail needs stem activations (features.for_catalogue)")
-        from .model.backbones import ImageBackbone
-
         tail = ImageBackbone().train_tail()
     groups = [{"params": list(model.parameters()), "lr": cfg.lr}]
     if tail is not None:
@@ -270,8 +268,6 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
     # frozen references for the locality terms: ImageNet photo features, MiniLM titles
     frozen_img = None
     if f.image_stem is not None:
-        from .model.features import imagenet_tokens
-
         frozen_img = np.ascontiguousarray(imagenet_tokens(f, cache_dir)[:, 0])
     elif f.image_tokens is not None:
         frozen_img = f.image_tokens[:, 0]
@@ -289,8 +285,6 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
         log.info("resumed from %s at step %d", state_file, start)
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step")
     t0 = time.time()
     T = model.cfg.image_tokens
