@@ -49,21 +49,27 @@ def pytest_collection_modifyitems(config, items):
 
 
 def server_kind(argv: list[str]) -> str | None:
-    """Which server a process's argv starts, if any (pure)."""
+    """Which server a process's argv starts, if any (pure). Read from the program and its
+    first arguments only: a stand-in that merely carries a server's words later on its
+    command line (as the reap tests' sleepers do) is not one."""
     if not argv:
         return None
-    names = [os.path.basename(a) for a in argv]
-    if "tritonserver" in names:
+    prog = os.path.basename(argv[0])
+    if prog == "tritonserver":
         return "tritonserver"
-    if "milvus_lite" in argv and "server" in argv:
+    if argv[1:4] == ["-m", "milvus_lite", "server"]:
         return "a Milvus Lite gRPC server"
-    if names[0].startswith(("chrome", "chromium", "headless_shell")):
+    if prog.startswith(("chrome", "chromium", "headless_shell")):
         return "Chromium"
-    if names[0] in ("docker", "dockerd", "docker-compose", "containerd"):
+    if prog in ("docker", "dockerd", "docker-compose", "containerd"):
         return "Docker"
-    if any("samestyle" in a for a in argv[:3]) and "serve" in argv and "--help" not in argv:
-        return "samestyle serve"
-    return None
+    if prog == "samestyle":
+        verb = argv[1:2]
+    elif argv[1:3] == ["-m", "samestyle.cli.main"] or (argv[1:2] == ["-c"] and "samestyle.cli.main" in argv[2]):
+        verb = argv[3:4]
+    else:
+        verb = []
+    return "samestyle serve" if verb == ["serve"] and "--help" not in argv else None
 
 
 def _children() -> dict[int, list[int]]:

@@ -13,6 +13,8 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tests.fixtures.wheel import install_wheel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +71,7 @@ def test_checkout_reads_data_in_place():
     assert resource("requirements") == ROOT / "requirements"
 
 
+@pytest.mark.slow  # builds the wheel (pip, in a subprocess)
 def test_wheel_content(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
@@ -83,6 +86,7 @@ def test_wheel_content(wheel):
     assert not [n for n in names if n.endswith(".onnx") or "__pycache__" in n]
 
 
+@pytest.mark.slow  # a fresh venv with the wheel, and commands run from it
 def test_wheel_installs_and_runs_outside_the_checkout(wheel, tmp_path):
     """--help and the data paths; the Python API and the demo from the installed wheel
     are tests/integration/test_wheel.py."""

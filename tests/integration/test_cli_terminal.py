@@ -110,6 +110,7 @@ def test_readme_first_search_works_on_the_demo_data(tmp_path, onnx_bundle):
     assert "Traceback" not in s.stderr
 
 
+@pytest.mark.slow  # three subprocesses, each importing the store and the CLI afresh
 def test_dedup_on_a_missing_collection_is_one_clear_line(tmp_path):
     """A real (empty) Milvus Lite data dir: dedup names the collection and the fix,
     exits non-zero, prints no traceback; in --json mode the error is JSON on stdout."""
@@ -147,6 +148,7 @@ def _long_id_catalogue(root: Path) -> tuple[Path, dict[str, dict]]:
     return cat.csv_path, {row["id"]: row for row in rows}
 
 
+@pytest.mark.slow  # an ingest and three searches, each a `samestyle` subprocess loading the model
 def test_search_columns_show_the_catalogues_attributes(tmp_path):
     """`search --columns colour,price` on an ingested catalogue: those columns, with each
     hit's own values from the catalogue, and the ids whole. Ingest stores the fashion

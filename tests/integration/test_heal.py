@@ -25,6 +25,7 @@ def _ingest(data_dir, uri, path):
                                     "--category-col", "category"], env=env, catch_exceptions=False)
 
 
+@pytest.mark.slow  # starts a Milvus Lite gRPC server, SIGKILLs it and starts it again
 def test_milvus_killed_and_back_search_reloads_and_readyz_names_the_part(tmp_path):
     from samestyle.http import create_app
     from samestyle.serve.milvus import MilvusServer

@@ -189,6 +189,7 @@ def test_api_key_and_cors(searcher, tmp_path, search_catalogue):
 
 
 # --- schemathesis against /openapi.json ------------------------------------------------------------
+@pytest.mark.slow  # property-based: schemathesis generates and sends examples for every operation
 def test_schemathesis_finds_nothing(app):
     """Every operation, bounded examples, all of schemathesis's checks, run through the
     ASGI app in-process (the same app a real uvicorn serves above).

@@ -163,6 +163,7 @@ def _wait_for_checkpoint(ck_dir: Path, proc: subprocess.Popen, min_line: int, ti
     pytest.fail("no checkpoint progress within the timeout")
 
 
+@pytest.mark.slow  # a subprocess ingest SIGKILLed mid-run, then run again to the end
 def test_sigkill_mid_ingest_then_rerun_equals_a_clean_run(tmp_path, ingested_store, samestyle_cli, onnx_encoder):
     clean = ingested_store
     rows = _rows(clean.catalogue.csv_path)[:56]

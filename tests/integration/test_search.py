@@ -406,7 +406,8 @@ def _same(batch_res, single):
 @pytest.mark.parametrize("kw", [
     {},  # fused -> fused, the product search default
     {"fields": ["image_vec", "text_vec", "fused_vec"]},  # hybrid: categories bring their own weights
-    {"fields": ["image_vec", "text_vec"], "ranker": "rrf", "k": 5, "offset": 3},
+    # one RRF call per product (the product itself excluded) plus each single search: long
+    pytest.param({"fields": ["image_vec", "text_vec"], "ranker": "rrf", "k": 5, "offset": 3}, marks=pytest.mark.slow),
     {"fields": ["image_vec", "text_vec"], "ranker": "rrf", "exclude_self": False},
     {"filters": ["price<=2500"], "exclude_self": False},
 ])

@@ -21,7 +21,8 @@ def _same(batch_res, single):
 
 
 @pytest.mark.parametrize("kw", [{}, {"target": "all"}, {"target": "image", "k": 3, "offset": 2},
-                                {"filters": ["price<=2500"]}, {"target": "all", "ranker": "rrf"}])
+                                {"filters": ["price<=2500"]},
+                                pytest.param({"target": "all", "ranker": "rrf"}, marks=pytest.mark.slow)])  # long
 def test_by_texts_gives_each_text_its_by_text_hits(searcher, search_catalogue, kw):
     titles = [r["title"] for r in search_catalogue.rows[:12]]
     kw = {"k": K, **kw}

@@ -36,6 +36,7 @@ def test_onnx_graphs_have_named_io_and_dynamic_batch(onnx_bundle):
             assert t.type.tensor_type.shape.dim[0].dim_param, f"{name}:{t.name} batch axis is not dynamic"
 
 
+@pytest.mark.slow  # builds the torch backbone (the shipped tail) and runs it beside ONNX; the quick set pins the ONNX output with tests/model/test_golden_embeddings.py
 def test_image_backbone_matches_torch(onnx_bundle, catalogue):
     import json
 
@@ -54,6 +55,7 @@ def test_image_backbone_matches_torch(onnx_bundle, catalogue):
         assert np.abs(imagenet - ref).max() > 1e-2  # the fine-tuned tail is what gets served
 
 
+@pytest.mark.slow  # builds the torch text backbone and runs it beside ONNX; the quick set pins the ONNX output with tests/model/test_golden_embeddings.py
 def test_text_backbone_matches_torch(onnx_bundle):
     tb = TextBackbone()
     tok = pp.load_tokenizer(str(onnx_bundle / "tokenizer.json"), C.MAX_TEXT_LEN)

@@ -24,7 +24,11 @@ CLI = [sys.executable, "-c", "from samestyle.cli.main import main; main()"]
     ([".venv/bin/samestyle", "serve"], "samestyle serve"),
     ([*CLI, "serve", "--help"], None),
     ([*CLI, "ingest", "c.csv"], None),
+    ([sys.executable, "-m", "samestyle.cli.main", "serve"], "samestyle serve"),
     ([sys.executable, "-m", "pip", "wheel", "."], None),
+    # stand-ins that carry a server's words later on (tests of serve.reap): not servers
+    ([sys.executable, "-c", "import time; time.sleep(120)", "-m", "milvus_lite", "server", "--port", "1"], None),
+    ([sys.executable, "-c", "import time; time.sleep(120)", "tritonserver", "serve"], None),
     ([], None),
 ])
 def test_server_kind(argv, kind):
