@@ -102,11 +102,6 @@ def test_vector_field_names_are_spelled_in_the_contract_only():
 
 
 # --- imports inside functions: only heavy ones (plugin/heavy.py) -----------------------------
-PENDING = {  # files this change could not edit yet, each with why; the test fails once one is clean
-    "plugin/train.py": "the model trainings running now import it; its imports move when they end",
-}
-
-
 def _allow_list() -> dict:
     tree = ast.parse((PLUGIN / "heavy.py").read_text(encoding="utf-8"))
     return {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)}
@@ -177,18 +172,17 @@ def test_functions_import_only_heavy_dependencies():
     module level, where cycles and upward edges show."""
     allow = _allow_list()
     heavy = _heavy_modules(frozenset(allow["PACKAGES"]))
-    bad, pending = [], {}
-    for name, path in SOURCES.items():
+    bad = []
+    for path in SOURCES.values():
         rel = path.relative_to(ROOT).as_posix()
         for line, in_function, mod in _import_rows(path):
             if not in_function or mod.split(".")[0] in allow["PACKAGES"] or mod in allow["MODULES"]:
                 continue
             if rel.startswith("plugin/cli/") and mod in SOURCES and heavy[mod]:
                 continue
-            (pending.setdefault(rel, []) if rel in PENDING else bad).append(f"{rel}:{line}: {mod}")
+            bad.append(f"{rel}:{line}: {mod}")
     assert not bad, ("imported inside a function: move to module level (or, for a heavy optional dependency, "
                      "name it in plugin/heavy.py):\n" + "\n".join(bad))
-    assert set(pending) == set(PENDING), f"clean now, drop from PENDING: {set(PENDING) - set(pending)}"
 
 
 def test_the_allow_list_names_only_what_is_heavy():
