@@ -38,7 +38,7 @@ def myntra_dir() -> Path:
 # uvicorn or http.server thread on 127.0.0.1) are not server processes.
 SLOW_MARKERS = ("triton", "docker")
 SLOW_FIXTURES = {"triton_server", "triton_url", "deployed_stack", "milvus_lite_server"}
-WATCH_EVERY_S = 0.2
+WATCH_EVERY_S = 0.5  # a poll costs ~5 ms; a server lives seconds at least
 
 
 def pytest_collection_modifyitems(config, items):
