@@ -8,7 +8,10 @@ cost as the catalogue grows.
   with every stored product, and `samestyle dedup`'s clustering (samestyle.dedup: the
   same code) is scored as pairs against that truth: precision, recall and F1 per
   threshold. The re-listed products are drawn among those with a photo no other
-  product shares. Each re-listing's photo signature (samestyle.photohash) is computed
+  product shares. Recall is also given by kind (photo, title, both changed) and, for
+  the photo-changed ones, by photo edit (crop, resize, jpeg, watermark); and the pairs
+  of other colourways (two products of one Myntra `style_group`, which are not
+  duplicates) that the clustering merges are counted as a false-merge rate. Each re-listing's photo signature (samestyle.photohash) is computed
   as ingest computes it (loaders.transform.inspect_photo); a stored product without one
   (a collection ingested before it) gets it here from its photo file, the same way,
   and the report says how many did.
@@ -52,6 +55,8 @@ from ..store import Store, search as store_reads
 DEFAULT_PLOT = ROOT / "docs" / "benchmarks" / "dedup.png"
 THRESHOLDS = "0.85,0.88,0.9,0.91,0.92,0.93,0.94,0.95,0.96,0.97,0.98"
 KINDS = ("photo", "title", "both")
+PHOTO_EDITS = ("crop", "resize", "jpeg", "watermark")
+STYLE_LABEL = "style_group"  # Myntra's "same style, other colourway": must not merge
 N_SYN_CATEGORIES = 48  # as bench scale
 
 
@@ -166,6 +171,30 @@ def by_kind(cids: np.ndarray, truth: list[tuple[int, int]], kinds: list[str]) ->
         sel = [t for t, kk in zip(truth, kinds) if kk == k]
         out[k] = _r(sum(1 for a, b in sel if cids[a] == cids[b]) / len(sel)) if sel else None
     return out
+
+
+def by_photo_edit(cids: np.ndarray, truth: list[tuple[int, int]], kinds: list[str], edits: list[str]) -> dict:
+    """Recall of the photo-changed re-listings (photo or both) by photo edit; a re-listing
+    with two edits counts for both."""
+    out = {}
+    for e in PHOTO_EDITS:
+        sel = [t for t, k, h in zip(truth, kinds, edits) if k != "title" and e in h.split("/")[0].split("+")]
+        out[e] = _r(sum(1 for a, b in sel if cids[a] == cids[b]) / len(sel)) if sel else None
+    return out
+
+
+def style_false_merges(cids: np.ndarray, style: list, same_photo: np.ndarray) -> dict:
+    """Pairs of different products of one style group (other colourways, not duplicates)
+    that the clustering merges, as a count and a rate; pairs sharing a byte-identical
+    photo left out (the catalogue's own duplicates)."""
+    lab = np.array(["" if v in D.NO_LABEL else str(v) for v in style], dtype=object)
+    has = lab != ""
+    key = lambda *parts: np.array([":".join(map(str, t)) for t in zip(*parts)], dtype=object)  # noqa: E731
+    lab, cid, photo = lab[has], cids[has], same_photo[has]
+    shared = photo >= 0
+    pairs = _pairs_within(lab) - _pairs_within(key(lab[shared], photo[shared]))
+    merged = _pairs_within(key(cid, lab)) - _pairs_within(key(cid[shared], lab[shared], photo[shared]))
+    return {"style_pairs": pairs, "merged": merged, "rate": _r(merged / pairs if pairs else None)}
 
 
 # --- timing -----------------------------------------------------------------------------
@@ -321,8 +350,11 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
     rng = random.Random(seed)
     _say(f"bench dedup: reading {name}...")
     with Store.open(settings) as store:
-        cat = D.load(store, name, method=vector_field)
-        model = store_reads.model_version(store.describe(name))
+        described = store.describe(name)
+        style_stored = described.get("enable_dynamic_field", True) or any(
+            f.get("name") == STYLE_LABEL for f in described.get("fields", []))
+        cat = D.load(store, name, method=vector_field, label_field=STYLE_LABEL if style_stored else None)
+        model = store_reads.model_version(described)
         meta = store.fetch(name, cat.ids, ["title", "image_uri"])
     if not cat.ids:
         raise click.ClickException(f"collection [{name}] is empty")
@@ -352,6 +384,7 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
     shared = {h: g for g, h in enumerate(h for h, c in counts.items() if c > 1)}
     unique = [pid for pid in cat.ids if pid in digest and counts[digest[pid]] == 1]
     pos = {pid: i for i, pid in enumerate(cat.ids)}
+    style, cat.labels = cat.labels or [None] * len(cat.ids), None
     sources = [{**meta[pid], C.PRIMARY_KEY: pid, C.CATEGORY_FIELD: cat.groups[pos[pid]]}
                for pid in rng.sample(unique, min(relists, len(unique)))]
     _say(f"  re-listing {len(sources)} products...")
@@ -386,12 +419,15 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
     same_photo = np.array([shared.get(digest.get(pid, ""), -1) for pid in cat.ids] + [-1] * len(ok))
     _say(f"  dedup over {len(mixed.ids):,} rows...")
     sec, pairs, _ = timed_dedup(mixed, vector_field, ts[0])
-    sweep, kind_recall = [], {}
+    sweep, kind_recall, edit_recall, style_merges = [], {}, {}, {}
+    edits = [rel[i]["how"] for i in ok]
     for th in ts:
         p = pairs.above(th)
         cids = D.cluster_ids(len(mixed.ids), p)
         sweep.append(score(cids, truth, same_photo, th, len(p)))
         kind_recall[th] = by_kind(cids, truth, kinds)
+        edit_recall[th] = by_photo_edit(cids, truth, kinds, edits)
+        style_merges[th] = style_false_merges(cids, style + [None] * len(ok), same_photo)
     best = max(sweep, key=lambda s: s["f1"] or 0)
     at_default = next(s for s in sweep if s["threshold"] == D.DEFAULT_THRESHOLD)
     report = {"benchmark": "dedup", "collection": name, "model_version": model, "field": vector_field,
@@ -406,6 +442,8 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
                             "photo_hashes": {"stored": None if stored_hash is None else
                                              sum(1 for h in stored_hash if h) - computed,
                                              "computed_from_photo_files": computed},
+                            "recall_by_photo_edit": {str(k): v for k, v in edit_recall.items()},
+                            "style_group_false_merges": {str(k): v for k, v in style_merges.items()},
                             "dedup_seconds": round(sec, 2), "sweep": sweep,
                             "recall_by_kind": {str(k): v for k, v in kind_recall.items()},
                             "at_recommended": at_default, "best": best,

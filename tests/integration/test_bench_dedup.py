@@ -39,6 +39,9 @@ def test_bench_dedup_quick(search_catalogue, tmp_path):
     assert recalls == sorted(recalls, reverse=True)  # a higher threshold links fewer pairs
     assert [s["rows"] for s in rep["synthetic"]] == [2000, 20000] and "growth_exponent" in rep["synthetic"][1]
     assert rep["model_version"] and plot.stat().st_size > 0
+    at = str(rep["recommended_threshold"])
+    assert set(rel["recall_by_photo_edit"][at]) == {"crop", "resize", "jpeg", "watermark"}
+    assert {"style_pairs", "merged", "rate"} <= set(rel["style_group_false_merges"][at])
 
 
 def test_relisted_photo_and_title_change_but_stay_usable():
@@ -66,6 +69,23 @@ def test_score_leaves_byte_identical_pairs_out():
     assert s["precision"] == 1.0 and s["recall"] == 1.0 and s["byte_identical_recall"] == 1.0
     s = score(np.array([0, 0, 0, 3, 0]), [(2, 4)], np.array([7, 7, -1, -1, -1]), 0.9, links=3)
     assert s["predicted_pairs"] == 6 and s["precision"] == pytest.approx(1 / 5)
+
+
+def test_recall_by_photo_edit_and_style_group_false_merges():
+    from samestyle.bench.dedup import by_photo_edit, style_false_merges
+
+    # rows 0..3 the catalogue, 4..6 re-listings of 0, 1, 2
+    cids = np.array([0, 1, 2, 3, 0, 9, 2])
+    truth = [(0, 4), (1, 5), (2, 6)]
+    got = by_photo_edit(cids, truth, ["photo", "both", "title"], ["crop+jpeg", "crop/typo", "reorder"])
+    assert got == {"crop": 0.5, "resize": None, "jpeg": 1.0, "watermark": None}
+    # style group s: rows 0, 1, 2 (0 and 2 share a byte-identical photo), merged 0+1 and 0+2
+    style = ["s", "s", "s", None]
+    cids = np.array([0, 0, 0, 3])
+    got = style_false_merges(cids, style, np.array([5, -1, 5, -1]))
+    assert got == {"style_pairs": 2, "merged": 2, "rate": 1.0}
+    got = style_false_merges(np.array([0, 1, 0, 3]), style, np.array([5, -1, 5, -1]))
+    assert got == {"style_pairs": 2, "merged": 0, "rate": 0.0}
 
 
 def test_ivf_pairs_match_exact_pairs_on_planted_copies():
