@@ -11,10 +11,11 @@ cost as the catalogue grows.
   product shares. Recall is also given by kind (photo, title, both changed) and, for
   the photo-changed ones, by photo edit (crop, resize, jpeg, watermark); and the pairs
   of other colourways (two products of one Myntra `style_group`, which are not
-  duplicates) that the clustering merges are counted as a false-merge rate. Each re-listing's photo signature (samestyle.photohash) is computed
-  as ingest computes it (loaders.transform.inspect_photo); a stored product without one
-  (a collection ingested before it) gets it here from its photo file, the same way,
-  and the report says how many did.
+  duplicates) that the clustering merges are counted as a false-merge rate. Each
+  re-listing's photo signature (samestyle.photohash) is computed as ingest computes it
+  (loaders.transform.inspect_photo); a stored product without one (a collection
+  ingested before it) gets it here from its photo file, the same way, and the report
+  says how many did.
 - Myntra ships about 1,400 products whose photo is byte-identical to another's. They
   are reported on their own (how many of their pairs the clustering links) and their
   pairs count neither for nor against the re-listing score.
