@@ -11,7 +11,6 @@ import warnings
 from pathlib import Path
 
 from .. import contract as C
-from .backbones import TextBackbone
 
 OPSET = 17
 
@@ -28,12 +27,12 @@ def export_graph(module, args, path: Path, inputs, outputs, dynamic) -> None:
         )
 
 
-def export_text_backbone(out: Path, max_len: int = C.MAX_TEXT_LEN, text_path=None) -> None:
-    """The text backbone's ONNX graph and its tokenizer.json into `out`."""
+def export_text_backbone(tb, out: Path, max_len: int = C.MAX_TEXT_LEN) -> None:
+    """The text backbone `tb` (a backbones.TextBackbone) as an ONNX graph, with its
+    tokenizer.json, into `out`."""
     import torch
 
     batch = {0: "batch"}
-    tb = TextBackbone(text_path)
     ids = torch.ones(2, max_len, dtype=torch.long)
     with torch.no_grad():
         export_graph(tb, (ids, torch.ones_like(ids), torch.zeros_like(ids)), out / C.ONNX_TEXT_BACKBONE,
