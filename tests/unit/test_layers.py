@@ -70,6 +70,12 @@ def test_the_model_package_reaches_into_no_ops_code(path):
     assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
 
+def test_no_module_but_the_store_imports_pymilvus():
+    users = [p.relative_to(ROOT).as_posix() for p in _modules(PLUGIN) + _modules(ROOT / "loaders")
+             if any(m.split(".")[0] == "pymilvus" for m in _imports(p))]
+    assert users and all(u.startswith("plugin/store/") for u in users), users
+
+
 def test_only_the_store_touches_a_milvus_client():
     users = [p.relative_to(ROOT).as_posix() for p in _modules(PLUGIN) + _modules(ROOT / "loaders")
              if any(m in ("pymilvus.MilvusClient", "pymilvus.milvus_client") for m in _imports(p))]
