@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import contract as C
+from .errors import ConfigError
 from .model import preprocess as pp
 from .model.backbones import ImageBackbone, TextBackbone
 from .model.features import Features, imagenet_tokens
@@ -209,6 +210,12 @@ def _pooled_text(tt, am) -> torch.Tensor:
     return F.normalize((tt * m).sum(1) / m.sum(1).clamp_min(1e-9), dim=-1)
 
 
+def _comparable(config: dict) -> dict:
+    """A training configuration with its fusion overrides filled in with the defaults, so a
+    state saved before an option existed resumes when the option is left at its default."""
+    return {**config, "fusion": FusionConfig(**config.get("fusion", {})).to_dict()}
+
+
 class _State:
     """What a resumed run needs: weights, optimiser, scheduler, sampler and torch RNG."""
 
@@ -224,9 +231,12 @@ class _State:
     @staticmethod
     def load(path: Path, cfg, model, tail, opt, sched, sampler, mod_rng) -> tuple[int, list]:
         st = torch.load(path, weights_only=False)
-        if st["config"] != cfg.to_dict():
-            raise ValueError(f"resume state [{path}] was written by another training configuration; "
-                             "remove it or rerun with the same options")
+        saved, now = _comparable(st["config"]), _comparable(cfg.to_dict())
+        if saved != now:
+            differ = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
+            raise ConfigError(f"resume state [{path}] was written by another training configuration "
+                              f"(it differs in: {', '.join(differ)})", field="resume",
+                              fix=f"rerun with the options it was started with, or pass --no-resume, or delete {path}")
         model.load_state_dict(st["fusion"])
         if tail is not None and st["tail"] is not None:
             tail.load_tail(st["tail"])
