@@ -165,6 +165,14 @@ def test_train_and_eval_cli(catalogue, tmp_path):
     # the category the model was trained without is checked by default, beside the raw backbone
     chk = res["category_check"]["articleType=Tshirts"]
     assert chk["products"] > 0 and chk["i2i"]["queries"] == chk["i2i raw backbone"]["queries"] > 0
+    # the frozen-feature ceiling on the model's own held-out split, from the same feature cache
+    r = CliRunner().invoke(cli, ["bench", "probe", str(catalogue.csv_path), "--label-col", "style_group",
+                                 "--model", str(out), "--steps", "20", "--batch-size", "16", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    pr = json.loads(r.output[r.output.index("{"):])
+    assert pr["split"] == f"heldout {man['training']['heldout']}, seed {man['training'].get('split_seed', 0)}"
+    assert pr["queries"] > 0 and pr["train_products"] > 16 and len(pr["loss"]) >= 1
+    assert set(pr["directions"]) == {"t2i", "i2t", "i2i"} and 0 <= pr["own_pair"]["title->own photo"]["r@10"] <= 1
 
 
 def test_self_temperature_sharpens_only_the_self_term():
