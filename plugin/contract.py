@@ -91,10 +91,14 @@ CATEGORY_FIELD = "category"  # leaf category: partition key, dedup scope, weight
 # How the hits of several fields are fused: WeightedRanker (no score normalisation) or
 # RRFRanker(RRF_K), which ignores the weights.
 RANKERS = ("weighted", "rrf")
+# What a phrase is searched against (`samestyle search --target`, the HTTP `target`): the
+# vector field of one view, or all three as one hybrid search.
+TEXT_TARGETS = ("text", "image", "fused", "all")
 RRF_K = 60
 MAX_SEARCH_K = 1000
 MAX_SEARCH_OFFSET = 10_000  # offset + k stays far below Milvus's 16,384 cap
 MAX_BATCH_IDS = 1000  # product ids in one HTTP batch search request
+MAX_NAME_CHARS = 256  # an attribute or weight-profile name in a search option (group_by, category)
 SEARCH_TIMEOUT_S = 10.0  # HTTP request timeout for one search
 
 # --- dedup ------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import threading
 import time
 import typing
 from contextlib import asynccontextmanager
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,19 +41,20 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from . import contract as C
 from . import serve
 from .config import Settings
-from .errors import InputError, InputTooLarge, SamestyleError, SchemaMismatch, ServerUnavailable
+from .errors import (EncodeError, InputError, InputTooLarge, SamestyleError, SchemaMismatch, ServerUnavailable,
+                     StoreError)
 from .health import readiness
 from .http_guard import (MAX_BODY_BYTES, ERROR_RESPONSES, BodyLimit, install_error_handlers, photo_b64,
                          read_json, safe, secure, validate)
 from .http_guard import error as _guard_error
 from .http_lifecycle import mount as mount_lifecycle
-from .query.search import Hit, ProductNotFound, SearchOptions, Searcher, SearchResult
+from .http_options import options_model, options_of
+from .query.search import Hit, ProductNotFound, Searcher, SearchResult
 from .store import CollectionNotFound
 from .web import mount as mount_web
 
 log = logging.getLogger(__name__)
 
-FieldName = Literal[(*C.VECTOR_FIELDS.values(), *C.VIEWS)]  # image_vec, text_vec, fused_vec, image, text, fused
 # How long a request waits for an unavailable Triton (capped at a third of the request's
 # time limit), and how long after that requests needing it fail at once (Retry-After).
 ENCODER_RETRY_S = 3.0
@@ -61,41 +62,21 @@ ENCODER_COOLDOWN_S = 5.0
 RETRY_AFTER_S = 5
 
 
-class Options(BaseModel):
-    """Options every search accepts."""
-
-    # NaN/Infinity are valid to Python's JSON parser, never a valid option
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    k: int = Field(10, ge=1, le=C.MAX_SEARCH_K, description="hits per page")
-    offset: int = Field(0, ge=0, le=C.MAX_SEARCH_OFFSET, description="hits to skip (pagination)")
-    fields: list[FieldName] | None = Field(None, max_length=3, description="vector fields; several = one hybrid search")
-    weights: list[float] | dict[str, float] | None = Field(
-        None, description="one weight per field (list, in `fields` order) or field -> weight; default: category profile")
-    ranker: Literal["weighted", "rrf"] = "weighted"
-    filters: dict[str, Any] | None = Field(
-        None, description='{"brand": "Puma"}, {"brand": ["Puma", "Nike"]}, {"price": {"gte": 100, "lt": 999}}, '
-                          '{"brand": {"ne": "X"}} / {"prefix": "Pu"} / {"not_in": [...]}; values are literals')
-    group_by: str | None = Field(None, description="one hit per value of this field (e.g. brand)")
-    floor: float | None = Field(None, ge=-1.0, le=1.0, description="drop hits whose similarity is below this")
-    exclude: list[str] = Field(default_factory=list, max_length=C.MAX_SEARCH_K, description="ids never returned")
-    category: str | None = Field(None, max_length=256, description="weight profile to use")
+Options = options_model("Options", omit=("exclude_self", "target"), doc="Options every search accepts.")
 
 
-class ProductQuery(Options):
+class ProductQuery(options_model("ProductOptions", omit=("target",))):
     id: str = Field(..., min_length=1, max_length=C.MAX_ID_CHARS, description="stored product id")
-    exclude_self: bool = True
 
 
-class ProductsQuery(Options):
+class ProductsQuery(options_model("ProductsOptions", omit=("target",))):
     ids: list[str] = Field(..., min_length=1, max_length=C.MAX_BATCH_IDS,
                            description="stored product ids; searched together in as few Milvus calls as possible")
-    exclude_self: bool = True
 
 
-class TextsQuery(Options):
+class TextsQuery(options_model("TextsOptions", omit=("exclude_self",))):
     texts: list[str] = Field(..., min_length=1, max_length=C.MAX_BATCH_IDS,
                              description="phrases; encoded together and searched in as few Milvus calls as possible")
-    target: Literal["text", "image", "fused", "all"] = "text"
 
 
 class PhotosQuery(Options):
@@ -103,9 +84,8 @@ class PhotosQuery(Options):
                                   description="photos, base64; the whole body obeys the one-photo size limit")
 
 
-class TextQuery(Options):
+class TextQuery(options_model("TextOptions", omit=("exclude_self",))):
     text: str = Field(..., min_length=1, max_length=C.MAX_TITLE_CHARS)
-    target: Literal["text", "image", "fused", "all"] = "text"
 
 
 class PhotoQuery(Options):
@@ -155,16 +135,11 @@ def _status(exc: SamestyleError) -> int:
         return 413 if isinstance(exc, InputTooLarge) else 400
     if isinstance(exc, (ServerUnavailable, CollectionNotFound, SchemaMismatch)):
         return 503
-    return 502 if exc.code in ("store_error", "encode_failed") else 500
+    return 502 if isinstance(exc, (StoreError, EncodeError)) else 500
 
 
 def _error(status: int, code: str, message: str, **extra) -> JSONResponse:
     return _guard_error(status, code, message, **extra)
-
-
-def _opts(q: Options, **extra):
-    d = q.model_dump(include=set(Options.model_fields))
-    return SearchOptions(**d, **extra)
 
 
 class _Backend:
@@ -280,19 +255,19 @@ def create_app(settings: Settings, *, searcher=None, timeout: float | None = Non
 
     @app.post("/v1/search/product", response_model=SearchOut)
     async def search_product(q: ProductQuery):
-        return await run(lambda s: s.by_product(q.id, _opts(q, exclude_self=q.exclude_self)))
+        return await run(lambda s: s.by_product(q.id, options_of(q)))
 
     @app.post("/v1/search/products", response_model=BatchOut)
     async def search_products(q: ProductsQuery):
         """Same-style search for many stored products at once; an id that fails is
         reported under `errors` and never fails the request."""
-        return await run(lambda s: s.by_products(q.ids, _opts(q, exclude_self=q.exclude_self)))
+        return await run(lambda s: s.by_products(q.ids, options_of(q)))
 
     @app.post("/v1/search/texts", response_model=BatchOut)
     async def search_texts(q: TextsQuery):
         """Many phrases at once (one encoder batch, few Milvus calls); results and
         errors keyed by position ("0", "1", ...); one that fails never fails the rest."""
-        return await run(lambda s: s.by_texts(q.texts, q.target, _opts(q)), need_encoder=True)
+        return await run(lambda s: s.by_texts(q.texts, q.target, options_of(q)), need_encoder=True)
 
     @app.post("/v1/search/photos", response_model=BatchOut)
     async def search_photos(q: PhotosQuery):
@@ -308,7 +283,7 @@ def create_app(settings: Settings, *, searcher=None, timeout: float | None = Non
                 bad[str(i)] = exc
 
         def search(s):
-            res = s.by_photos(photos, _opts(q))
+            res = s.by_photos(photos, options_of(q))
             res.errors.update(bad)
             res.errors = {k: res.errors[k] for k in sorted(res.errors, key=int)}
             return res
@@ -317,7 +292,7 @@ def create_app(settings: Settings, *, searcher=None, timeout: float | None = Non
 
     @app.post("/v1/search/text", response_model=SearchOut)
     async def search_text(q: TextQuery):
-        return await run(lambda s: s.by_text(q.text, q.target, _opts(q)), need_encoder=True)
+        return await run(lambda s: s.by_text(q.text, q.target, options_of(q)), need_encoder=True)
 
     photo_body = {"requestBody": {"required": True, "content": {
         "application/json": {"schema": PhotoQuery.model_json_schema()},
@@ -339,14 +314,14 @@ def create_app(settings: Settings, *, searcher=None, timeout: float | None = Non
             return _error(415, "unsupported_media_type", f"content type [{ctype}] is not supported",
                           fix="send application/json with image_b64, or multipart/form-data with a `photo` file")
         if q.modifier:
-            return await run(lambda s: s.by_photo_text(photo, q.modifier, _opts(q)), need_encoder=True)
-        return await run(lambda s: s.by_photo(photo, _opts(q)), need_encoder=True)
+            return await run(lambda s: s.by_photo_text(photo, q.modifier, options_of(q)), need_encoder=True)
+        return await run(lambda s: s.by_photo(photo, options_of(q)), need_encoder=True)
 
     @app.post("/v1/search/hybrid", response_model=SearchOut)
     async def search_hybrid(q: HybridQuery):
         photo = photo_b64(q.image_b64) if q.image_b64 else None
         need = q.text is not None or photo is not None
-        return await run(lambda s: s.hybrid(text=q.text, photo=photo, product_id=q.product_id, opts=_opts(q)),
+        return await run(lambda s: s.hybrid(text=q.text, photo=photo, product_id=q.product_id, opts=options_of(q)),
                          need_encoder=need)
 
     mount_web(app, settings, backend, limit_s)  # the search page at /, thumbnails, facets, dedup, offline /docs

@@ -38,38 +38,23 @@ from . import products as P
 from .errors import InputError
 from .http_guard import error as _error
 from .http_guard import photo_b64, read_json, safe, validate
-from .query.search import Searcher, SearchOptions
+from .http_options import options_model, options_of
+from .query.search import Searcher
 from .store import CollectionNotFound
 
 MAX_UPSERT_RECORDS = 256
 
 
-class SearchOptionsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    k: int = Field(10, ge=1, le=C.MAX_SEARCH_K)
-    offset: int = Field(0, ge=0, le=C.MAX_SEARCH_OFFSET)
-    fields: list[str] | None = Field(None, max_length=3)
-    weights: list[float] | dict[str, float] | None = None
-    ranker: Literal["weighted", "rrf"] = "weighted"
-    filters: dict[str, Any] | list[str] | None = Field(
-        None, description='JSON form ({"brand": "Puma"}, see /v1/search/product) or the CLI form '
-                          '(["brand=Puma", "price<=999", "brand^=Pu"])')
-    group_by: str | None = Field(None, max_length=256)
-    floor: float | None = Field(None, ge=-1.0, le=1.0)
-    exclude: list[str] = Field(default_factory=list, max_length=C.MAX_SEARCH_K)
-    exclude_self: bool = True
-    category: str | None = Field(None, max_length=256)
+SearchOptionsIn = options_model("SearchOptionsIn", omit=("target",), doc="The search options (`target`: beside them).")
 
 
-class SearchIn(BaseModel):
+class SearchIn(options_model("SearchTarget", only=("target",))):  # `target` beside the options, as in the CLI
     """One search of any type, in the CLI's vocabulary."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     type: Literal["product", "products", "text", "photo", "hybrid"]
     id: str | None = Field(None, min_length=1, max_length=C.MAX_ID_CHARS, description="type product")
     ids: list[str] | None = Field(None, min_length=1, max_length=C.MAX_BATCH_IDS, description="type products")
     text: str | None = Field(None, max_length=C.MAX_TITLE_CHARS, description="type text or hybrid")
-    target: Literal["text", "image", "fused", "all"] = "text"
     image_b64: str | None = Field(None, description="type photo or hybrid: the photo, base64")
     modifier: str | None = Field(None, max_length=C.MAX_TITLE_CHARS, description="type photo: words changing it")
     product_id: str | None = Field(None, max_length=C.MAX_ID_CHARS, description="type hybrid")
@@ -105,10 +90,7 @@ def _searcher_for(base, collection: str | None):
 
 def run_search(searcher, q: SearchIn) -> dict:
     """Execute a SearchIn with a Searcher (pure dispatch; the CLI's direct path does the same)."""
-    o = q.options
-    opts = SearchOptions(k=o.k, offset=o.offset, fields=o.fields, weights=o.weights, ranker=o.ranker,
-                         filters=o.filters, group_by=o.group_by, floor=o.floor, exclude=list(o.exclude),
-                         exclude_self=o.exclude_self, category=o.category, target=q.target)
+    opts = options_of(q.options, target=q.target)
     s = _searcher_for(searcher, q.collection)
     need = {"product": ("id",), "products": ("ids",), "text": ("text",), "photo": ("image_b64",)}.get(q.type, ())
     for name in need:

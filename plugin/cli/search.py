@@ -135,14 +135,14 @@ def _batch_table(res: dict, columns: list[str] | None = None, what: str = "produ
               help="Find products that look like this photo.")
 @click.option("--modifier", metavar="T", help='With --image: words that change it ("but white"), encoded with the '
                                               "photo as one fused query.")
-@click.option("--target", type=click.Choice(list(("text", "image", "fused", "all"))), default="text",
+@click.option("--target", type=click.Choice(C.TEXT_TARGETS), default="text",
               show_default=True, help="With --text: search titles, photos (cross-modal), fused vectors, or all.")
 @click.option("--fields", "fields", multiple=True, metavar="F[,F]",
               help="Vector fields to search (image_vec, text_vec, fused_vec or image, text, fused); several make one "
                    "hybrid search. [default: fused for --product, text for --text, image for --image]")
 @click.option("--weights", metavar="W[,W]", help="Weights of the fields: '0.7,0.3' in --fields order, or "
                                                  "'image=0.7,text=0.3'. [default: the category's profile]")
-@click.option("--ranker", type=click.Choice(["weighted", "rrf"]), default="weighted", show_default=True,
+@click.option("--ranker", type=click.Choice(C.RANKERS), default="weighted", show_default=True,
               help="How a hybrid search merges its fields.")
 @click.option("--filter", "filters", multiple=True, metavar="K=V",
               help="Scalar filter, repeatable: brand=Puma (repeat a key for any of several), brand!=X, price<=999, "

@@ -45,7 +45,7 @@ DEFAULT_FIELDS = {
     "photo_text": (C.MODIFIER_FIELD,),
     "hybrid": FIELDS,
 }
-TEXT_TARGETS = {"text": (C.TEXT_VEC,), "image": (C.IMAGE_VEC,), "fused": (C.FUSED_VEC,), "all": FIELDS}
+TEXT_TARGETS = {t: (C.VECTOR_FIELDS[t],) if t in C.VECTOR_FIELDS else FIELDS for t in C.TEXT_TARGETS}  # "all": FIELDS
 # How many candidates each sub-request of a hybrid search brings to the ranker, as a
 # multiple of what the page needs: a hit ranked low in one view but high in another
 # must be among both candidate lists for its fused score to be right.

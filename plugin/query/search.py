@@ -21,11 +21,12 @@ fields; `matched` names the field that scored highest. The floor applies to
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import asdict, dataclass, field, fields as dc_fields
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -41,8 +42,6 @@ from .profiles import Profiles
 
 log = logging.getLogger(__name__)
 
-MAX_K = C.MAX_SEARCH_K
-MAX_OFFSET = C.MAX_SEARCH_OFFSET
 CATEGORY_FIELD = C.CATEGORY_FIELD
 PK = store_reads.PK
 VIEW_FLAG = {C.IMAGE_VEC: "has_image", C.TEXT_VEC: "has_text"}
@@ -61,34 +60,91 @@ class ProductNotFound(InputError):
         super().__init__(message, **kw)
 
 
+FieldName = Literal[(*C.VECTOR_FIELDS.values(), *C.VIEWS)]  # image_vec, text_vec, fused_vec, image, text, fused
+
+
+def _option(default, doc: str, wire=None, **bounds):
+    """A `SearchOptions` field, declared once: its default, what it means (`doc`), its
+    JSON type (`wire`: the type an HTTP request gives it; None for an option the HTTP API
+    does not take) and its `bounds` (ge, le, max_len, choices). `SearchOptions.check`
+    enforces the bounds; samestyle.http_options generates the HTTP request models (their
+    pydantic fields, hence the OpenAPI document) from the same declaration."""
+    return field(default=default, metadata={"doc": doc, "wire": wire, **bounds})
+
+
 @dataclass
 class SearchOptions:
-    """What every search type accepts (all optional)."""
+    """What every search type accepts (all optional). Values that depend on the
+    collection (filters, group_by, fields, weights) are checked when a search is planned."""
 
-    k: int = 10
-    offset: int = 0
-    fields: Sequence[str] | None = None  # vector fields; the search type's default when None
-    weights: Mapping[str, float] | Sequence[float] | None = None  # explicit; else the category profile
-    ranker: str = "weighted"  # or "rrf"
-    filters: object = None  # list[Filter] | {"field": value} | ["k=v", ...]
-    group_by: str | None = None  # one hit per value of this scalar field (brand, supplier...)
-    floor: float | None = None  # drop hits whose similarity is below this
-    exclude: Sequence[str] = ()  # ids never returned
-    exclude_self: bool = True  # product search: leave the query product out
-    category: str | None = None  # weight profile to use (default: product's, or the filtered one)
-    target: str = "text"  # text search: text | image | fused | all
-    timeout: float | None = None  # seconds, per Milvus call
+    k: int = _option(10, "hits per page", int, ge=1, le=C.MAX_SEARCH_K)
+    offset: int = _option(0, "hits to skip (pagination)", int, ge=0, le=C.MAX_SEARCH_OFFSET)
+    fields: Sequence[str] | None = _option(
+        None, "vector fields (or views); several = one hybrid search; default: the search type's",
+        list[FieldName] | None, max_len=len(C.VECTOR_FIELDS))
+    weights: Mapping[str, float] | Sequence[float] | None = _option(
+        None, "one weight per field (list, in `fields` order) or field -> weight; default: category profile",
+        list[float] | dict[str, float] | None)
+    ranker: str = _option("weighted", "how the hits of several fields are fused: weighted (by `weights`) or rrf "
+                                      "(reciprocal rank, ignores the weights)", Literal[C.RANKERS], choices=C.RANKERS)
+    filters: object = _option(  # also a list of samestyle.query.filters objects (Python API)
+        None, 'JSON form: {"brand": "Puma"}, {"brand": ["Puma", "Nike"]}, {"price": {"gte": 100, "lt": 999}}, '
+              '{"brand": {"ne": "X"}} / {"prefix": "Pu"} / {"not_in": [...]}, values are literals; or the CLI '
+              'form: ["brand=Puma", "price<=999", "brand^=Pu"]', dict[str, Any] | list[str] | None)
+    group_by: str | None = _option(None, "one hit per value of this stored attribute (e.g. brand)", str | None,
+                                   max_len=C.MAX_NAME_CHARS)
+    floor: float | None = _option(None, "drop hits whose similarity is below this", float | None, ge=-1.0, le=1.0)
+    exclude: Sequence[str] = _option((), "ids never returned", list[str], max_len=C.MAX_SEARCH_K)
+    exclude_self: bool = _option(True, "product search: leave the query product out of its hits", bool)
+    category: str | None = _option(None, "weight profile to use (default: the product's category, or the one a "
+                                         "category filter names)", str | None, max_len=C.MAX_NAME_CHARS)
+    target: str = _option("text", "text search: the vector fields a phrase is searched on (its text view against "
+                                  "text_vec, image_vec or fused_vec, or all three)", Literal[C.TEXT_TARGETS],
+                          choices=C.TEXT_TARGETS)
+    timeout: float | None = _option(None, "seconds, per Milvus call (HTTP: the server's request limit applies)")
 
     def check(self) -> "SearchOptions":
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
-            raise InputError(f"k is [{self.k}], must be an integer in 1..{MAX_K}", field="k")
-        if isinstance(self.offset, bool) or not isinstance(self.offset, int) or not 0 <= self.offset <= MAX_OFFSET:
-            raise InputError(f"offset is [{self.offset}], must be an integer in 0..{MAX_OFFSET}", field="offset")
-        if self.floor is not None and (not isinstance(self.floor, (int, float)) or not -1.0 <= self.floor <= 1.0):
-            raise InputError(f"floor is [{self.floor}], must be a similarity in -1..1", field="floor")
-        if self.ranker not in R.RANKERS:
-            raise InputError(f"unknown ranker [{self.ranker}]", field="ranker", fix=f"use one of {', '.join(R.RANKERS)}")
+        """Raise an InputError naming the first option outside its declared bounds. Options
+        checked before (here or by `validated`) and not changed since are not checked again,
+        so a search validates its options once however many layers it passes through."""
+        state = self._state()
+        if self.__dict__.get("_checked") == state:
+            return self
+        for f in _BOUNDED:
+            _check_option(f.name, getattr(self, f.name), f.metadata)
+        self._checked = state
         return self
+
+    @classmethod
+    def validated(cls, **values) -> "SearchOptions":
+        """Options whose values were validated against these same declarations elsewhere:
+        the HTTP request models are generated from them (samestyle.http_options) and
+        pydantic enforced them, so the searcher does not check them again."""
+        o = cls(**values)
+        o._checked = o._state()
+        return o
+
+    def _state(self) -> str:
+        return repr([getattr(self, f.name) for f in _BOUNDED])  # a copy: lists can change in place
+
+
+_BOUNDED = tuple(f for f in dc_fields(SearchOptions) if {"ge", "choices", "max_len"} & set(f.metadata))
+
+
+def _check_option(name: str, value, meta: Mapping) -> None:
+    if value is None:
+        return
+    ge, le = meta.get("ge"), meta.get("le")
+    if ge is not None:
+        kind = int if meta["wire"] is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind) or not ge <= value <= le:
+            what = "an integer" if kind is int else "a number"
+            raise InputError(f"{name} is [{value}], must be {what} in {ge}..{le}", field=name)
+    if "choices" in meta and value not in meta["choices"]:
+        raise InputError(f"unknown {name} [{value}]", field=name, fix=f"use one of {', '.join(meta['choices'])}")
+    if "max_len" in meta and len(value) > meta["max_len"]:
+        raise InputError(f"{name} has {len(value)} {'characters' if isinstance(value, str) else 'items'}, over the "
+                         f"limit of {meta['max_len']}", field=name)
 
 
 @dataclass
@@ -175,12 +231,16 @@ def _read_photo(photo: bytes | str | Path) -> bytes:
 
 
 def _opts(opts: SearchOptions | None, kw: dict) -> SearchOptions:
-    base = opts or SearchOptions()
+    """A copy of `opts` (or of the defaults) with the keyword options applied, checked:
+    a copy of options checked before and not changed is not checked again."""
     names = {f.name for f in dc_fields(SearchOptions)}
     unknown = set(kw) - names
     if unknown:
         raise TypeError(f"unknown search option(s) {sorted(unknown)}; known: {sorted(names)}")
-    return SearchOptions(**{**asdict(base), **kw}).check()
+    o = copy.copy(opts) if opts is not None else SearchOptions()
+    for name, value in kw.items():
+        setattr(o, name, value)
+    return o.check()
 
 
 def field_scores(query: Mapping[str, Sequence[float]], entity: Mapping) -> dict[str, float]:
@@ -276,12 +336,17 @@ class Searcher:
     def check(self, opts: SearchOptions) -> None:
         """Validate options and filters against the collection without searching (the
         CLI calls this before it starts an encoder)."""
-        opts.check()
-        self._filters(opts.filters)
-        R.check_fields(opts.fields, R.FIELDS)
-        if opts.group_by is not None and opts.group_by not in self.schema().fields:
-            raise InputError(f"cannot group by [{opts.group_by}]: no stored attribute has that name",
+        self._collection_options(opts.check(), R.FIELDS)
+
+    def _collection_options(self, o: SearchOptions, default_fields: Sequence[str]) -> tuple[list, tuple[str, ...]]:
+        """The options that depend on the collection, checked against it: the filters
+        (parsed, once a search), the vector fields (or `default_fields`) and group_by."""
+        filters = self._filters(o.filters)
+        fields = R.check_fields(o.fields, default_fields)
+        if o.group_by is not None and o.group_by not in self.schema().fields:
+            raise InputError(f"cannot group by [{o.group_by}]: no stored attribute has that name",
                              field="group_by", fix=f"use one of {', '.join(sorted(self.schema().fields))}")
+        return filters, fields
 
     # -- group-by ---------------------------------------------------------------------
     # Milvus groups on schema fields only; an attribute of the dynamic field (any
@@ -587,11 +652,9 @@ class Searcher:
     def _plan(self, views: Mapping, default_fields: Sequence[str], o: SearchOptions, exclude: Sequence[str],
               category: str | None, extra_hits: int = 0) -> tuple[R.SearchPlan, str]:
         schema = self.schema()
-        self.check(o)
-        filters = self._filters(o.filters)
+        filters, fields = self._collection_options(o, default_fields)  # `o` itself was checked by _opts
         if category is None:
             category = F.category_of(filters, CATEGORY_FIELD)
-        fields = R.check_fields(o.fields, default_fields)
         profile_name, profile = self.profiles.for_category(category)
         extra = [F.exclude_ids(exclude, PK)]
         if len(fields) == 1 and fields[0] in VIEW_FLAG and VIEW_FLAG[fields[0]] in (self._scalars or ()):
