@@ -62,8 +62,10 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# Two pytest-xdist workers, one test file each at a time (a module's fixtures are built once);
+# session fixtures (the ingested catalogue, the ONNX encoder) are built once per worker.
 test-quick: setup
-	$(BIN)/python -m pytest -q -m "not slow and not myntra"
+	$(BIN)/python -m pytest -q -m "not slow and not myntra" -n 2 --dist loadfile
 
 # Long jobs, documented in docs/model.md and docs/benchmarks/README.md.
 MYNTRA ?= ../shared/datasets/myntra/products.csv

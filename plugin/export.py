@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -74,9 +75,16 @@ def ensure_onnx(model_dir: str | Path, root: str | Path | None = None) -> Path:
     manifest = checkpoint.read_manifest(model_dir)
     out = bundle_dir(manifest, root)
     if not is_complete(out, manifest):
-        tmp = out.with_name(out.name + ".tmp")
+        # a tmp dir of this process's own: parallel test workers may export the same bundle at once
+        tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         export_onnx(model_dir, tmp)
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
+        if not is_complete(out, manifest):
+            shutil.rmtree(out, ignore_errors=True)
+            try:
+                tmp.rename(out)
+            except OSError:  # another process renamed its copy in between
+                if not is_complete(out, manifest):
+                    raise
+        shutil.rmtree(tmp, ignore_errors=True)  # left only when another process's copy won
     return out

@@ -13,9 +13,17 @@ from samestyle.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
-def tiny(catalogue, tmp_path_factory):
+def data_dir(tmp_path_factory):
+    """SAMESTYLE_DATA_DIR of this module: its cache/ holds the feature cache that the
+    `tiny` fixture fills and `samestyle train`/`eval` then read, as they would after
+    any earlier command on the same catalogue (stem and title graphs exported once)."""
+    return tmp_path_factory.mktemp("train-data")
+
+
+@pytest.fixture(scope="module")
+def tiny(catalogue, data_dir):
     data = dataset.read(catalogue.csv_path, label_col="style_group")
-    feats = features.for_catalogue(data, tmp_path_factory.mktemp("cache"), progress=False)
+    feats = features.for_catalogue(data, data_dir / "cache", progress=False)
     return data, feats
 
 
@@ -76,6 +84,7 @@ def test_tail_and_every_term_train(tiny_colours):
     assert not any("running" in k for k in moved)
 
 
+@pytest.mark.slow  # 30 more training steps (27 s in #14's timing); test_tail_and_every_term_train trains every term
 def test_modifier_term_against_the_photo_view(tiny_colours):
     """mod_target="image": photo of a + b's colour must find b's photo view; the term
     alone (every other weight 0) trains, and its loss falls."""
@@ -137,14 +146,15 @@ def test_heldout_split_is_by_group_and_stable():
     assert 0.15 < a.mean() < 0.35
 
 
-def test_train_and_eval_cli(catalogue, tmp_path):
+@pytest.mark.slow  # `samestyle train`, then `eval --encoder local` over the catalogue (49 s in #14's timing)
+def test_train_and_eval_cli(catalogue, data_dir, tmp_path):
     import json
 
     from click.testing import CliRunner
 
     from samestyle.cli.main import cli
 
-    env = {"SAMESTYLE_DATA_DIR": str(tmp_path / "data")}
+    env = {"SAMESTYLE_DATA_DIR": str(data_dir)}
     out = tmp_path / "ck"
     r = CliRunner().invoke(cli, ["train", str(catalogue.csv_path), "--label-col", "style_group", "--steps", "5",
                                  "--batch-size", "16", "--embed-dim", "32", "--tail-lr", "1e-4", "--w-mod", "0.5",
