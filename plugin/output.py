@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any, Callable, Iterable, Mapping
 
 import click
 
@@ -21,6 +22,16 @@ def emit(obj, as_json: bool, human=None) -> None:
         human(obj)
     else:
         click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def echo_sections(report: Mapping, sections: Mapping[str, Callable[[Any], str | Iterable[str]]]) -> None:
+    """Print the optional sections of a report, in `sections` order: for each key the
+    report has a value for, the line (or lines) its function makes of that value."""
+    for key, lines in sections.items():
+        if report.get(key):
+            out = lines(report[key])
+            for line in [out] if isinstance(out, str) else out:
+                click.echo(line)
 
 
 def progress_enabled() -> bool:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..config import ROOT
+from ..output import json_option
 
 DEFAULT_PHOTO_DIR = ROOT.parent / "shared" / "datasets" / "myntra"
 
@@ -39,3 +40,18 @@ def plot_options(default_plot: Path):
     plot_file = click.option("--plot-file", type=click.Path(dir_okay=False, path_type=Path), default=default_plot,
                              show_default=True)
     return lambda fn: plot(plot_file(fn))
+
+
+def run_options(quick_help: str, default_plot: Path):
+    """The options that end a measuring benchmark's command, in this order: --seed,
+    --quick (`quick_help`), --plot / --plot-file, --out, --json; the command then
+    receives the settings (click's obj) as its first argument."""
+    stack = (click.option("--seed", type=int, default=0, show_default=True),
+             click.option("--quick", is_flag=True, help=quick_help),
+             plot_options(default_plot), out_option, json_option, click.pass_obj)
+
+    def apply(fn):
+        for option in reversed(stack):
+            fn = option(fn)
+        return fn
+    return apply

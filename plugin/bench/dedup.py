@@ -44,11 +44,11 @@ from PIL import Image, ImageDraw
 
 from .. import contract as C
 from .. import dedup as D
-from . import collection_option, out_option, photo_base, photo_dir_option, plot_options, save_report
+from . import collection_option, photo_base, photo_dir_option, run_options, save_report
 from ..encoders.base import ProductInput
 from ..encoders.onnx import OnnxEncoder
 from ..loaders.transform import inspect_photo
-from ..output import emit, json_option
+from ..output import emit
 from ..config import ROOT
 from .. import serve
 from ..store import Store, search as store_reads
@@ -322,12 +322,7 @@ def plot(report: dict, path: Path) -> None:
 @click.option("--encoder", "encoder_kind", type=click.Choice(["triton", "onnx"]), default="triton", show_default=True)
 @photo_dir_option
 @collection_option
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--quick", is_flag=True, help="Smoke run (30 re-listings, synthetic 2k and 20k); figures meaningless.")
-@plot_options(DEFAULT_PLOT)
-@out_option
-@json_option
-@click.pass_obj
+@run_options("Smoke run (30 re-listings, synthetic 2k and 20k); figures meaningless.", DEFAULT_PLOT)
 def command(settings, relists, thresholds, vector_field, synthetic_sizes, encoder_kind, photo_dir, collection, seed,
             quick, do_plot, plot_file, out_path, as_json):
     """Pair precision / recall / F1 of `samestyle dedup` against re-listed products,

@@ -33,7 +33,7 @@ import click
 
 from ..encoders.base import ProductInput
 from ..encoders.onnx import OnnxEncoder
-from ..output import emit, json_option
+from ..output import echo_sections, emit, json_option
 from . import plot_options
 from ..config import ROOT, Settings
 from ..serve.milvus import MilvusServer
@@ -356,9 +356,7 @@ def command(settings, src, photos, n, ceiling_products, naive_products, memory_p
             click.echo(f"{k:22s} {r[k]['products']:>9d} {r[k]['products_per_s']:>11.1f}")
         click.echo(f"end to end: {r['summary']['end_to_end_vs_ceiling']} x the encoder ceiling, "
                    f"{r['summary']['end_to_end_vs_naive']} x the naive path; peak RSS {r['end_to_end']['peak_rss_mb']} MB")
-        if r.get("memory"):
-            m = r["memory"]
-            click.echo(f"memory run: {m['products']} products, peak RSS {m['peak_rss_mb']} MB "
-                       f"(up to each mark: {m['peak_rss_mb_at']})")
+        echo_sections(r, {"memory": lambda m: f"memory run: {m['products']} products, peak RSS {m['peak_rss_mb']} MB "
+                                              f"(up to each mark: {m['peak_rss_mb_at']})"})
 
     emit(report, as_json, human)

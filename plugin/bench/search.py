@@ -28,9 +28,9 @@ import click
 import numpy as np
 
 from .. import contract as C
-from . import collection_option, out_option, photo_base, photo_dir_option, plot_options, save_report
+from . import collection_option, photo_base, photo_dir_option, run_options, save_report
 from ..encoders.onnx import OnnxEncoder
-from ..output import emit, json_option
+from ..output import echo_sections, emit
 from ..config import ROOT
 from ..query import requests as R
 from ..query.search import Searcher
@@ -308,12 +308,7 @@ def plot_fusion(report: dict, path: Path) -> None:
 @collection_option
 @click.option("--fusion-queries", type=click.IntRange(0, 100_000), default=200, show_default=True,
               help="Stored products used to compare hybrid_search, the composite field and exact fusion (0: skip).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--quick", is_flag=True, help="Smoke run (10 queries, concurrency 1 and 2); figures meaningless.")
-@plot_options(DEFAULT_PLOT)
-@out_option
-@json_option
-@click.pass_obj
+@run_options("Smoke run (10 queries, concurrency 1 and 2); figures meaningless.", DEFAULT_PLOT)
 def command(settings, n, concurrency, types, k, recall_queries, label_col, hit_queries, encoder_kind, photo_dir,
             collection, seed, fusion_queries, quick, do_plot, plot_file, out_path, as_json):
     """Latency (p50/p95/p99) and QPS of each search type at concurrency 1 and 8,
@@ -424,29 +419,24 @@ def _human(r: dict) -> None:
             lat = s.get("latency_ms", {})
             click.echo(f"{t:12s} {s['concurrency']:>4} {s['qps'] or 0:>8.1f} {lat.get('p50', 0):>8.1f} "
                        f"{lat.get('p95', 0):>8.1f} {lat.get('p99', 0):>8.1f} {s['errors']:>6}")
-    if r.get("product_batched"):
-        b = r["product_batched"]
-        click.echo(f"product, batched: {b['products']} products in {b['calls']} calls, {b['per_product_ms']} ms a "
-                   f"product ({b['products_per_s']} products/s)")
-    if r.get("text_batched"):
-        b = r["text_batched"]
-        click.echo(f"text, batched: {b['queries']} queries in {b['calls']} calls, {b['qps']} queries/s "
-                   f"({b['speedup_vs_one_by_one']}x one by one); {b['identical_to_single']}/"
-                   f"{b['checked_against_single']} identical to single searches")
-    if r.get("hybrid_fusion"):
-        h = r["hybrid_fusion"]
-        click.echo(f"3-field weighted search ({h['queries']} products): single field p50 {h['single_p50_ms']} ms; "
-                   f"exact numpy {h['exact_single_p50_ms']} / {h['exact_hybrid_p50_ms']} ms (1 / 3 fields)")
-        for way in ("hybrid_search", "composite"):
-            if way in h:
-                v = h[way]
-                click.echo(f"  {way:13s} p50 {v['p50_ms']} ms ({v['ratio_to_single']}x single), recall@{h['k']} "
-                           f"vs exact fusion {v['recall_vs_exact_fusion']}")
-    if r.get("exact_ceiling_ms"):
-        e = r["exact_ceiling_ms"]
-        click.echo(f"exact numpy ceiling: {e['single_field']} ms (1 field), {e['three_fields']} ms (3 fields) a query")
-    for f, v in (r.get("recall") or {}).items():
-        click.echo(f"recall@{r['k']} {f}: {v['recall']} ({v['queries']} queries)")
-    if r.get("hit_rate"):
-        h = r["hit_rate"]
-        click.echo(f"same-style hit rate@{h['k']} ({h['label']}): {h['hit_rate']} over {h['queries']} products")
+    echo_sections(r, {
+        "product_batched": lambda b: f"product, batched: {b['products']} products in {b['calls']} calls, "
+                                     f"{b['per_product_ms']} ms a product ({b['products_per_s']} products/s)",
+        "text_batched": lambda b: f"text, batched: {b['queries']} queries in {b['calls']} calls, {b['qps']} queries/s "
+                                  f"({b['speedup_vs_one_by_one']}x one by one); {b['identical_to_single']}/"
+                                  f"{b['checked_against_single']} identical to single searches",
+        "hybrid_fusion": _fusion_lines,
+        "exact_ceiling_ms": lambda e: f"exact numpy ceiling: {e['single_field']} ms (1 field), {e['three_fields']} ms "
+                                      "(3 fields) a query",
+        "recall": lambda rec: [f"recall@{r['k']} {f}: {v['recall']} ({v['queries']} queries)" for f, v in rec.items()],
+        "hit_rate": lambda h: f"same-style hit rate@{h['k']} ({h['label']}): {h['hit_rate']} over {h['queries']} "
+                              "products",
+    })
+
+
+def _fusion_lines(h: dict) -> list[str]:
+    return [f"3-field weighted search ({h['queries']} products): single field p50 {h['single_p50_ms']} ms; "
+            f"exact numpy {h['exact_single_p50_ms']} / {h['exact_hybrid_p50_ms']} ms (1 / 3 fields)",
+            *(f"  {way:13s} p50 {h[way]['p50_ms']} ms ({h[way]['ratio_to_single']}x single), recall@{h['k']} "
+              f"vs exact fusion {h[way]['recall_vs_exact_fusion']}"
+              for way in ("hybrid_search", "composite") if way in h)]

@@ -26,7 +26,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, fields as dc_fields
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -49,6 +49,9 @@ TIE_SLACK = 10  # extra hits fetched so that ties at a page boundary sort the sa
 GROUP_OVERFETCH = 10  # candidates per hit when grouping on a dynamic attribute
 GROUP_MAX_CANDIDATES = 16384  # Milvus's largest limit
 MAX_BATCH = 64  # products per Milvus call in by_products
+# The views of an encoded query that are searched: a phrase's text view; a photo's photo
+# view and its fused view (the photo with the title masked).
+QUERY_VIEWS = {"text": ("text",), "photo": ("image", "fused")}
 
 
 class ProductNotFound(InputError):
@@ -241,6 +244,15 @@ def _opts(opts: SearchOptions | None, kw: dict) -> SearchOptions:
     for name, value in kw.items():
         setattr(o, name, value)
     return o.check()
+
+
+def _text_target(target: str | None, o: SearchOptions) -> str:
+    """The target of a text search: the argument, else the options' (checked with them)."""
+    target = target or o.target
+    if target not in R.TEXT_TARGETS:
+        raise InputError(f"unknown text target [{target}]", field="target",
+                         fix=f"use one of {', '.join(R.TEXT_TARGETS)}")
+    return target
 
 
 def field_scores(query: Mapping[str, Sequence[float]], entity: Mapping) -> dict[str, float]:
@@ -496,54 +508,50 @@ class Searcher:
         each with the hits `by_text` gives it. Results and errors are keyed by the
         phrase's position ("0", "1", ...); a phrase that fails never stops the others."""
         o = _opts(opts, kw)
-        target = target or o.target
-        if target not in R.TEXT_TARGETS:
-            raise InputError(f"unknown text target [{target}]", field="target",
-                             fix=f"use one of {', '.join(R.TEXT_TARGETS)}")
-        t0 = time.perf_counter()
-        out = BatchResult()
-        good: list[tuple[str, str]] = []
-        for i, text in enumerate(texts):
+        target = _text_target(target, o)
+
+        def parse(i: int, text) -> tuple[ProductInput, dict]:
             if not isinstance(text, str) or not text.strip():
-                out.errors[str(i)] = InputError("text is empty", field="text", record=str(i))
-            elif len(text) > C.MAX_TITLE_CHARS:
-                out.errors[str(i)] = InputError(f"text has {len(text)} characters, over the limit of "
-                                                f"{C.MAX_TITLE_CHARS}", field="text", record=str(i))
-            else:
-                good.append((str(i), text))
-        views = self._encode_many([ProductInput(key, text=text) for key, text in good]) if good else []
-        queries = []
-        for (key, text), v in zip(good, views):
-            if isinstance(v, InputError):
-                out.errors[key] = v
-            else:
-                queries.append((key, {"text": v["text"]}, {"text": text, "target": target}))
-        self._run_many("text", queries, R.TEXT_TARGETS[target], o, out)
-        return self._finish(out, len(texts), t0)
+                raise InputError("text is empty", field="text", record=str(i))
+            if len(text) > C.MAX_TITLE_CHARS:
+                raise InputError(f"text has {len(text)} characters, over the limit of {C.MAX_TITLE_CHARS}",
+                                 field="text", record=str(i))
+            return ProductInput(str(i), text=text), {"text": text, "target": target}
+
+        return self._search_many("text", texts, parse, R.TEXT_TARGETS[target], o)
 
     def by_photos(self, photos: Sequence[bytes | str | Path], opts: SearchOptions | None = None,
                   **kw) -> "BatchResult":
         """`by_photo` for many photos (bytes or paths), encoded together and searched in
         as few Milvus calls as their plans allow; keyed by position like `by_texts`."""
-        o = _opts(opts, kw)
+        return self._search_many("photo", photos, lambda i, photo: (ProductInput(str(i), image=_read_photo(photo)),
+                                                                    {"photo": True}),
+                                 R.DEFAULT_FIELDS["photo"], _opts(opts, kw))
+
+    def _search_many(self, kind: str, items: Sequence, parse: Callable[[int, Any], tuple[ProductInput, dict]],
+                     default_fields: Sequence[str], o: SearchOptions) -> "BatchResult":
+        """The batch searches of one `kind` ("text", "photo"): each item made into an
+        encoder input and its query echo by `parse(position, item)` (an InputError is that
+        item's error), the good ones encoded together, the views QUERY_VIEWS[kind] of each
+        searched with `_run_many`; results and errors keyed by position."""
         t0 = time.perf_counter()
         out = BatchResult()
-        good: list[tuple[str, bytes]] = []
-        for i, photo in enumerate(photos):
+        good: list[tuple[ProductInput, dict]] = []
+        for i, item in enumerate(items):
             try:
-                good.append((str(i), _read_photo(photo)))
+                good.append(parse(i, item))
             except InputError as exc:
                 exc.record = str(i)
                 out.errors[str(i)] = exc
-        views = self._encode_many([ProductInput(key, image=data) for key, data in good]) if good else []
+        views = self._encode_many([p for p, _ in good]) if good else []
         queries = []
-        for (key, _), v in zip(good, views):
+        for (p, query), v in zip(good, views):
             if isinstance(v, InputError):
-                out.errors[key] = v
+                out.errors[p.id] = v
             else:
-                queries.append((key, {"image": v["image"], "fused": v["fused"]}, {"photo": True}))
-        self._run_many("photo", queries, R.DEFAULT_FIELDS["photo"], o, out)
-        return self._finish(out, len(photos), t0)
+                queries.append((p.id, {name: v[name] for name in QUERY_VIEWS[kind]}, query))
+        self._run_many(kind, queries, default_fields, o, out)
+        return self._finish(out, len(items), t0)
 
     def _run_many(self, kind: str, queries: Sequence[tuple[str, Mapping, dict]], default_fields: Sequence[str],
                   o: SearchOptions, out: "BatchResult") -> None:
@@ -593,21 +601,18 @@ class Searcher:
 
     def by_text(self, text: str, target: str | None = None, opts: SearchOptions | None = None, **kw) -> SearchResult:
         o = _opts(opts, kw)
-        target = target or o.target
-        if target not in R.TEXT_TARGETS:
-            raise InputError(f"unknown text target [{target}]", field="target",
-                             fix=f"use one of {', '.join(R.TEXT_TARGETS)}")
+        target = _text_target(target, o)
         if not isinstance(text, str) or not text.strip():
             raise InputError("text is empty", field="text")
         views = self._encode(text=text)
         # Only the text view is the query; dropping the rest keeps every field on it.
-        return self._run("text", {"text": views["text"]}, R.TEXT_TARGETS[target], o, list(o.exclude), o.category,
-                         {"text": text, "target": target})
+        return self._run("text", {v: views[v] for v in QUERY_VIEWS["text"]}, R.TEXT_TARGETS[target], o,
+                         list(o.exclude), o.category, {"text": text, "target": target})
 
     def by_photo(self, photo: bytes | str | Path, opts: SearchOptions | None = None, **kw) -> SearchResult:
         o = _opts(opts, kw)
         views = self._encode(photo=_read_photo(photo))
-        return self._run("photo", {"image": views["image"], "fused": views["fused"]}, R.DEFAULT_FIELDS["photo"], o,
+        return self._run("photo", {v: views[v] for v in QUERY_VIEWS["photo"]}, R.DEFAULT_FIELDS["photo"], o,
                          list(o.exclude), o.category, {"photo": True})
 
     def by_photo_text(self, photo: bytes | str | Path, modifier: str, opts: SearchOptions | None = None,

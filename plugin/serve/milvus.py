@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import ServeError
 from . import reap
-from .process import ManagedProcess, check_port, free_port
+from .process import LocalServer, ManagedProcess
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,11 @@ def command_mark(argv: list[str]) -> str:
     return " ".join(argv[1:])
 
 
-class MilvusServer:
+class MilvusServer(LocalServer):
     def __init__(self, data_dir: str | Path, *, log_dir: str | Path, port: int | None = None,
                  startup_timeout_s: float = 60.0):
+        super().__init__(log_dir, port, startup_timeout_s)
         self.data_dir = Path(data_dir)
-        self.log_dir = Path(log_dir)
-        self.port = port
-        self.startup_timeout_s = startup_timeout_s
-        self._proc: ManagedProcess | None = None
 
     @property
     def uri(self) -> str:
@@ -56,26 +53,14 @@ class MilvusServer:
         """The server process's id while it runs (benchmarks sample its memory)."""
         return self._proc.proc.pid if self.running else None
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.running
-
     def start(self) -> "MilvusServer":
-        if self.port is None:
-            self.port = free_port()
-        else:
-            check_port(self.port, "Milvus", "--milvus-port")
+        self._take_port("Milvus", "--milvus-port")
         reap.reap(self.log_dir)  # a SIGKILLed owner's server would hold the data's LOCK
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its "listening" line is the readiness signal
         argv = milvus_command(self.data_dir, self.port)
-        self._proc = ManagedProcess("milvus-lite", argv, env, self.log_dir / f"milvus-{self.port}.log")
-        self._proc.start()
-        reap.write_record(self.log_dir, self.port, self._proc.proc.pid, kind="milvus", match=command_mark(argv))
-        try:
-            self._proc.wait_ready(self._probe, self.startup_timeout_s, self._exit_error)
-        except BaseException:
-            self.stop()
-            raise
+        self._launch(ManagedProcess("milvus-lite", argv, env, self.log_dir / f"milvus-{self.port}.log"),
+                     lambda pid: reap.write_record(self.log_dir, self.port, pid, kind="milvus",
+                                                   match=command_mark(argv)))
         log.info("Milvus Lite ready at %s (data %s)", self.uri, self.data_dir)
         return self
 
@@ -105,9 +90,3 @@ class MilvusServer:
             self._proc.stop()
             self._proc = None
             reap.record_path(self.log_dir, self.port, "milvus").unlink(missing_ok=True)
-
-    def __enter__(self) -> "MilvusServer":
-        return self.start() if not self.running else self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

@@ -283,3 +283,47 @@ class ManagedProcess:
             self.proc.wait()
             self._end_guard()
             self.proc = None
+
+
+class LocalServer:
+    """What the local servers (serve.milvus.MilvusServer, serve.triton.TritonServer) share:
+    the port (a free one, or the one asked for, checked), the launch (the process started,
+    recorded for serve.reap, ready when the subclass's `_probe` says so, its `_exit_error`
+    when it exits first, stopped when it never gets ready) and use as a context manager.
+    A subclass defines `start`, `stop`, `_probe` and `_exit_error`."""
+
+    def __init__(self, log_dir: str | Path, port: int | None, startup_timeout_s: float):
+        self.log_dir = Path(log_dir)  # its log and its serve.reap record
+        self.port = port  # None: a free one, picked by `start`
+        self.startup_timeout_s = startup_timeout_s
+        self._proc: ManagedProcess | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.running
+
+    def _take_port(self, what: str, option: str) -> int:
+        """A free port when none was asked for; else the one asked for, checked free (the
+        ServeError of check_port names `what` and `option`)."""
+        if self.port is None:
+            self.port = free_port()
+        else:
+            check_port(self.port, what, option)
+        return self.port
+
+    def _launch(self, proc: ManagedProcess, record: Callable[[int], object]) -> None:
+        """Start `proc`, `record` its pid, and wait until it is ready; stop it when it is not."""
+        self._proc = proc
+        proc.start()
+        record(proc.proc.pid)
+        try:
+            proc.wait_ready(self._probe, self.startup_timeout_s, self._exit_error)
+        except BaseException:
+            self.stop()
+            raise
+
+    def __enter__(self):
+        return self.start() if not self.running else self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..errors import ServeError
 from ..triton_repo import missing_files
 from . import reap
-from .process import ManagedProcess, check_port, free_port
+from .process import LocalServer, ManagedProcess
 
 log = logging.getLogger(__name__)
 EXIT_TIMEOUT_S = 5  # tritonserver waits this long for in-flight requests on SIGTERM
@@ -125,19 +125,21 @@ def triton_command(env: ServeEnv, repo: Path, grpc_port: int, base_env: dict,
     return argv, e
 
 
-class TritonServer:
+class TritonServer(LocalServer):
     """A local tritonserver on `grpc_port` (free one if None), logging to
     `log_dir/triton-<port>.log` and recorded there (serve.reap: a killed owner's server
     is reaped by the next start). Use as a context manager, or start()/stop()."""
 
     def __init__(self, repo: str | Path, *, serve_python: str | Path, log_dir: str | Path,
                  grpc_port: int | None = None, startup_timeout_s: float = 180.0):
+        super().__init__(log_dir, grpc_port, startup_timeout_s)
         self.repo = Path(repo).resolve()
         self.serve_python = Path(serve_python)
-        self.grpc_port = grpc_port
-        self.log_dir = Path(log_dir)
-        self.startup_timeout_s = startup_timeout_s
-        self._proc: ManagedProcess | None = None
+
+    @property
+    def grpc_port(self) -> int | None:
+        """Its one port (`port`): gRPC, as HTTP and metrics stay off."""
+        return self.port
 
     @property
     def url(self) -> str:
@@ -146,10 +148,6 @@ class TritonServer:
     @property
     def log_path(self) -> Path:
         return self.log_dir / f"triton-{self.grpc_port}.log"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.running
 
     @property
     def shm_prefix(self) -> str:
@@ -172,23 +170,13 @@ class TritonServer:
         reap.reap(self.log_dir)  # what a SIGKILLed predecessor on this data dir left
         env = serve_env(self.serve_python)
         ensure_stub(env)
-        if self.grpc_port is None:
-            self.grpc_port = free_port()
-        else:
-            check_port(self.grpc_port, "Triton gRPC", "--triton-grpc-port")
+        self._take_port("Triton gRPC", "--triton-grpc-port")
         reap.remove_shm(self.shm_prefix)  # the port is free: a region with its prefix is a dead server's
         argv, e = triton_command(env, self.repo, self.grpc_port, os.environ, self.shm_prefix)
         # The guard SIGKILLs the group (the stubs) if a dead owner's Triton has not
         # stopped them in its exit timeout plus a margin.
-        self._proc = ManagedProcess("tritonserver", argv, e, self.log_path, cwd=self.log_dir,
-                                    guard_s=EXIT_TIMEOUT_S + 10)
-        self._proc.start()
-        reap.write_record(self.log_dir, self.grpc_port, self._proc.proc.pid)
-        try:
-            self._proc.wait_ready(self._probe, self.startup_timeout_s, self._exit_error)
-        except BaseException:
-            self.stop()
-            raise
+        proc = ManagedProcess("tritonserver", argv, e, self.log_path, cwd=self.log_dir, guard_s=EXIT_TIMEOUT_S + 10)
+        self._launch(proc, lambda pid: reap.write_record(self.log_dir, self.grpc_port, pid))
         log.info("Triton ready at %s (repository %s)", self.url, self.repo)
         return self
 
@@ -222,9 +210,3 @@ class TritonServer:
         """Start again on the same port."""
         self.stop()
         return self.start()
-
-    def __enter__(self) -> "TritonServer":
-        return self.start() if not self.running else self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
