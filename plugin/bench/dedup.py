@@ -19,6 +19,10 @@ cost as the catalogue grows.
 - Myntra ships about 1,400 products whose photo is byte-identical to another's. They
   are reported on their own (how many of their pairs the clustering links) and their
   pairs count neither for nor against the re-listing score.
+- Near-identical photos: a linked pair of two catalogue products (neither a re-listing)
+  whose grey 60x80 photos differ by under NEAR_GREY grey levels on average is one photo
+  saved twice. Each threshold is scored twice: as above (unchanged), and with those pairs
+  also counted neither way (`near_identical_apart`, with how many were linked).
 - Time: the clustering (pairs + union-find) over the collection and, on synthetic unit
   vectors with planted near-copies, at --synthetic-sizes (e.g. 42k and 1M), with the
   growth exponent between sizes (1 = linear, 2 = quadratic) and the planted copies'
@@ -48,6 +52,7 @@ from . import collection_option, photo_base, photo_dir_option, run_options, save
 from ..encoders.base import ProductInput
 from ..encoders.onnx import OnnxEncoder
 from ..loaders.transform import inspect_photo
+from ..model.preprocess import PreprocessError, open_photo
 from ..output import emit
 from ..config import ROOT
 from .. import serve
@@ -58,6 +63,8 @@ THRESHOLDS = "0.85,0.88,0.9,0.91,0.92,0.93,0.94,0.95,0.96,0.97,0.98"
 KINDS = ("photo", "title", "both")
 PHOTO_EDITS = ("crop", "resize", "jpeg", "watermark")
 STYLE_LABEL = "style_group"  # Myntra's "same style, other colourway": must not merge
+NEAR_GREY = 2.0  # mean grey-level difference under which two photos are one photo saved twice
+NEAR_SIZE = (60, 80)  # the grey thumbnail they are compared at (width, height)
 N_SYN_CATEGORIES = 48  # as bench scale
 
 
@@ -69,10 +76,10 @@ def _say(msg: str) -> None:
 def relist_photo(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     """The photo re-cropped, resized, re-compressed or watermarked (one or two of them)."""
     img = Image.open(io.BytesIO(data)).convert("RGB")
-    w, h = img.size
     ops = rng.sample(["crop", "resize", "jpeg", "watermark"], rng.choice([1, 2]))
     quality = 90
     for op in ops:
+        w, h = img.size  # each edit works on the photo as the previous one left it
         if op == "crop":
             f = rng.uniform(0.8, 0.95)
             cw, ch = int(w * f), int(h * f)
@@ -142,10 +149,13 @@ def _pairs_within(keys: np.ndarray) -> int:
 
 
 def score(cids: np.ndarray, truth: list[tuple[int, int]], same_photo: np.ndarray, threshold: float,
-          links: int) -> dict:
+          links: int, near_identical: int = 0) -> dict:
     """Pair precision/recall/F1 of clusters against the re-listing truth pairs; pairs
     of two products sharing a byte-identical photo (`same_photo`: a group id per row,
-    -1 for none) are left out of both sides and reported on their own."""
+    -1 for none) are left out of both sides and reported on their own. `near_identical`
+    (linked catalogue pairs of one photo saved twice, `near_identical_linked`) gives the
+    second scoring, `near_identical_apart`, where those pairs also count neither way; the
+    first is unchanged by it."""
     _, sizes = np.unique(cids, return_counts=True)
     predicted = int((sizes * (sizes - 1) // 2).sum())
     has = same_photo >= 0
@@ -159,11 +169,51 @@ def score(cids: np.ndarray, truth: list[tuple[int, int]], same_photo: np.ndarray
     return {"threshold": threshold, "links": links, "clusters": int((sizes > 1).sum()), "predicted_pairs": predicted,
             "true_pairs": len(truth), "tp": tp, "precision": _r(p), "recall": _r(r), "f1": _r(f1),
             "byte_identical_pairs": photo_pairs, "byte_identical_linked": linked_photo,
-            "byte_identical_recall": _r(linked_photo / photo_pairs if photo_pairs else None)}
+            "byte_identical_recall": _r(linked_photo / photo_pairs if photo_pairs else None),
+            "near_identical_apart": _near_apart(tp, judged - near_identical, r, near_identical)}
+
+
+def _near_apart(tp: int, judged: int, r: float | None, near: int) -> dict:
+    p = tp / judged if judged > 0 else None
+    f1 = (2 * p * r / (p + r) if p + r > 0 else 0.0) if p is not None and r is not None else None
+    return {"near_identical_linked": near, "precision": _r(p), "recall": _r(r), "f1": _r(f1)}
 
 
 def _r(v):
     return None if v is None else round(float(v), 4)
+
+
+def grey_thumb(data: bytes, consts: dict) -> np.ndarray:
+    """The photo decoded as ingest decodes it, in grey at NEAR_SIZE (uint8)."""
+    img = open_photo(data, consts).convert("L").resize(NEAR_SIZE, Image.Resampling.BILINEAR)
+    return np.asarray(img, np.uint8)
+
+
+def linked_catalogue_pairs(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray) -> np.ndarray:
+    """The (a, b) row pairs one cluster holds where both are catalogue products (rows
+    below `n_catalogue`, no re-listing) not sharing a byte-identical photo."""
+    rows = np.flatnonzero(np.arange(len(cids)) < n_catalogue)
+    order = rows[np.argsort(cids[rows], kind="stable")]
+    out = []
+    for g in np.split(order, np.flatnonzero(np.diff(cids[order])) + 1):
+        if len(g) > 1:
+            a, b = np.triu_indices(len(g), 1)
+            out.append(np.stack([g[a], g[b]], axis=1))
+    pairs = np.concatenate(out) if out else np.zeros((0, 2), dtype=np.int64)
+    sa, sb = same_photo[pairs[:, 0]], same_photo[pairs[:, 1]]
+    return pairs[~((sa >= 0) & (sa == sb))]
+
+
+def near_identical_linked(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray, grey_of) -> int:
+    """How many linked catalogue pairs (`linked_catalogue_pairs`) are one photo saved twice:
+    their grey thumbnails (`grey_of(row)`, None when the photo is unreadable) differ by
+    under NEAR_GREY grey levels on average."""
+    near = 0
+    for a, b in linked_catalogue_pairs(cids, n_catalogue, same_photo).tolist():
+        ga, gb = grey_of(a), grey_of(b)
+        if ga is not None and gb is not None and np.abs(ga.astype(np.int16) - gb).mean() < NEAR_GREY:
+            near += 1
+    return near
 
 
 def by_kind(cids: np.ndarray, truth: list[tuple[int, int]], kinds: list[str]) -> dict:
@@ -417,10 +467,22 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
     sec, pairs, _ = timed_dedup(mixed, vector_field, ts[0])
     sweep, kind_recall, edit_recall, style_merges = [], {}, {}, {}
     edits = [rel[i]["how"] for i in ok]
+    greys: dict[int, np.ndarray | None] = {}
+
+    def grey_of(row: int) -> np.ndarray | None:
+        if row not in greys:
+            p = path_of(cat.ids[row])
+            try:
+                greys[row] = None if p is None else grey_thumb(p.read_bytes(), consts)
+            except PreprocessError:
+                greys[row] = None
+        return greys[row]
+
     for th in ts:
         p = pairs.above(th)
         cids = D.cluster_ids(len(mixed.ids), p)
-        sweep.append(score(cids, truth, same_photo, th, len(p)))
+        near = near_identical_linked(cids, len(cat.ids), same_photo, grey_of)
+        sweep.append(score(cids, truth, same_photo, th, len(p), near))
         kind_recall[th] = by_kind(cids, truth, kinds)
         edit_recall[th] = by_photo_edit(cids, truth, kinds, edits)
         style_merges[th] = style_false_merges(cids, style + [None] * len(ok), same_photo)
@@ -457,12 +519,15 @@ def _human(r: dict) -> None:
     rel = r["relisting"]
     click.echo(f"{r['products']:,} products in {r['collection']} (model {r['model_version']}), {rel['relists']} "
                f"re-listings mixed in; dedup {rel['dedup_seconds']} s")
-    click.echo(f"{'threshold':>9} {'pairs':>9} {'precision':>9} {'recall':>7} {'F1':>6} {'byte-identical linked':>22}")
+    click.echo(f"{'threshold':>9} {'pairs':>9} {'precision':>9} {'recall':>7} {'F1':>6} {'byte-identical linked':>22}"
+               f" | near-identical apart: {'linked':>6} {'precision':>9} {'F1':>6}")
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for s in rel["sweep"]:
         mark = " <- dedup default" if s["threshold"] == r["recommended_threshold"] else ""
+        na = s["near_identical_apart"]
         click.echo(f"{s['threshold']:>9} {s['predicted_pairs']:>9} {fmt(s['precision']):>9} {fmt(s['recall']):>7} "
-                   f"{fmt(s['f1']):>6} {s['byte_identical_linked']:>10}/{s['byte_identical_pairs']:<11}{mark}")
+                   f"{fmt(s['f1']):>6} {s['byte_identical_linked']:>10}/{s['byte_identical_pairs']:<11}"
+                   f" | {'':>21} {na['near_identical_linked']:>6} {fmt(na['precision']):>9} {fmt(na['f1']):>6}{mark}")
     for s in r["synthetic"]:
         click.echo(f"synthetic {s['rows']:>9,} rows: {s['seconds']} s, planted copies found {s['planted_recall']}"
                    + (f", growth exponent {s['growth_exponent']}" if "growth_exponent" in s else ""))

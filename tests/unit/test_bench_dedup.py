@@ -1,0 +1,100 @@
+"""`samestyle bench dedup`: the pure pieces (the CLI run over a real catalogue is
+tests/integration/test_bench_dedup.py): a re-listed photo's edits each work on the photo
+the previous one left, and the second scoring that sets near-identical photos apart."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from samestyle import contract as C
+from samestyle.bench import dedup as B
+
+W, H = 240, 320
+
+
+def _position_photo() -> bytes:
+    """Red is the column, green the row (0..255 across the photo), blue a constant 200:
+    a crop's share reads from the colours at its edges, black fill from blue."""
+    x = np.linspace(0, 255, W)[None, :].repeat(H, 0)
+    y = np.linspace(0, 255, H)[:, None].repeat(W, 1)
+    rgb = np.stack([x, y, np.full((H, W), 200.0)], axis=2).round().astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _resize_then_crop(data: bytes, wanted: int) -> list[tuple[bytes, str]]:
+    """`wanted` re-listings whose edits were a resize, then a crop (seeds tried in order)."""
+    out = []
+    for seed in range(2000):
+        photo, how = B.relist_photo(data, random.Random(seed))
+        if how == "resize+crop":
+            out.append((photo, how))
+            if len(out) == wanted:
+                return out
+    raise AssertionError(f"only {len(out)} of {wanted} resize+crop re-listings in 2000 seeds")
+
+
+def test_a_crop_after_a_resize_keeps_80_to_95_percent_without_black_fill():
+    data = _position_photo()
+    sizes = set()
+    for photo, _ in _resize_then_crop(data, 12):
+        img = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB"), np.float64)
+        h, w = img.shape[:2]
+        sizes.add((w, h))
+        kept_x = (img[:, -2, 0].mean() - img[:, 1, 0].mean()) / 255 * w / (w - 3)
+        kept_y = (img[-2, :, 1].mean() - img[1, :, 1].mean()) / 255 * h / (h - 3)
+        assert 0.77 <= kept_x <= 0.97 and 0.77 <= kept_y <= 0.97, (w, h, kept_x, kept_y)
+        assert abs(kept_x - kept_y) < 0.04  # one crop fraction for both sides
+        assert img[:, :, 2].min() > 150, (w, h)  # no black fill anywhere
+        assert (w, h) != (W, H)  # the resize is kept: the crop returns the size it received
+    assert len(sizes) > 1  # several resize factors were exercised
+
+
+def test_grey_thumb_is_60_by_80():
+    g = B.grey_thumb(_position_photo(), C.preprocess_constants())
+    assert g.shape == (B.NEAR_SIZE[1], B.NEAR_SIZE[0]) and g.dtype == np.uint8
+
+
+# rows 0..5 the catalogue, 6 and 7 re-listings of rows 4 and 3.
+# Clusters: {0, 1} share a byte-identical photo; {2, 3} one photo saved twice (1 grey
+# level apart); {4, 5, 6} two different catalogue photos (10 apart) and 4's re-listing
+# (its grey equal to 4's, but a re-listing pair is never set apart); 7 alone (missed).
+CIDS = np.array([0, 0, 2, 2, 4, 4, 4, 7])
+SAME_PHOTO = np.array([9, 9, -1, -1, -1, -1, -1, -1])
+TRUTH = [(4, 6), (3, 7)]
+GREY = {0: 50, 1: 50, 2: 100, 3: 101, 4: 30, 5: 40, 6: 30, 7: 101}
+
+
+def _grey_of(row):
+    return np.full((80, 60), GREY[row], np.uint8)
+
+
+def test_linked_catalogue_pairs_leave_out_relistings_and_byte_identical_photos():
+    got = B.linked_catalogue_pairs(CIDS, 6, SAME_PHOTO)
+    assert sorted(map(tuple, got.tolist())) == [(2, 3), (4, 5)]
+
+
+def test_near_identical_pairs_scored_apart_beside_the_unchanged_scoring():
+    near = B.near_identical_linked(CIDS, 6, SAME_PHOTO, _grey_of)
+    assert near == 1  # (2, 3); (4, 5) differ by 10; (4, 6) involves a re-listing
+    s = B.score(CIDS, TRUTH, SAME_PHOTO, 0.9, links=4, near_identical=near)
+    # first scoring: 5 linked pairs, 1 byte-identical left out, 1 true of the 4 judged
+    assert (s["predicted_pairs"], s["byte_identical_linked"], s["tp"]) == (5, 1, 1)
+    assert (s["precision"], s["recall"], s["f1"]) == (0.25, 0.5, pytest.approx(1 / 3, abs=1e-4))
+    # second: (2, 3) counts neither way too -> 1 true of 3 judged, recall the same
+    na = s["near_identical_apart"]
+    assert na["near_identical_linked"] == 1 and na["recall"] == 0.5
+    assert na["precision"] == pytest.approx(1 / 3, abs=1e-4) and na["f1"] == pytest.approx(0.4, abs=1e-4)
+    plain = B.score(CIDS, TRUTH, SAME_PHOTO, 0.9, links=4)
+    assert {k: v for k, v in s.items() if k != "near_identical_apart"} == \
+        {k: v for k, v in plain.items() if k != "near_identical_apart"}
+
+
+def test_an_unreadable_photo_is_never_near_identical():
+    assert B.near_identical_linked(CIDS, 6, SAME_PHOTO, lambda r: None if r == 2 else _grey_of(r)) == 0
