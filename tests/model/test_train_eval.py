@@ -33,7 +33,7 @@ def test_loss_decreases(tiny):
 
     index = {p: i for i, p in enumerate(data.ids)}
     pairs = np.array([(index[a], index[b]) for a, b in group_pairs(data.ids, data.labels)])
-    cfg = TrainConfig(steps=40, batch_size=32, warmup=5, lr=1e-3, seed=0,
+    cfg = TrainConfig(steps=40, batch_size=32, warmup=5, lr=1e-3, seed=0, threads=1,
                       fusion={"embed_dim": 32, "d_model": 64, "heads": 2, "layers": 1})
     _, _, hist = train(feats, data.labels, np.arange(len(data)), pairs, cfg, progress=False, log_every=1)
     first = np.mean([h["loss"] for h in hist[:5]])
@@ -51,7 +51,8 @@ def tiny_colours(catalogue, tiny):
 
 
 def _full_cfg(**kw):
-    return TrainConfig(steps=kw.pop("steps", 30), batch_size=32, warmup=5, lr=1e-3, tail_lr=1e-4, seed=0,
+    # one torch thread: these tiny batches gain nothing from more, and test runs share the cores
+    return TrainConfig(steps=kw.pop("steps", 30), threads=kw.pop("threads", 1), batch_size=32, warmup=5, lr=1e-3, tail_lr=1e-4, seed=0,
                        loss="infonce", temperature=0.2, self_temperature=0.05, w_ii=0.5, w_ti=0.5, w_mod=0.5,
                        w_local_image=0.2, self_colour_negatives=True,
                        fusion={"embed_dim": 32, "d_model": 64, "heads": 2, "layers": 1, "skip": True}, **kw)
@@ -106,7 +107,7 @@ def test_resume_reproduces_an_uninterrupted_run(tiny_colours, tmp_path):
     args = (feats, data.labels, np.arange(len(data)), _pairs(data))
     # one thread: what is compared is resuming, not multi-threaded reductions, whose
     # summation order may change when a loaded machine hands a run fewer threads
-    cfg = _full_cfg(steps=12, threads=1)
+    cfg = _full_cfg(steps=12)
     m1, t1, _ = train(*args, cfg, progress=False, colours=data.colours)
     state = tmp_path / "state.pt"
     # a run stopped after 6 steps (its state saved), then resumed to 12
