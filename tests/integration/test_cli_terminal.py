@@ -197,7 +197,9 @@ def test_ctrl_c_during_a_real_ingest_resumes(tmp_path):
     exit 130, no traceback; the re-run resumes and every product is stored once."""
     from samestyle.store import Store
 
-    cat = generate(tmp_path / "cat", n_groups=16, n_duplicates=2, n_singletons=2)
+    # ~190 products in batches of 4: the interrupt lands after the first checkpoint with
+    # dozens of batches still to go (51 products once finished between the poll and the signal)
+    cat = generate(tmp_path / "cat", n_groups=60, n_duplicates=2, n_singletons=8)
     data = tmp_path / "data"
     out, err = (tmp_path / "out.txt").open("w+"), (tmp_path / "err.txt").open("w+")
     proc = subprocess.Popen(_argv(f"samestyle ingest {cat.csv_path} --encoder onnx --batch-size 4 --json"),
