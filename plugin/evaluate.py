@@ -67,11 +67,13 @@ def same_label_index(labels: np.ndarray):
     return lambda i: groups.get(int(labels[i]), empty)
 
 
-def table(views: dict[str, np.ndarray], labels: np.ndarray, queries: np.ndarray) -> dict:
-    """The 7-direction table. views: image/text/fused [N, D]; queries: indices."""
+def table(views: dict[str, np.ndarray], labels: np.ndarray, queries: np.ndarray,
+          directions: tuple[str, ...] = DIRECTIONS) -> dict:
+    """The 7-direction table (or the `directions` named). views: image/text/fused [N, D]
+    (those the directions use); queries: indices."""
     rel = same_label_index(labels)
     out = {}
-    for d in DIRECTIONS:
+    for d in directions:
         qv, gv = views[SHORT[d[0]]], views[SHORT[d[2]]]
         out[d] = metrics(first_relevant_ranks(qv[queries], gv, queries, rel))
     return out

@@ -99,10 +99,7 @@ def report(photo_view: np.ndarray, title_view: np.ndarray, has_image: np.ndarray
            queries: np.ndarray, cfg: ProbeConfig, history: list[float]) -> dict:
     """The cross-modal lines of `samestyle eval`'s table for the probe's views."""
     photo_view = photo_view * has_image[:, None]
-    rel = ev.same_label_index(labels)
-    views = {"i": photo_view, "t": title_view}
-    directions = {d: ev.metrics(ev.first_relevant_ranks(views[d[0]][queries], views[d[2]], queries, rel))
-                  for d in ("t2i", "i2t", "i2i")}
+    directions = ev.table({"image": photo_view, "text": title_view}, labels, queries, ("t2i", "i2t", "i2i"))
     return {"config": asdict(cfg), "queries": int(len(queries)), "loss": history, "directions": directions,
             "own_pair": {"title->own photo": ev.own_pair(title_view, photo_view, queries),
                          "photo->own title": ev.own_pair(photo_view, title_view, queries)}}

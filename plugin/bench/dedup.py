@@ -163,19 +163,24 @@ def score(cids: np.ndarray, truth: list[tuple[int, int]], same_photo: np.ndarray
     linked_photo = _pairs_within(np.char.add(np.char.add(cids[has].astype(str), ":"), same_photo[has].astype(str)))
     tp = sum(1 for a, b in truth if cids[a] == cids[b])
     judged = predicted - linked_photo
-    p = tp / judged if judged else None
-    r = tp / len(truth) if truth else None
-    f1 = (2 * p * r / (p + r) if p + r > 0 else 0.0) if p is not None and r is not None else None
+    p, r, f1 = _prf(tp, judged, len(truth))
     return {"threshold": threshold, "links": links, "clusters": int((sizes > 1).sum()), "predicted_pairs": predicted,
             "true_pairs": len(truth), "tp": tp, "precision": _r(p), "recall": _r(r), "f1": _r(f1),
             "byte_identical_pairs": photo_pairs, "byte_identical_linked": linked_photo,
             "byte_identical_recall": _r(linked_photo / photo_pairs if photo_pairs else None),
-            "near_identical_apart": _near_apart(tp, judged - near_identical, r, near_identical)}
+            "near_identical_apart": _near_apart(tp, judged - near_identical, len(truth), near_identical)}
 
 
-def _near_apart(tp: int, judged: int, r: float | None, near: int) -> dict:
+def _prf(tp: int, judged: int, true_pairs: int) -> tuple[float | None, float | None, float | None]:
+    """Precision over the `judged` predicted pairs, recall over the true pairs, and F1."""
     p = tp / judged if judged > 0 else None
+    r = tp / true_pairs if true_pairs else None
     f1 = (2 * p * r / (p + r) if p + r > 0 else 0.0) if p is not None and r is not None else None
+    return p, r, f1
+
+
+def _near_apart(tp: int, judged: int, true_pairs: int, near: int) -> dict:
+    p, r, f1 = _prf(tp, judged, true_pairs)
     return {"near_identical_linked": near, "precision": _r(p), "recall": _r(r), "f1": _r(f1)}
 
 

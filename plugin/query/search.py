@@ -255,6 +255,17 @@ def _text_target(target: str | None, o: SearchOptions) -> str:
     return target
 
 
+def _query_text(text, record: str | None = None) -> str:
+    """A search phrase, or the InputError saying why it is none: empty, or over the title
+    limit (`record`: its position in a batch)."""
+    if not isinstance(text, str) or not text.strip():
+        raise InputError("text is empty", field="text", record=record)
+    if len(text) > C.MAX_TITLE_CHARS:
+        raise InputError(f"text has {len(text)} characters, over the limit of {C.MAX_TITLE_CHARS}", field="text",
+                         record=record)
+    return text
+
+
 def field_scores(query: Mapping[str, Sequence[float]], entity: Mapping) -> dict[str, float]:
     """Cosine (IP of L2-normalised vectors) of each field's query vector against the
     hit's stored vector; a stored zero vector (a view the product lacks) scores 0."""
@@ -511,12 +522,7 @@ class Searcher:
         target = _text_target(target, o)
 
         def parse(i: int, text) -> tuple[ProductInput, dict]:
-            if not isinstance(text, str) or not text.strip():
-                raise InputError("text is empty", field="text", record=str(i))
-            if len(text) > C.MAX_TITLE_CHARS:
-                raise InputError(f"text has {len(text)} characters, over the limit of {C.MAX_TITLE_CHARS}",
-                                 field="text", record=str(i))
-            return ProductInput(str(i), text=text), {"text": text, "target": target}
+            return ProductInput(str(i), text=_query_text(text, str(i))), {"text": text, "target": target}
 
         return self._search_many("text", texts, parse, R.TEXT_TARGETS[target], o)
 
@@ -602,9 +608,7 @@ class Searcher:
     def by_text(self, text: str, target: str | None = None, opts: SearchOptions | None = None, **kw) -> SearchResult:
         o = _opts(opts, kw)
         target = _text_target(target, o)
-        if not isinstance(text, str) or not text.strip():
-            raise InputError("text is empty", field="text")
-        views = self._encode(text=text)
+        views = self._encode(text=_query_text(text))
         # Only the text view is the query; dropping the rest keeps every field on it.
         return self._run("text", {v: views[v] for v in QUERY_VIEWS["text"]}, R.TEXT_TARGETS[target], o,
                          list(o.exclude), o.category, {"text": text, "target": target})
