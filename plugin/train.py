@@ -19,6 +19,11 @@ For a batch of positive pairs (left a, right b; a == b for a product's own pair)
             the paper's interactive query: a photo of one colourway plus a colour
             phrase finds the colourway of that colour (the other colourways, the
             photo's own product included, are the hard negatives);
+    colour  CE(colour part of each view (and of the modifier query) -> its colour)
+            with a model that keeps colour apart (`fusion.colour_dims`): the colour part
+            of the fused, photo and title views names the product's colour (the modifier
+            query's names the colour asked for), against learned colour prototypes; the
+            pair, ii and ti terms then see the colour-blind style part only;
     local   KL(P_frozen || P_fused) + w_li KL(P_frozen-photo || P_image)
             (locality-consistency) the in-batch neighbourhoods of the frozen ImageNet
             and MiniLM features are kept, so a catalogue unlike the training data does
@@ -48,7 +53,7 @@ from .errors import ConfigError
 from .model import preprocess as pp
 from .model.backbones import ImageBackbone, TextBackbone
 from .model.features import Features, imagenet_tokens
-from .model.fusion import FusionConfig, FusionEncoder
+from .model.fusion import FusionConfig, FusionEncoder, colour_part, style_part
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,8 @@ class TrainConfig:
     w_local: float = 0.1
     w_local_image: float = 0.0
     local_temperature: float = 0.05
+    w_colour: float = 0.0
+    colour_temperature: float = 0.1
     self_colour_negatives: bool = False
     self_pair_fraction: float = 0.5  # share of a batch drawn from own photo-title pairs
     seed: int = 0
@@ -91,6 +98,11 @@ class TrainConfig:
         if self.fusion.get("image_lock") and self.tail_lr > 0:
             raise ValueError("a locked photo view (image_lock) is the pretrained backbone's, projected: "
                              "the photo tower's tail cannot train with it (set tail_lr to 0)")
+
+        FusionConfig(**self.fusion)  # its own checks, before any work
+        if self.w_colour and not self.fusion.get("colour_dims"):
+            raise ValueError("the colour term (w_colour) trains the colour part: set fusion colour_dims "
+                             "(--colour-dims) and colour_weight (--colour-weight)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -220,16 +232,16 @@ class _State:
     """What a resumed run needs: weights, optimiser, scheduler, sampler and torch RNG."""
 
     @staticmethod
-    def save(path: Path, step: int, model, tail, opt, sched, sampler, mod_rng, history, cfg) -> None:
+    def save(path: Path, step: int, model, tail, opt, sched, sampler, mod_rng, history, cfg, protos=None) -> None:
         tmp = path.with_suffix(".tmp")
         torch.save({"step": step, "fusion": model.state_dict(), "tail": tail.tail_state() if tail else None,
                     "opt": opt.state_dict(), "sched": sched.state_dict(), "sampler": sampler.rng.bit_generator.state,
                     "mod_rng": mod_rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "history": history,
-                    "config": cfg.to_dict()}, tmp)
+                    "config": cfg.to_dict(), "colour_protos": None if protos is None else protos.detach().clone()}, tmp)
         tmp.replace(path)
 
     @staticmethod
-    def load(path: Path, cfg, model, tail, opt, sched, sampler, mod_rng) -> tuple[int, list]:
+    def load(path: Path, cfg, model, tail, opt, sched, sampler, mod_rng, protos=None) -> tuple[int, list]:
         st = torch.load(path, weights_only=False)
         saved, now = _comparable(st["config"]), _comparable(cfg.to_dict())
         if saved != now:
@@ -240,6 +252,9 @@ class _State:
         model.load_state_dict(st["fusion"])
         if tail is not None and st["tail"] is not None:
             tail.load_tail(st["tail"])
+        if protos is not None:
+            with torch.no_grad():
+                protos.copy_(st["colour_protos"])
         opt.load_state_dict(st["opt"])
         sched.load_state_dict(st["sched"])
         sampler.rng.bit_generator.state = st["sampler"]
@@ -268,6 +283,19 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
     groups = [{"params": list(model.parameters()), "lr": cfg.lr}]
     if tail is not None:
         groups.append({"params": tail.tail_parameters(), "lr": cfg.tail_lr})
+    phrases, col_codes = None, None
+    if cfg.w_mod > 0 or cfg.w_colour > 0:
+        if not colours:
+            raise ValueError("the modifier and colour terms (w_mod, w_colour) need a colour column (--colour-col)")
+        names = sorted({c for c in colours if c})
+        col_codes = np.array([names.index(c) if c else -1 for c in colours], dtype=np.int64)
+        if cfg.w_mod > 0:
+            phrases = Phrases(names)
+    protos = None
+    if cfg.w_colour > 0:
+        # learned colour prototypes: training only, not part of the model
+        protos = torch.nn.Parameter(torch.randn(len(names), model.cfg.colour_dims))
+        groups.append({"params": [protos], "lr": cfg.lr, "weight_decay": 0.0})
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
@@ -281,17 +309,11 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
         frozen_img = np.ascontiguousarray(imagenet_tokens(f, cache_dir)[:, 0])
     elif f.image_tokens is not None:
         frozen_img = f.image_tokens[:, 0]
-    phrases, col_codes = None, None
-    if cfg.w_mod > 0:
-        if not colours:
-            raise ValueError("the modifier term (w_mod) needs a colour column (--colour-col)")
-        phrases = Phrases(colours)
-        col_codes = np.array([phrases.colour_index.get(c, -1) for c in colours], dtype=np.int64)
     col_t = torch.from_numpy(col_codes) if col_codes is not None else None
     history: list[dict] = []
     start = 0
     if state_file is not None and Path(state_file).exists():
-        start, history = _State.load(Path(state_file), cfg, model, tail, opt, sched, sampler, mod_rng)
+        start, history = _State.load(Path(state_file), cfg, model, tail, opt, sched, sampler, mod_rng, protos)
         log.info("resumed from %s at step %d", state_file, start)
     bar = None
     if progress:
@@ -332,24 +354,34 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
             self_same = self_same | (same_group & (cl[:, None] == cl[None, :]))
         elif not cfg.self_colour_negatives:
             self_same = self_same | same_group
+        sp = lambda v: style_part(v, model.cfg)  # noqa: E731  (the colour-blind terms' view of a vector)
         parts = {
-            "pair_fused": cfg.w_fused * contrastive(views["fused"], right, neg_ok, cfg),
-            "pair_text": cfg.w_text * contrastive(views["text"], right, neg_ok, cfg),
-            "pair_image": cfg.w_image * contrastive(views["image"], right, neg_ok, cfg),
+            "pair_fused": cfg.w_fused * contrastive(sp(views["fused"]), sp(right), neg_ok, cfg),
+            "pair_text": cfg.w_text * contrastive(sp(views["text"]), sp(right), neg_ok, cfg),
+            "pair_image": cfg.w_image * contrastive(sp(views["image"]), sp(right), neg_ok, cfg),
             "self": cfg.w_self * contrastive(views["text"], views["image"], ~self_same, cfg, cfg.self_temperature),
         }
         if right_views is not None:
             group_rows = torch.from_numpy(li != ri)
             if cfg.w_ii:
-                parts["ii"] = cfg.w_ii * contrastive(views["image"][group_rows], right_views["image"][group_rows],
+                parts["ii"] = cfg.w_ii * contrastive(sp(views["image"][group_rows]), sp(right_views["image"][group_rows]),
                                                      neg_ok[group_rows][:, group_rows], cfg)
             if cfg.w_ti:
-                parts["ti"] = cfg.w_ti * contrastive(views["text"], right_views["image"], neg_ok, cfg)
+                parts["ti"] = cfg.w_ti * contrastive(sp(views["text"]), sp(right_views["image"]), neg_ok, cfg)
         if phrases is not None:
             left_keys, right_keys = ((views["image"], right_views["image"]) if cfg.mod_target == "image"
                                      else (views["fused"], right))
-            parts["mod"] = cfg.w_mod * _modifier_term(model, f, li, ri, it_l, im_l, left_keys, right_keys, lab,
-                                                      col_t, phrases, mod_rng, cfg)
+            mod_loss, mod_q, mod_colour = _modifier_term(model, f, li, ri, it_l, im_l, left_keys, right_keys, lab,
+                                                         col_t, phrases, mod_rng, cfg)
+            parts["mod"] = cfg.w_mod * mod_loss
+        if protos is not None:
+            qs = [views["fused"], views["image"], views["text"]]
+            targets = [col_t[li]] * 3
+            if phrases is not None and len(mod_q):
+                qs.append(mod_q)
+                targets.append(mod_colour)
+            parts["colour"] = cfg.w_colour * colour_term(torch.cat(qs), torch.cat(targets), protos, model.cfg,
+                                                         cfg.colour_temperature)
         if frozen_img is not None and cfg.w_local:
             ref_img = F.normalize(torch.from_numpy(frozen_img[li].astype(np.float32)), dim=1)
             ref_img = ref_img * torch.from_numpy(f.has_image[li].astype(np.float32))[:, None]
@@ -370,7 +402,7 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
             history.append(rec)
             log.info("train %s", json.dumps(rec))
         if state_file is not None and ((step + 1) % save_every == 0 or step == cfg.steps - 1):
-            _State.save(Path(state_file), step + 1, model, tail, opt, sched, sampler, mod_rng, history, cfg)
+            _State.save(Path(state_file), step + 1, model, tail, opt, sched, sampler, mod_rng, history, cfg, protos)
         if bar:
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
             bar.update(1)
@@ -391,7 +423,7 @@ def _modifier_term(model, f, li, ri, it_l, im_l, left_keys, right, lab, col_t, p
     cl, cr = col_t[li], col_t[ri]
     rows = np.flatnonzero((li != ri) & (cl.numpy() != cr.numpy()) & (cr.numpy() >= 0) & f.has_image[li])
     if len(rows) == 0:
-        return right.sum() * 0.0
+        return right.sum() * 0.0, right[:0], cr[:0]
     rows_t = torch.from_numpy(rows)
     ptok, pmask = phrases.pick(cr.numpy()[rows], rng)
     q = model(it_l[rows_t], im_l[rows_t], ptok, pmask)
@@ -402,5 +434,17 @@ def _modifier_term(model, f, li, ri, it_l, im_l, left_keys, right, lab, col_t, p
     tid, tlab, tcol = torch.from_numpy(ri[rows]), lab[ri[rows]], cr[rows]
     same_item = key_ids[None, :] == tid[:, None]
     same_colourway = (key_lab[None, :] == tlab[:, None]) & (tlab[:, None] >= 0) & (key_col[None, :] == tcol[:, None])
-    return retrieval(q, keys, rows_t, ~(same_item | same_colourway),
+    loss = retrieval(q, keys, rows_t, ~(same_item | same_colourway),
                      cfg.mod_temperature or cfg.self_temperature or cfg.temperature)
+    return loss, q, tcol
+
+
+def colour_term(v: torch.Tensor, colour: torch.Tensor, protos: torch.Tensor, fcfg: FusionConfig,
+                temperature: float) -> torch.Tensor:
+    """Cross-entropy of each vector's colour part against the colour prototypes; rows
+    without a colour or with a zero vector (missing view) are skipped."""
+    keep = (colour >= 0) & (v.abs().sum(1) > 0)
+    if not keep.any():
+        return v.sum() * 0.0
+    logits = colour_part(v[keep], fcfg) @ F.normalize(protos, dim=1).t() / temperature
+    return F.cross_entropy(logits, colour[keep])

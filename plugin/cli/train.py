@@ -53,7 +53,16 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
               help="Learning rate of the photo tower's tail (EfficientNet-Lite0's last block + head); 0 = frozen.")
 @click.option("--self-colour-negatives/--no-self-colour-negatives", default=False, show_default=True,
               help="Other colourways of a product's group are negatives in the self (own photo<->title) term.")
-@click.option("--colour-col", help="Colour column (e.g. baseColour) for the modifier term.")
+@click.option("--colour-col", help="Colour column (e.g. baseColour) for the modifier and colour terms.")
+@click.option("--colour-dims", default=0, show_default=True,
+              help="Keep colour apart: the vector's last N dimensions carry the colour (normalised on their own), "
+                   "the rest the colour-blind style that the same-style terms train. 0 = one undivided vector.")
+@click.option("--colour-weight", default=0.0, show_default=True,
+              help="The colour part's share of the unit vector's norm, in (0, 1) with --colour-dims "
+                   "(colour moves a score by at most 2 * weight^2).")
+@click.option("--w-colour", default=0.0, show_default=True,
+              help="Weight of the colour term: the colour part of every view (and of the modifier query) names "
+                   "its colour (needs --colour-dims and --colour-col).")
 @click.option("--exclude", "excludes", multiple=True, metavar="COL=VALUE",
               help="Leave every product with this attribute value out of training (e.g. masterCategory=Footwear, "
                    "to check generalisation to an unseen category). Repeatable.")
@@ -75,7 +84,7 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
 def command(settings, catalogue, id_col, title_col, image_col, category_col, attr_cols, label_col, pairs_file,
             heldout, split_seed, steps, batch_size, lr, loss, margin, temperature, self_temperature, w_fused,
             w_text, w_image, w_self, w_ii, w_ti, w_mod, mod_target, mod_temperature, w_local, w_local_image, tail_lr, self_colour_negatives,
-            colour_col, excludes, resume, embed_dim, skip, image_lock, seed, threads, limit, out, as_json):
+            colour_col, colour_dims, colour_weight, w_colour, excludes, resume, embed_dim, skip, image_lock, seed, threads, limit, out, as_json):
     """Train the fusion encoder and the photo tower's tail (on cached activations
     of the frozen stem) and write a versioned checkpoint (fusion.safetensors,
     image_tail.safetensors, manifest.json) to --out. The exact command of the
@@ -108,12 +117,17 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
                 if len(r) >= 2 and r[0] in index and r[1] in index and not held[index[r[0]]] and not held[index[r[1]]]:
                     pairs.append((r[0], r[1]))
     pair_idx = np.array([(index[a], index[b]) for a, b in pairs], dtype=np.int64).reshape(-1, 2)
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, loss=loss, margin=margin, temperature=temperature,
-                      self_temperature=self_temperature, w_fused=w_fused, w_text=w_text, w_image=w_image,
-                      w_self=w_self, w_ii=w_ii, w_ti=w_ti, w_mod=w_mod, mod_target=mod_target,
-                      mod_temperature=mod_temperature, w_local=w_local,
-                      w_local_image=w_local_image, tail_lr=tail_lr, self_colour_negatives=self_colour_negatives,
-                      seed=seed, threads=threads, fusion={"embed_dim": embed_dim, "skip": skip, "image_lock": image_lock})
+    try:
+        cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, loss=loss, margin=margin, temperature=temperature,
+                          self_temperature=self_temperature, w_fused=w_fused, w_text=w_text, w_image=w_image,
+                          w_self=w_self, w_ii=w_ii, w_ti=w_ti, w_mod=w_mod, mod_target=mod_target,
+                          mod_temperature=mod_temperature, w_local=w_local,
+                          w_local_image=w_local_image, tail_lr=tail_lr, self_colour_negatives=self_colour_negatives,
+                          w_colour=w_colour, seed=seed, threads=threads,
+                          fusion={"embed_dim": embed_dim, "skip": skip, "image_lock": image_lock,
+                                  **({"colour_dims": colour_dims, "colour_weight": colour_weight} if colour_dims else {})})
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     cat_sha = hashlib.sha256(catalogue.read_bytes()).hexdigest()
     out.mkdir(parents=True, exist_ok=True)
     state_file = out / ".train-state.pt" if resume else None

@@ -45,6 +45,22 @@ class FusionConfig:
     # any catalogue; titles and photo+text queries learn to meet it.
     image_lock: bool = False
     image_lock_seed: int = 0
+    # Colour apart: the last `colour_dims` dimensions carry the colour, normalised on their
+    # own and scaled to `colour_weight` of the unit vector (the style part to
+    # sqrt(1 - colour_weight^2)), so the colour-blind same-style terms train the style part
+    # alone and colour moves a score by at most 2 * colour_weight^2.
+    colour_dims: int = 0
+    colour_weight: float = 0.0
+
+    def __post_init__(self):
+        if self.colour_dims:
+            if not 0 < self.colour_dims < self.embed_dim:
+                raise ValueError(f"colour_dims must be between 1 and embed_dim - 1 ({self.embed_dim - 1}), "
+                                 f"got {self.colour_dims}")
+            if not 0.0 < self.colour_weight < 1.0:
+                raise ValueError(f"colour_weight must be in (0, 1) with colour_dims, got {self.colour_weight}")
+            if self.image_lock:
+                raise ValueError("a locked photo view has no colour part: use colour_dims without image_lock")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,6 +69,21 @@ class FusionConfig:
     def from_dict(cls, d: dict) -> "FusionConfig":
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         return cls(**known)
+
+
+def _unit(z: torch.Tensor) -> torch.Tensor:
+    return z / z.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def style_part(v: torch.Tensor, cfg: FusionConfig) -> torch.Tensor:
+    """The colour-blind part of output vectors, unit length (zero rows stay zero); the
+    whole vector when the model keeps no colour apart."""
+    return F.normalize(v[:, : v.shape[1] - cfg.colour_dims], dim=1) if cfg.colour_dims else v
+
+
+def colour_part(v: torch.Tensor, cfg: FusionConfig) -> torch.Tensor:
+    """The colour part of output vectors, unit length (zero rows stay zero)."""
+    return F.normalize(v[:, v.shape[1] - cfg.colour_dims :], dim=1)
 
 
 class _Attention(nn.Module):
@@ -146,7 +177,11 @@ class FusionEncoder(nn.Module):
         if self.cfg.image_lock:
             photo_only = (image_mask[:, :1] > 0) & (attention_mask.sum(dim=1, keepdim=True) == 0)
             z = torch.where(photo_only, image_tokens[:, 0] @ self.lock_proj, z)
-        z = z / z.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        if self.cfg.colour_dims:
+            k, c = self.cfg.colour_dims, self.cfg.colour_weight
+            z = torch.cat([_unit(z[:, :-k]) * math.sqrt(1.0 - c * c), _unit(z[:, -k:]) * c], dim=1)
+        else:
+            z = _unit(z)
         any_input = (keep[:, 1:].sum(dim=1, keepdim=True) > 0).to(z.dtype)
         return z * any_input
 

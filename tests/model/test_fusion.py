@@ -6,13 +6,16 @@ import pytest
 import torch
 
 from samestyle import contract as C
-from samestyle.model.fusion import FusionConfig, FusionEncoder
+from samestyle.model.fusion import FusionConfig, FusionEncoder, colour_part, style_part
 from samestyle.model.onnx import export_graph
 from samestyle.train import TrainConfig
 
 
-@pytest.fixture(scope="module", params=[{}, {"skip": True}, {"skip": True, "image_lock": True}],
-                ids=["transformer", "with-skip", "image-lock"])
+COLOUR_APART = {"skip": True, "colour_dims": 8, "colour_weight": 0.35}
+
+
+@pytest.fixture(scope="module", params=[{}, {"skip": True}, {"skip": True, "image_lock": True}, COLOUR_APART],
+                ids=["transformer", "with-skip", "image-lock", "colour-apart"])
 def model(request):
     torch.manual_seed(0)
     m = FusionEncoder(FusionConfig(embed_dim=64, d_model=64, layers=2, heads=4, **request.param))
@@ -103,10 +106,46 @@ def test_a_locked_photo_view_refuses_a_trained_tail():
         TrainConfig(tail_lr=1e-4, fusion={"image_lock": True})
 
 
-def test_a_locked_photo_view_exports_to_onnx_unchanged(tmp_path):
-    """The lock is a branch inside the one fusion graph: ONNX Runtime gives the same views."""
+def test_colour_apart_splits_the_unit_vector_by_the_colour_weight():
+    """The last colour_dims carry colour at norm colour_weight, the rest the style at
+    sqrt(1 - w^2); style_part/colour_part give each back at unit length, zero rows stay zero."""
     torch.manual_seed(0)
-    m = FusionEncoder(FusionConfig(embed_dim=64, d_model=64, layers=2, heads=4, skip=True, image_lock=True)).eval()
+    cfg = FusionConfig(embed_dim=64, d_model=64, layers=1, heads=4, **COLOUR_APART)
+    m = FusionEncoder(cfg).eval()
+    it, im, tt, am = _inputs()
+    im[1] = 0
+    with torch.no_grad():
+        v = m.views(it, im, tt, am)
+    fused = v["fused"]
+    np.testing.assert_allclose(fused[:, -8:].norm(dim=1).numpy(), 0.35, atol=1e-6)
+    np.testing.assert_allclose(fused[:, :-8].norm(dim=1).numpy(), np.sqrt(1 - 0.35**2), atol=1e-6)
+    torch.testing.assert_close(style_part(fused, cfg), fused[:, :-8] / np.sqrt(1 - 0.35**2))
+    torch.testing.assert_close(colour_part(fused, cfg), fused[:, -8:] / 0.35)
+    assert style_part(v["image"], cfg)[1].abs().sum() == 0 and colour_part(v["image"], cfg)[1].abs().sum() == 0
+    plain = FusionConfig(embed_dim=64)
+    assert style_part(fused, plain) is fused  # a model without colour apart: the whole vector
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"colour_dims": 64, "colour_weight": 0.3}, "colour_dims must be between 1 and embed_dim - 1"),
+    ({"colour_dims": 8}, "colour_weight must be in"),
+    ({"colour_dims": 8, "colour_weight": 1.0}, "colour_weight must be in"),
+    ({"colour_dims": 8, "colour_weight": 0.3, "image_lock": True}, "no colour part"),
+])
+def test_colour_apart_refuses_impossible_settings(kw, message):
+    with pytest.raises(ValueError, match=message):
+        FusionConfig(embed_dim=64, **kw)
+    with pytest.raises(ValueError, match=message):  # checked before training starts
+        TrainConfig(fusion={"embed_dim": 64, **kw})
+    with pytest.raises(ValueError, match="colour_dims"):
+        TrainConfig(w_colour=0.5)
+
+
+@pytest.mark.parametrize("kw", [{"image_lock": True}, COLOUR_APART], ids=["image-lock", "colour-apart"])
+def test_the_fusion_graph_exports_to_onnx_unchanged(tmp_path, kw):
+    """The lock and the colour split are inside the one fusion graph: ONNX Runtime gives the same views."""
+    torch.manual_seed(0)
+    m = FusionEncoder(FusionConfig(embed_dim=64, d_model=64, layers=2, heads=4, **{"skip": True, **kw})).eval()
     it, im, tt, am = _inputs(b=3)
     batch = {0: "batch"}
     names = [C.T_IMAGE_TOKENS, C.T_IMAGE_MASK, C.T_TEXT_TOKENS, C.T_ATTENTION_MASK]

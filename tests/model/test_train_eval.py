@@ -54,8 +54,9 @@ def _full_cfg(**kw):
     # one torch thread: these tiny batches gain nothing from more, and test runs share the cores
     return TrainConfig(steps=kw.pop("steps", 30), threads=kw.pop("threads", 1), batch_size=32, warmup=5, lr=1e-3, tail_lr=1e-4, seed=0,
                        loss="infonce", temperature=0.2, self_temperature=0.05, w_ii=0.5, w_ti=0.5, w_mod=0.5,
-                       w_local_image=0.2, self_colour_negatives=True,
-                       fusion={"embed_dim": 32, "d_model": 64, "heads": 2, "layers": 1, "skip": True}, **kw)
+                       w_local_image=0.2, self_colour_negatives=True, w_colour=0.5,
+                       fusion={"embed_dim": 32, "d_model": 64, "heads": 2, "layers": 1, "skip": True,
+                               "colour_dims": 8, "colour_weight": 0.35}, **kw)
 
 
 def _pairs(data):
@@ -75,8 +76,8 @@ def test_tail_and_every_term_train(tiny_colours):
     data, feats = tiny_colours
     _, tail, hist = train(feats, data.labels, np.arange(len(data)), _pairs(data), _full_cfg(), progress=False,
                           log_every=1, colours=data.colours)
-    assert {"pair_fused", "ii", "ti", "self", "mod", "local", "local_image"} <= set(hist[0])
-    assert all(hist[0][k] > 0 for k in ("ii", "ti", "mod", "self"))
+    assert {"pair_fused", "ii", "ti", "self", "mod", "colour", "local", "local_image"} <= set(hist[0])
+    assert all(hist[0][k] > 0 for k in ("ii", "ti", "mod", "self", "colour"))
     assert np.mean([h["loss"] for h in hist[-5:]]) < np.mean([h["loss"] for h in hist[:5]])
     fresh = ImageBackbone()
     a, b = fresh.state_dict(), tail.state_dict()
@@ -100,6 +101,36 @@ def test_modifier_term_against_the_photo_view(tiny_colours):
     assert np.mean(mods[-5:]) < 0.8 * np.mean(mods[:5])
     with pytest.raises(ValueError, match="mod_target"):
         _full_cfg(mod_target="title")
+
+
+@pytest.mark.slow  # 30 more training steps; test_tail_and_every_term_train trains every term
+def test_colour_term_alone_teaches_the_colour_part(tiny_colours):
+    """With colour kept apart, the colour term alone (every other weight 0) trains: its
+    loss falls, and afterwards the photo views' colour parts sit closer to products of
+    their own colour than to the others."""
+    import torch
+
+    from samestyle.model.fusion import colour_part
+
+    data, feats = tiny_colours
+    cfg = dataclasses.replace(_full_cfg(steps=30), **{w: 0.0 for w in (
+        "w_fused", "w_text", "w_image", "w_ii", "w_ti", "w_self", "w_mod", "w_local", "w_local_image")})
+    model, tail, hist = train(feats, data.labels, np.arange(len(data)), _pairs(data), cfg, progress=False,
+                              log_every=1, colours=data.colours)
+    losses = [h["colour"] for h in hist]
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+    with torch.no_grad():
+        stem = torch.from_numpy(feats.image_stem.astype(np.float32))
+        tok = tail.tail(stem)
+        im = torch.ones(len(tok), tok.shape[1], dtype=torch.long)
+        empty_t = torch.zeros(len(tok), 1, feats.text_tokens.shape[2])
+        v = model(tok, im, empty_t, torch.zeros(len(tok), 1, dtype=torch.long))
+    col = colour_part(v, model.cfg).numpy()
+    names = np.array(data.colours)
+    sim = col @ col.T
+    same = (names[:, None] == names[None, :]) & ~np.eye(len(names), dtype=bool)
+    other = names[:, None] != names[None, :]
+    assert sim[same].mean() > sim[other].mean() + 0.2, (sim[same].mean(), sim[other].mean())
 
 
 def test_resume_reproduces_an_uninterrupted_run(tiny_colours, tmp_path):
