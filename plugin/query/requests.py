@@ -45,6 +45,12 @@ DEFAULT_FIELDS = {
     "photo_text": (C.MODIFIER_FIELD,),
     "hybrid": FIELDS,
 }
+# How much a query's colour counts, per search type, for a model that keeps colour apart
+# (its last `colour_dims` dimensions, `samestyle train --colour-dims`): 0 = the same style
+# in any colour (the colour part of the query vector is zeroed), 1 = as the model encodes
+# it. A product, a photo or a phrase asks for the same style; a photo + modifier ("but in
+# white") asks for a colour. SearchOptions.colour overrides it per request.
+DEFAULT_COLOUR = {"product": 0.0, "text": 0.0, "photo": 0.0, "photo_text": 1.0, "hybrid": 0.0}
 TEXT_TARGETS = {t: (C.VECTOR_FIELDS[t],) if t in C.VECTOR_FIELDS else FIELDS for t in C.TEXT_TARGETS}  # "all": FIELDS
 # How many candidates each sub-request of a hybrid search brings to the ranker, as a
 # multiple of what the page needs: a hit ranked low in one view but high in another
@@ -52,6 +58,18 @@ TEXT_TARGETS = {t: (C.VECTOR_FIELDS[t],) if t in C.VECTOR_FIELDS else FIELDS for
 CANDIDATE_FACTOR = 2
 CANDIDATE_EXTRA = 50
 MAX_CANDIDATES = 16_384  # Milvus's cap on limit (+ offset) per request
+
+
+def with_colour(vectors: np.ndarray, colour_dims: int, weight: float) -> np.ndarray:
+    """Query vectors [.., D] with their last `colour_dims` dimensions (the colour part)
+    scaled by `weight` in [0, 1]; unchanged (the same array) when the model keeps no
+    colour apart or the weight is 1. Stored vectors are never scaled: an inner product
+    with a scaled query is the style score plus `weight` times the colour score."""
+    if not colour_dims or weight == 1.0:
+        return vectors
+    out = np.array(vectors, dtype=np.float32, copy=True)
+    out[..., out.shape[-1] - colour_dims:] *= weight
+    return out
 
 
 def candidates(limit: int) -> int:
