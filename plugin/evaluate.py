@@ -68,13 +68,16 @@ def same_label_index(labels: np.ndarray):
 
 
 def table(views: dict[str, np.ndarray], labels: np.ndarray, queries: np.ndarray,
-          directions: tuple[str, ...] = DIRECTIONS) -> dict:
+          directions: tuple[str, ...] = DIRECTIONS, query_views: dict[str, np.ndarray] | None = None) -> dict:
     """The 7-direction table (or the `directions` named). views: image/text/fused [N, D]
-    (those the directions use); queries: indices."""
+    (those the directions use), the stored fields; `query_views`: the same views as
+    queries, where a search sends other vectors than it stores (a query's colour part
+    scaled, samestyle.query.requests.with_colour); queries: indices."""
     rel = same_label_index(labels)
+    qviews = query_views or views
     out = {}
     for d in directions:
-        qv, gv = views[SHORT[d[0]]], views[SHORT[d[2]]]
+        qv, gv = qviews[SHORT[d[0]]], views[SHORT[d[2]]]
         out[d] = metrics(first_relevant_ranks(qv[queries], gv, queries, rel))
     return out
 

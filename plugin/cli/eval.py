@@ -11,6 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import serve
+from ..query import requests as R
 from .common import catalogue_columns, emit, json_option, progress_enabled
 
 
@@ -50,6 +51,12 @@ def _render(r: dict) -> None:
     rows += [(k, v) for k, v in r["own_pair"].items()]
     for name, m in rows:
         click.echo(f"{name:<22}" + "".join(f"{(m[c] if m[c] is not None else float('nan')):>8.3f}" for c in cols))
+    if r.get("with_colour"):
+        w = r["with_colour"]
+        click.echo("with the query's colour at full weight (--colour 1):")
+        for name, m in [*w["directions"].items(), ("title->own photo", w["title->own photo"]),
+                        ("photo->own title", w["photo->own title"])]:
+            click.echo(f"  {name:<20}" + "".join(f"{(m[c] if m[c] is not None else float('nan')):>8.3f}" for c in cols))
     if r.get("modifier"):
         click.echo(f"modifier queries ({r['modifier']['queries']}): the group's product of the asked colour")
         for name, m in r["modifier"].items():
@@ -137,6 +144,13 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
             views = _encode_all(enc, data, progress_enabled())
             if mods:
                 mod_views = _modifier_encoded(enc, data, mods)
+    # As served: each search type sends its query with the colour part scaled by its
+    # default (a model that keeps colour apart; samestyle.query.requests.DEFAULT_COLOUR).
+    colour_dims = int(manifest["fusion"].get("colour_dims", 0))
+    q_views = {"image": R.with_colour(views["image"], colour_dims, R.DEFAULT_COLOUR["photo"]),
+               "text": R.with_colour(views["text"], colour_dims, R.DEFAULT_COLOUR["text"]),
+               "fused": R.with_colour(views["fused"], colour_dims, R.DEFAULT_COLOUR["product"])}
+    mod_views = {k: R.with_colour(v, colour_dims, R.DEFAULT_COLOUR["photo_text"]) for k, v in mod_views.items()}
     # the raw-backbone baselines: the untrained ImageNet tail over the same cached stem
     feats.image_tokens = features.imagenet_tokens(feats, settings.data_dir / "cache")
     base = features.backbone_vectors(feats)
@@ -153,16 +167,24 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
         "query_split": split,
         "queries": int(len(queries)),
         "encoder": encoder,
-        "directions": ev.table(views, data.labels, queries),
+        "query_colour": {"colour_dims": colour_dims, **R.DEFAULT_COLOUR} if colour_dims else None,
+        "directions": ev.table(views, data.labels, queries, query_views=q_views),
         "baselines": {
             "i2i (EfficientNet-Lite0)": ev.metrics(ev.first_relevant_ranks(base["image"][queries], base["image"], queries, rel)),
             "t2t (MiniLM)": ev.metrics(ev.first_relevant_ranks(base["text"][queries], base["text"], queries, rel)),
         },
         "own_pair": {
-            "title->own photo": ev.own_pair(views["text"], views["image"], pool),
-            "photo->own title": ev.own_pair(views["image"], views["text"], pool),
+            "title->own photo": ev.own_pair(q_views["text"], views["image"], pool),
+            "photo->own title": ev.own_pair(q_views["image"], views["text"], pool),
         },
     }
+    if colour_dims:
+        # the same directions with the query's colour at full weight (SearchOptions.colour = 1)
+        result["with_colour"] = {
+            "directions": ev.table(views, data.labels, queries, directions=("i2i", "t2i", "i2t", "t2t", "m2m")),
+            "title->own photo": ev.own_pair(views["text"], views["image"], pool),
+            "photo->own title": ev.own_pair(views["image"], views["text"], pool),
+        }
     if mods:
         rel_mod = [r for _, _, r in mods]
         own = np.array([a for a, _, _ in mods], dtype=np.int64)
@@ -170,17 +192,17 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
             "queries": len(mods),
             "photo + colour word": ev.hits(mod_views["word"], views["fused"], rel_mod, own),
             "photo + 'but in <colour>'": ev.hits(mod_views["but"], views["fused"], rel_mod, own),
-            "photo alone": ev.hits(views["image"][own], views["fused"], rel_mod, own),
+            "photo alone": ev.hits(q_views["image"][own], views["fused"], rel_mod, own),
             # the same queries against the photo view (image_vec): where a model trained
             # with --mod-target image puts the colourway
             "photo + colour word -> image_vec": ev.hits(mod_views["word"], views["image"], rel_mod, own),
             "photo + 'but in <colour>' -> image_vec": ev.hits(mod_views["but"], views["image"], rel_mod, own),
-            "photo alone -> image_vec": ev.hits(views["image"][own], views["image"], rel_mod, own),
+            "photo alone -> image_vec": ev.hits(q_views["image"][own], views["image"], rel_mod, own),
         }
     checks = [c.partition("=")[::2] for c in category_checks] or [
         c.partition("=")[::2] for c in manifest.get("training", {}).get("excluded", [])]
     if checks:
-        result["category_check"] = _category_checks(catalogue, checks, data, views, base, seed)
+        result["category_check"] = _category_checks(catalogue, checks, data, views, q_views, base, seed)
     emit(result, as_json, _render)
 
 
@@ -223,7 +245,7 @@ def _modifier_encoded(enc, data, mods) -> dict[str, np.ndarray]:
     return out
 
 
-def _category_checks(catalogue, checks, data, views, base, seed) -> dict:
+def _category_checks(catalogue, checks, data, views, q_views, base, seed) -> dict:
     """i->i on the same-style queries inside a category (whole catalogue as gallery),
     the model's photo view beside the raw backbone's."""
     from .. import evaluate as ev
@@ -236,7 +258,7 @@ def _category_checks(catalogue, checks, data, views, base, seed) -> dict:
         rel = ev.same_label_index(data.labels)
         out[f"{col}={val}"] = {
             "products": int(len(inside)),
-            "i2i": ev.metrics(ev.first_relevant_ranks(views["image"][q], views["image"], q, rel)),
+            "i2i": ev.metrics(ev.first_relevant_ranks(q_views["image"][q], views["image"], q, rel)),
             "i2i raw backbone": ev.metrics(ev.first_relevant_ranks(base["image"][q], base["image"], q, rel)),
         }
     return out

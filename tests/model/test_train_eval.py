@@ -161,6 +161,22 @@ def test_rank_metrics_on_hand_made_case():
     assert m["mrr"] == 0.5 and m["r@1"] == 0.0 and m["r@5"] == 1.0
 
 
+def test_table_sends_query_views_against_the_stored_views():
+    """A search may send another vector than it stores (its colour part scaled): the
+    table ranks each query view against the stored views."""
+    from samestyle.query.requests import with_colour
+
+    # dims: [style, style, colour]; 0 and 1 share a style, 2 shares 0's colour
+    stored = np.array([[1, 0, 0.6], [1, 0, -0.6], [0.7, 0.7, 0.6]], dtype=np.float32)
+    views = {"fused": stored}
+    labels = np.array([1, 1, -1])
+    full = ev.table(views, labels, np.array([0]), directions=("m2m",))
+    blind = ev.table(views, labels, np.array([0]), directions=("m2m",),
+                     query_views={"fused": with_colour(stored, 1, 0.0)})
+    assert full["m2m"]["r@1"] == 0.0 and blind["m2m"]["r@1"] == 1.0
+    assert with_colour(stored, 0, 0.0) is stored and with_colour(stored, 1, 1.0) is stored
+
+
 def test_own_pair_and_queries():
     t = np.eye(3, dtype=np.float32)
     i = np.eye(3, dtype=np.float32)[[0, 2, 1]]
@@ -192,6 +208,7 @@ def test_train_and_eval_cli(catalogue, data_dir, tmp_path):
     r = CliRunner().invoke(cli, ["train", str(catalogue.csv_path), "--label-col", "style_group", "--steps", "5",
                                  "--batch-size", "16", "--embed-dim", "32", "--tail-lr", "1e-4", "--w-mod", "0.5",
                                  "--colour-col", "baseColour", "--self-colour-negatives",
+                                 "--colour-dims", "8", "--colour-weight", "0.35", "--w-colour", "0.5",
                                  "--exclude", "articleType=Tshirts", "--out", str(out), "--json"], env=env)
     assert r.exit_code == 0, r.output
     man = checkpoint.read_manifest(out)
@@ -205,6 +222,10 @@ def test_train_and_eval_cli(catalogue, data_dir, tmp_path):
     assert set(res["directions"]) == set(ev.DIRECTIONS)
     assert res["queries"] > 50 and "title->own photo" in res["own_pair"]
     assert res["modifier"]["queries"] > 20 and 0 <= res["modifier"]["photo + colour word"]["hit@10"] <= 1
+    # colour kept apart: the table is as served (each search type's query colour), and again at full colour
+    assert man["fusion"]["colour_dims"] == 8 and res["query_colour"]["colour_dims"] == 8
+    assert res["query_colour"]["photo_text"] == 1.0 and res["query_colour"]["product"] == 0.0
+    assert set(res["with_colour"]["directions"]) == {"i2i", "t2i", "i2t", "t2t", "m2m"}
     # the category the model was trained without is checked by default, beside the raw backbone
     chk = res["category_check"]["articleType=Tshirts"]
     assert chk["products"] > 0 and chk["i2i"]["queries"] == chk["i2i raw backbone"]["queries"] > 0
