@@ -101,7 +101,7 @@ class Client:
     # -- search -----------------------------------------------------------------------
     # Options, as keywords or a SearchOptions: k, offset, fields, weights, ranker,
     # filters ({"brand": "Puma"} / ["brand=Puma", "price<=999"]), group_by, floor,
-    # exclude, exclude_self, category, target.
+    # colour, exclude, exclude_self, category, target.
     def search_product(self, product_id: str, opts=None, **kw):
         """Same style as a stored product (its stored vectors; no encoder)."""
         return self.searcher.by_product(product_id, self._opts(opts, kw))

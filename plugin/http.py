@@ -112,7 +112,9 @@ HitOut = _response_model("HitOut", Hit, {
     "score": "Milvus ranking score",
     "similarity": "weighted mean cosine over the searched fields",
     "scores": "cosine per vector field (which view matched)"})
-SearchOut = _response_model("SearchOut", SearchResult, {}, {"hits": list[HitOut]})
+SearchOut = _response_model("SearchOut", SearchResult, {
+    "colour": "how much the query's colour counted (the `colour` option, or the search type's default); "
+              "null when the collection's model keeps no colour apart"}, {"hits": list[HitOut]})
 
 
 class ErrorOut(BaseModel):

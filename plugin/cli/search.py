@@ -88,6 +88,7 @@ def _table(res: dict, columns: list[str] | None = None) -> None:
     click.echo(f"{res['search_type']} search ({what}) on {', '.join(res['fields'])}"
                + (f", weights {', '.join(f'{SHORT[f]}={w:.2f}' for f, w in res['weights'].items())}"
                   f" ({res['ranker']}, profile {res['profile']})" if len(res["fields"]) > 1 else "")
+               + (f", colour {res['colour']:g}" if res.get("colour") is not None else "")
                + f": {len(hits)} hits in {res['took_ms']:.0f} ms")
     if res["filter"]:
         click.echo(f"filter: {res['filter']}")
@@ -149,6 +150,10 @@ def _batch_table(res: dict, columns: list[str] | None = None, what: str = "produ
                    "price>10, brand^=Pu (prefix). Values are taken literally.")
 @click.option("--group-by", metavar="FIELD", help="One hit per value of this field (e.g. brand).")
 @click.option("--floor", type=float, metavar="X", help="Drop hits whose similarity is below X (cosine, -1..1).")
+@click.option("--colour", type=click.FloatRange(0.0, 1.0), metavar="W",
+              help="How much the query's colour counts (0..1): 0 = the same style in any colour, 1 = as the model "
+                   "encodes it. No effect for a model that keeps no colour apart. [default: 1 for --image with "
+                   "--modifier, else 0]")
 @click.option("-k", "k", type=click.IntRange(1, C.MAX_SEARCH_K), default=10, show_default=True,
               envvar="SAMESTYLE_SEARCH_K", help="Hits per page.")
 @click.option("--offset", type=click.IntRange(0, C.MAX_SEARCH_OFFSET), default=0, show_default=True,
@@ -166,7 +171,7 @@ def _batch_table(res: dict, columns: list[str] | None = None, what: str = "produ
 @json_option
 @click.pass_context
 def command(ctx, product_id, products_file, texts_file, images_file, text, image, modifier, target, fields, weights, ranker, filters,
-            group_by, floor, k, offset, exclude, keep_self, collection, columns, encoder, as_json):
+            group_by, floor, colour, k, offset, exclude, keep_self, collection, columns, encoder, as_json):
     """Same-style search: by product, phrase, photo, or photo + modifier.
 
     \b
@@ -194,6 +199,7 @@ def command(ctx, product_id, products_file, texts_file, images_file, text, image
     request = {
         "k": k, "offset": offset, "fields": _split(fields) or None, "weights": parse_weights(weights),
         "ranker": ranker, "filters": list(filters) or None, "group_by": group_by, "floor": floor,
+        "colour": colour,
         "exclude": list(exclude), "exclude_self": not keep_self,
     }
     ids = None

@@ -97,6 +97,10 @@ class SearchOptions:
     group_by: str | None = _option(None, "one hit per value of this stored attribute (e.g. brand)", str | None,
                                    max_len=C.MAX_NAME_CHARS)
     floor: float | None = _option(None, "drop hits whose similarity is below this", float | None, ge=-1.0, le=1.0)
+    colour: float | None = _option(
+        None, "how much the query's colour counts: 0 = the same style in any colour, 1 = as the model encodes it; "
+              "default per search type (photo + modifier 1, the others 0); no effect for a model that keeps no "
+              "colour apart", float | None, ge=0.0, le=1.0)
     exclude: Sequence[str] = _option((), "ids never returned", list[str], max_len=C.MAX_SEARCH_K)
     exclude_self: bool = _option(True, "product search: leave the query product out of its hits", bool)
     category: str | None = _option(None, "weight profile to use (default: the product's category, or the one a "
@@ -175,6 +179,9 @@ class SearchResult:
     filter: str
     took_ms: float
     query: dict = field(default_factory=dict)
+    # The colour weight the query used (SearchOptions.colour or the search type's default);
+    # None when the collection's model keeps no colour apart.
+    colour: float | None = None
 
     @property
     def ids(self) -> list[str]:
@@ -305,6 +312,7 @@ class Searcher:
         self._schema: F.FilterSchema | None = None
         self._scalars: list[str] | None = None
         self._model_version: str | None = None
+        self._colour_dims = 0
 
     @classmethod
     def from_settings(cls, settings, encoder: Encoder | None = None, collection: str | None = None) -> "Searcher":
@@ -324,6 +332,7 @@ class Searcher:
             desc = self.store.describe(self.collection)
             self._model_version = store_reads.model_version(desc)
             self._composite = store_reads.composite_field(desc)
+            self._colour_dims = store_reads.colour_dims(desc)
             base = F.FilterSchema.from_description(desc)
             self._scalars = list(base.fields)
             fields = dict(base.fields)
@@ -499,7 +508,7 @@ class Searcher:
                 out.errors[pid] = ProductNotFound(f"product [{pid}] is not in collection [{self.collection}]",
                                                   record=pid, field="product_id")
                 continue
-            views = _stored_views(row)
+            views = self._coloured("product", _stored_views(row), o)
             # Self-exclusion cannot sit in a filter shared by the batch: one more hit is
             # fetched instead and the product dropped from its own list.
             plan, profile_name = self._plan(views, R.DEFAULT_FIELDS["product"], o, list(o.exclude),
@@ -565,6 +574,7 @@ class Searcher:
         one batch_key go MAX_BATCH to a Milvus call; with group_by, one call each."""
         groups: dict[tuple, list[tuple[str, R.SearchPlan, str, Mapping, dict]]] = {}
         for key, views, query in queries:
+            views = self._coloured(kind, views, o)
             try:
                 plan, profile_name = self._plan(views, default_fields, o, list(o.exclude), o.category)
             except InputError as exc:
@@ -639,6 +649,7 @@ class Searcher:
             if text is not None or photo is not None:
                 raise InputError("give a product id, or a text and/or a photo, not both", field="query")
             o.fields = o.fields or R.FIELDS
+            o.colour = o.colour if o.colour is not None else R.DEFAULT_COLOUR["hybrid"]
             res = self.by_product(product_id, o)
             res.search_type = "hybrid"
             return res
@@ -652,11 +663,30 @@ class Searcher:
     def _run(self, kind: str, views: Mapping, default_fields: Sequence[str], o: SearchOptions,
              exclude: Sequence[str], category: str | None, query: dict) -> SearchResult:
         t0 = time.perf_counter()
+        views = self._coloured(kind, views, o)
         plan, profile_name = self._plan(views, default_fields, o, exclude, category)
         # "*" brings the vectors (for per-field scores) and any dynamic attributes.
         raw = self.store.search(self.collection, plan, offset=0, group_by=self._server_group(o),
                                 output_fields=["*"], timeout=o.timeout or self.timeout)
         return self._result(kind, plan, profile_name, self._client_group(o, raw), views, o, query, t0)
+
+    def _colour_weight(self, kind: str, o: SearchOptions) -> float | None:
+        """How much the query's colour counts: the request's `colour`, else the search
+        type's default (R.DEFAULT_COLOUR); None when the collection keeps no colour apart."""
+        if not self._colour_dims:
+            return None
+        return float(o.colour if o.colour is not None else R.DEFAULT_COLOUR[kind])
+
+    def _coloured(self, kind: str, views: Mapping, o: SearchOptions) -> Mapping:
+        """The query views with their colour part scaled by `_colour_weight` (R.with_colour),
+        the same views for the search and for the per-field scores of its hits, so what
+        is ranked and what is shown agree. Unchanged for a collection without colour apart."""
+        self.schema()
+        weight = self._colour_weight(kind, o)
+        if weight is None:
+            return views
+        return {name: None if v is None else R.with_colour(np.asarray(v, dtype=np.float32), self._colour_dims, weight)
+                for name, v in views.items()}
 
     def _plan(self, views: Mapping, default_fields: Sequence[str], o: SearchOptions, exclude: Sequence[str],
               category: str | None, extra_hits: int = 0) -> tuple[R.SearchPlan, str]:
@@ -705,4 +735,4 @@ class Searcher:
         log.info("%s search: %d hits in %.1f ms (fields=%s, profile=%s)", kind, len(hits), took, plan.fields,
                  profile_name)
         return SearchResult(kind, hits, plan.fields, w, o.ranker, profile_name if len(plan.fields) > 1 else "-",
-                            plan.views_used, o.k, o.offset, plan.expr, took, query)
+                            plan.views_used, o.k, o.offset, plan.expr, took, query, self._colour_weight(kind, o))

@@ -12,6 +12,7 @@ import logging
 from typing import Iterable, Iterator, Sequence
 
 from .. import contract as C
+from ..errors import SchemaMismatch
 from . import spec as S
 from .client import not_found
 from .expr import ids_expr
@@ -30,6 +31,25 @@ _HEX = "0123456789abcdef"
 def model_version(desc: dict) -> str | None:
     """The model whose vectors fill the collection (a property set at creation)."""
     return (desc.get("properties") or {}).get(S.PROP_MODEL_VERSION)
+
+
+def colour_dims(desc: dict) -> int:
+    """How many of the last dimensions of the stored vectors carry colour apart (a
+    property set at creation, spec.PROP_COLOUR_DIMS); 0 when absent: the collection's
+    model keeps no colour apart, or the collection predates the property."""
+    props = desc.get("properties") or {}
+    raw = props.get(S.PROP_COLOUR_DIMS)
+    if raw is None:
+        return 0
+    dim = str(props.get(S.PROP_EMBED_DIM, ""))
+    top = int(dim) - 1 if dim.isdigit() else None
+    value = int(raw) if str(raw).isdigit() else -1
+    if value < 0 or (top is not None and value > top):
+        name = desc.get("collection_name", "?")
+        raise SchemaMismatch(f"collection [{name}] has property {S.PROP_COLOUR_DIMS} [{raw}], want an integer in "
+                             f"0..{top if top is not None else 'embed_dim - 1'}", collection=name,
+                             fix="reindex the catalogue (`samestyle reindex`) into a collection created by samestyle")
+    return value
 
 
 def composite_field(desc: dict) -> str | None:

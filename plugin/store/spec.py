@@ -31,6 +31,9 @@ PROP_EMBED_DIM = "samestyle.embed_dim"
 PROP_SCHEMA_VERSION = "samestyle.schema_version"
 PROP_STATE = "samestyle.state"  # "building" until an ingest/reindex completes, then "complete"
 PROP_COMPOSITE = "samestyle.composite"  # name of the composite field, when the collection has one
+# How many of the last dimensions carry colour apart (FusionConfig.colour_dims), when the
+# model keeps colour apart; absent means 0 (a collection filled before, or by a model without)
+PROP_COLOUR_DIMS = "samestyle.colour_dims"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -332,7 +335,21 @@ def collection_properties(spec: CollectionSpec, manifest: Mapping, state: str = 
     }
     if profile is not None and profile.composite is not None:
         props[PROP_COMPOSITE] = profile.composite.field
+    colour_dims = manifest_colour_dims(manifest)
+    if colour_dims:
+        props[PROP_COLOUR_DIMS] = str(colour_dims)
     return props
+
+
+def manifest_colour_dims(manifest: Mapping) -> int:
+    """The model's colour dimensions (`fusion.colour_dims`; 0 when it keeps no colour
+    apart), checked against its embed_dim."""
+    raw = (manifest.get("fusion") or {}).get("colour_dims", 0)
+    dim = _embed_dim(manifest)
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw < dim:
+        raise ConfigError(f"model manifest has fusion.colour_dims [{raw}], want an integer in 0..{dim - 1}",
+                          fix="use a manifest written by `samestyle train`")
+    return raw
 
 
 def composite_field(desc: Mapping) -> str | None:

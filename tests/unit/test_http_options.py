@@ -84,6 +84,7 @@ EDGES = [
     ("k", 1, 0), ("k", C.MAX_SEARCH_K, C.MAX_SEARCH_K + 1),
     ("offset", 0, -1), ("offset", C.MAX_SEARCH_OFFSET, C.MAX_SEARCH_OFFSET + 1),
     ("floor", -1.0, -1.01), ("floor", 1.0, 1.01),
+    ("colour", 0.0, -0.01), ("colour", 1.0, 1.01),
     ("ranker", "rrf", "rrf2"), ("target", "all", "photo"),
     ("exclude", ["x"] * C.MAX_SEARCH_K, ["x"] * (C.MAX_SEARCH_K + 1)),
     ("group_by", "g" * C.MAX_NAME_CHARS, "g" * (C.MAX_NAME_CHARS + 1)),

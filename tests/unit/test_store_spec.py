@@ -9,7 +9,8 @@ import json
 import pytest
 
 from samestyle import contract as C
-from samestyle.errors import ConfigError
+from samestyle.errors import ConfigError, SchemaMismatch
+from samestyle.store import search as reads
 from samestyle.store import spec as S
 
 MANIFEST = {"model_version": "ss-128d-abc", "embed_dim": 128}
@@ -135,6 +136,31 @@ def test_properties_record_model_and_state():
     props = S.collection_properties(S.load_collection_spec(), MANIFEST)
     assert props == {S.PROP_MODEL_VERSION: "ss-128d-abc", S.PROP_EMBED_DIM: "128",
                      S.PROP_SCHEMA_VERSION: "1", S.PROP_STATE: "building"}
+
+
+def test_properties_record_colour_dims_when_the_model_keeps_colour_apart():
+    """Absent for a model without colour apart (as on every collection made before), so
+    a reader's 0 means the same for both."""
+    spec = S.load_collection_spec()
+    props = S.collection_properties(spec, {**MANIFEST, "fusion": {"colour_dims": 32}})
+    assert props[S.PROP_COLOUR_DIMS] == "32" and reads.colour_dims({"properties": props}) == 32
+    for fusion in ({}, {"colour_dims": 0}, {"dim": 128}):
+        props = S.collection_properties(spec, {**MANIFEST, "fusion": fusion})
+        assert S.PROP_COLOUR_DIMS not in props and reads.colour_dims({"properties": props}) == 0
+
+
+@pytest.mark.parametrize("bad", [-1, 128, 1.5, "32", True])
+def test_a_bad_colour_dims_in_the_manifest_is_named(bad):
+    with pytest.raises(ConfigError, match=rf"colour_dims \[{bad}\], want an integer in 0..127"):
+        S.collection_properties(S.load_collection_spec(), {**MANIFEST, "fusion": {"colour_dims": bad}})
+
+
+@pytest.mark.parametrize("bad", ["-1", "x", "128", ""])
+def test_a_bad_colour_dims_property_is_a_schema_mismatch(bad):
+    desc = {"collection_name": "c", "properties": {S.PROP_EMBED_DIM: "128", S.PROP_COLOUR_DIMS: bad}}
+    with pytest.raises(SchemaMismatch, match=rf"\[c\] has property samestyle.colour_dims \[{bad}\]") as err:
+        reads.colour_dims(desc)
+    assert err.value.fix
 
 
 @pytest.mark.parametrize("key, value, message", [
