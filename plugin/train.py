@@ -84,9 +84,9 @@ class TrainConfig:
     w_local: float = 0.1
     w_local_image: float = 0.0
     local_temperature: float = 0.05
-    w_colour: float = 0.0
-    colour_temperature: float = 0.1
     self_colour_negatives: bool = False
+    w_colour: float = 0.0  # the colour term: needs fusion colour_dims (the colour part it trains)
+    colour_temperature: float = 0.1
     self_pair_fraction: float = 0.5  # share of a batch drawn from own photo-title pairs
     seed: int = 0
     threads: int = 2
