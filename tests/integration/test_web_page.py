@@ -260,6 +260,46 @@ def test_a_filter_narrows_the_hits(site, page):
     assert f"--filter brand={brand}" in page.inner_text("#cli") or f"--filter 'brand={brand}'" in page.inner_text("#cli")
 
 
+def test_colour_choice_is_sent_shown_in_the_cli_and_the_weight_used_is_shown(site, page):
+    search_text(page, "striped t-shirt")
+    assert "colour" not in json.loads(page.inner_text("#json"))  # default: the search type's
+    assert "--colour" not in page.inner_text("#cli")
+
+    def choose(value: str, by_keyboard: bool = False) -> dict:
+        with page.expect_request(lambda r: "/v1/search/text" in r.url) as sent:
+            before = runs(page)
+            if by_keyboard:
+                page.focus("#t-colour")
+                page.keyboard.press("ArrowDown")
+            else:
+                page.select_option("#t-colour", value)
+            settle(page, before)
+        assert page.input_value("#t-colour") == value
+        return sent.value.post_data_json
+
+    assert page.get_attribute("#t-colour", "title")
+    assert page.evaluate("document.querySelector('#t-colour').labels[0].textContent").startswith("Colour")
+    body = choose("0", by_keyboard=True)  # "any colour", the option after the default
+    assert body["colour"] == 0 and json.loads(page.inner_text("#json"))["colour"] == 0
+    assert "--colour 0" in page.inner_text("#cli")
+    body = choose("1")  # "this colour"
+    assert body["colour"] == 1 and json.loads(page.inner_text("#json"))["colour"] == 1
+    cli = page.inner_text("#cli")
+    assert " --colour 1 " in cli
+    ids = on_screen(page)
+
+    api = httpx.post(site.url + "/v1/search/text", json={"text": "striped t-shirt", "colour": 1, "k": 12}).json()
+    assert [h["id"] for h in api["hits"]] == ids
+    if api["colour"] is None:  # this collection's model keeps no colour apart: no weight to show
+        assert page.query_selector("#summary-colour") is None and "colour" not in page.inner_text("#summary")
+    else:
+        assert page.inner_text("#summary-colour") == f" · colour {api['colour']:.2f}"
+    out = subprocess.run([*CLI, *shlex.split(cli)[1:]], env=site.env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    assert [h["id"] for h in res["hits"]] == ids and res["colour"] == api["colour"]
+
+
 def test_duplicates_view(site, page):
     before = runs(page)
     page.click("#modes button[data-mode=dedup]")

@@ -26,6 +26,8 @@ function tuning() {
   }
   const ranker = $("#t-ranker").value;
   if (ranker !== "weighted") o.ranker = ranker;
+  const colour = $("#t-colour").value;  // "": the search type's default (the API's DEFAULT_COLOUR)
+  if (colour !== "") o.colour = Number(colour);
   const filters = {};
   for (const sel of $$("#filters select")) if (sel.value !== "") filters[sel.name] = sel.value;
   if (Object.keys(filters).length) o.filters = filters;
@@ -45,6 +47,7 @@ function optionArgs(o) {
   if (o.fields) a.push("--fields", o.fields.join(","));
   if (o.weights) a.push("--weights", Object.entries(o.weights).map(([f, w]) => `${f}=${w}`).join(","));
   if (o.ranker) a.push("--ranker", o.ranker);
+  if (o.colour !== undefined) a.push("--colour", String(o.colour));
   for (const [k, v] of Object.entries(o.filters || {})) a.push("--filter", `${k}=${v}`);
   if (o.group_by) a.push("--group-by", o.group_by);
   if (o.floor !== undefined) a.push("--floor", String(o.floor));
@@ -176,6 +179,13 @@ function renderHits(data) {
   $("#summary").textContent = `${data.hits.length} hits · ${data.search_type} search · fields ${[...searched].join("+")}`
     + (data.fields.length > 1 ? ` (${data.ranker}; ${w}; profile ${data.profile})` : "")
     + (data.filter ? ` · filter ${data.filter}` : "") + ` · ${Math.round(data.took_ms)} ms`;
+  if (data.colour != null) {  // null: the collection's model keeps no colour apart, so no weight applies
+    const c = document.createElement("span");
+    c.id = "summary-colour";
+    c.title = "how much the query's colour counted (0 = any colour, 1 = this colour)";
+    c.textContent = ` · colour ${Number(data.colour).toFixed(2)}`;
+    $("#summary").appendChild(c);
+  }
   for (const hit of data.hits) {
     const li = $("#card-tpl").content.firstElementChild.cloneNode(true);
     const ent = { ...hit.entity, id: hit.id };
@@ -320,7 +330,7 @@ function init() {
   for (const r of $$("[data-weight]")) {
     r.addEventListener("input", () => { $(`[data-weight-out=${r.dataset.weight}]`).textContent = Number(r.value).toFixed(2); schedule(); });
   }
-  for (const el of ["#t-ranker", "#t-k", "#t-group", "#t-floor", "#q-target", "#d-field", "#d-category"]) {
+  for (const el of ["#t-ranker", "#t-colour", "#t-k", "#t-group", "#t-floor", "#q-target", "#d-field", "#d-category"]) {
     $(el).addEventListener("change", schedule);
   }
   $("#d-threshold").addEventListener("input", () => { $("#d-threshold-out").textContent = $("#d-threshold").value; schedule(); });
