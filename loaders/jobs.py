@@ -23,6 +23,7 @@ from samestyle.encoders.base import Encoder
 from samestyle.encoders.lazy import LazyEncoder
 from samestyle.encoders.onnx import OnnxEncoder
 from samestyle.errors import ConfigError
+from samestyle import contract as C
 from samestyle import serve
 from samestyle.serve.stack import reap_stale, read_manifest
 from samestyle.store import spec as S
@@ -79,7 +80,11 @@ class Threshold:
 
 def manifest_of(encoder: Encoder) -> dict:
     """What the store checks a collection against."""
-    return {"model_version": encoder.model_version, "embed_dim": int(encoder.dim)}
+    out = {"model_version": encoder.model_version, "embed_dim": int(encoder.dim)}
+    colour_dims = int(getattr(encoder, "colour_dims", 0))
+    if colour_dims:  # recorded with the collection, so searches know which dimensions are colour
+        out["fusion"] = {"colour_dims": colour_dims}
+    return out
 
 
 @contextlib.contextmanager
@@ -106,7 +111,8 @@ def open_encoder(settings, kind: str = "triton", model_dir: str | Path | None = 
     # A local Triton would have to start: only once something needs encoding (a re-run
     # over an unchanged catalogue starts none).
     manifest = read_manifest(settings.model_dir)
-    with LazyEncoder(lambda: serve.encoder_for(settings), manifest["model_version"], manifest["embed_dim"]) as enc:
+    with LazyEncoder(lambda: serve.encoder_for(settings), manifest["model_version"], manifest["embed_dim"],
+                     colour_dims=C.colour_dims(manifest)) as enc:
         yield enc
 
 

@@ -122,6 +122,12 @@ DEDUP_HASH_WEIGHT = 0.8
 DEDUP_HASH_FLOOR = 0.98
 
 
+def colour_dims(manifest) -> int:
+    """How many of a model's last dimensions carry colour apart (its manifest's
+    `fusion.colour_dims`; 0 for a model that keeps none, or a manifest without it)."""
+    return int((manifest.get("fusion") or {}).get("colour_dims", 0) or 0)
+
+
 def collection_name(version: int) -> str:
     """`products_v<N>`: the versioned physical collection behind the alias."""
     if version < 1:

@@ -38,7 +38,7 @@ from . import plot_options
 from ..config import ROOT, Settings
 from ..serve.milvus import MilvusServer
 from ..store import Store
-from samestyle.loaders.jobs import ingest_catalogue, open_encoder
+from samestyle.loaders.jobs import ingest_catalogue, manifest_of, open_encoder
 from samestyle.loaders.photos import PhotoLoader, PhotoOptions
 from samestyle.loaders.pipeline import IngestOptions
 from samestyle.loaders.sources import Source
@@ -150,7 +150,7 @@ def naive_path(encoder, catalogue: Path, n: int, work: Path, photo_dir: Path) ->
     settings = Settings(data_dir=work / "naive")
     src = Source(catalogue)
     with Store.open(settings) as store:
-        name = store.create_version({"model_version": encoder.model_version, "embed_dim": encoder.dim})
+        name = store.create_version(manifest_of(encoder))
         tf = Transformer(store.spec, ColumnMap(), encoder.model_version, getattr(encoder, "consts", None), src.columns)
         photos = PhotoLoader(src.base_dir, PhotoOptions(roots=(str(photo_dir),)))
         done = 0

@@ -78,6 +78,7 @@ class Encoder:
 
     dim: int
     model_version: str
+    colour_dims: int = 0  # the model's last dimensions that carry colour apart (contract.colour_dims)
     max_batch: int = 64
 
     def encode_batch(self, products: Sequence[ProductInput]) -> EncodedBatch:

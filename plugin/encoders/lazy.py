@@ -15,12 +15,14 @@ from ..errors import ServeError
 
 
 class LazyEncoder:
-    def __init__(self, open_fn: Callable[[], object], model_version: str, dim: int, max_batch: int = 16):
+    def __init__(self, open_fn: Callable[[], object], model_version: str, dim: int, max_batch: int = 16,
+                 colour_dims: int = 0):
         self._open = open_fn
         self._real = None
         self._lock = threading.Lock()
         self.model_version = model_version
         self.dim = int(dim)
+        self.colour_dims = int(colour_dims)
         self._max_batch = max_batch
         self.consts = None  # the contract's preprocessing constants, as a Triton encoder's
 

@@ -25,6 +25,7 @@ class OnnxEncoder(Encoder):
         self.manifest = json.loads((d / "manifest.json").read_text())
         self.dim = int(self.manifest["embed_dim"])
         self.model_version = self.manifest["model_version"]
+        self.colour_dims = C.colour_dims(self.manifest)
         self.max_batch = max_batch
         self.max_len = int(self.consts["max_text_len"])
         self.tokenizer = pp.load_tokenizer(str(d / "tokenizer.json"), self.max_len)

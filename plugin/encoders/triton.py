@@ -91,7 +91,9 @@ class TritonEncoder(Encoder):
         cfg = cfg["config"]
         outs = {o["name"]: o for o in cfg["output"]}
         self.dim = int(outs[C.OUT_FUSED]["dims"][-1])
-        self.model_version = cfg.get("parameters", {}).get("model_version", {}).get("string_value", "unknown")
+        params = cfg.get("parameters", {})
+        self.model_version = params.get("model_version", {}).get("string_value", "unknown")
+        self.colour_dims = int(params.get("colour_dims", {}).get("string_value", "0") or 0)
         self.server_max_batch = int(cfg.get("max_batch_size", C.MAX_BATCH))
 
     # -- transport ---------------------------------------------------------------

@@ -62,14 +62,19 @@ MAX_CANDIDATES = 16_384  # Milvus's cap on limit (+ offset) per request
 
 def with_colour(vectors: np.ndarray, colour_dims: int, weight: float) -> np.ndarray:
     """Query vectors [.., D] with their last `colour_dims` dimensions (the colour part)
-    scaled by `weight` in [0, 1]; unchanged (the same array) when the model keeps no
-    colour apart or the weight is 1. Stored vectors are never scaled: an inner product
-    with a scaled query is the style score plus `weight` times the colour score."""
+    scaled by `weight` in [0, 1], then divided by their inner product with the vector they
+    came from, so a product still scores exactly 1 against itself (the per-query factor
+    changes no ranking); unchanged (the same array) when the model keeps no colour apart
+    or the weight is 1. Stored vectors are never scaled: against a stored vector, a
+    scaled query scores (style score + weight x colour score) / (style + weight x colour
+    share of its own vector)."""
     if not colour_dims or weight == 1.0:
         return vectors
     out = np.array(vectors, dtype=np.float32, copy=True)
-    out[..., out.shape[-1] - colour_dims:] *= weight
-    return out
+    k = out.shape[-1] - colour_dims
+    out[..., k:] *= weight
+    own = (out * np.asarray(vectors, dtype=np.float32)).sum(-1, keepdims=True)
+    return np.divide(out, own, out=np.zeros_like(out), where=own > 1e-12)
 
 
 def candidates(limit: int) -> int:

@@ -26,6 +26,7 @@ def test_product_search_finds_near_duplicates_and_excludes_itself(searcher, sear
         assert dup in res.ids, f"{dup} (near-duplicate of {orig}) not in {res.ids}"
         assert res.fields == ("fused_vec",) and res.views_used == {"fused_vec": "fused"}
         kept = searcher.by_product(orig, k=K, exclude_self=False)
+        # 1 against itself, whatever share of its colour the search counts (query.requests.with_colour)
         assert kept.ids[0] == orig and kept.hits[0].scores["fused_vec"] == pytest.approx(1.0, abs=1e-3)
 
 
@@ -97,8 +98,12 @@ def test_text_search_targets(searcher, search_catalogue, target, fields):
 
 def test_per_field_scores_equal_ip_of_stored_vectors(searcher, search_catalogue):
     pid = search_catalogue.rows[5]["id"]
+    from samestyle.query.requests import with_colour
+
     res = searcher.by_product(pid, k=5, fields=["image_vec", "text_vec", "fused_vec"], ranker="weighted")
-    q = {f: search_catalogue.vectors[f][search_catalogue.index(pid)] for f in search_catalogue.vectors}
+    # the product's stored vectors as a product search sends them (its colour part scaled)
+    q = {f: with_colour(search_catalogue.vectors[f][search_catalogue.index(pid)], searcher.encoder.colour_dims,
+                        res.colour if res.colour is not None else 1.0) for f in search_catalogue.vectors}
     for h in res.hits:
         j = search_catalogue.index(h.id)
         for f, v in q.items():
@@ -472,3 +477,33 @@ def test_cli_products_file_searches_each_and_reports_bad_ids(search_catalogue, c
     assert "product [NOPE]: product [NOPE] is not in collection" in human.output
     both = _cli(["search", "--products", str(f), "--product", ids[0]], cli_env)
     assert both.exit_code == 2 and "exactly one of" in both.output
+
+
+def test_the_ingested_collection_knows_the_models_colour_dims(searcher, search_catalogue, onnx_encoder):
+    """`samestyle ingest` records the model's colour dimensions with the collection (here the
+    shipped model's, through the real ingest path), so a product search asks for the same
+    style in any colour (its query's colour part zeroed) and photo + modifier for the colour."""
+    from samestyle import contract as C
+    from samestyle.query.requests import DEFAULT_COLOUR, with_colour
+
+    dims = C.colour_dims(onnx_encoder.manifest)
+    assert dims == onnx_encoder.colour_dims
+    desc = searcher.store.describe(search_catalogue.collection)
+    assert int((desc.get("properties") or {}).get("samestyle.colour_dims", 0)) == dims
+    if not dims:
+        pytest.skip("the shipped model keeps no colour apart")
+    pid = search_catalogue.rows[0]["id"]
+    res = searcher.by_product(pid, k=K)
+    assert res.colour == DEFAULT_COLOUR["product"] == 0.0
+    fused = search_catalogue.vectors["fused_vec"]
+    own = fused[search_catalogue.index(pid)]
+    q = with_colour(own, dims, 0.0)
+    assert float(q @ own) == pytest.approx(1.0, abs=1e-5)  # a product still scores 1 against itself
+    top = search_catalogue.index(res.ids[0])
+    assert res.hits[0].score == pytest.approx(float(q @ fused[top]), abs=1e-3)
+    full = searcher.by_product(pid, k=K, colour=1.0)
+    assert full.colour == 1.0
+    assert full.hits[0].score == pytest.approx(
+        float(fused[search_catalogue.index(pid)] @ fused[search_catalogue.index(full.ids[0])]), abs=1e-3)
+    photo = search_catalogue.photos[pid].read_bytes()
+    assert searcher.by_photo_text(photo, "but in white", k=K).colour == DEFAULT_COLOUR["photo_text"] == 1.0

@@ -74,6 +74,8 @@ def test_composite_hybrid_is_the_exact_weighted_fusion(searcher, search_catalogu
         res = searcher.hybrid(text=r["title"], photo=search_catalogue.photos[r["id"]], k=K, weights=weights)
         assert res.fields == R.FIELDS
         views = searcher._encode(photo=search_catalogue.photos[r["id"]].read_bytes(), text=r["title"])
+        if res.colour is not None:  # the views as the search sent them (their colour part scaled)
+            views = {v: R.with_colour(x, searcher.encoder.colour_dims, res.colour) for v, x in views.items()}
         plan = R.plan(views, R.FIELDS, k=K, weights=res.weights)  # None: the category's profile
         want, s = _exact(search_catalogue, plan, K)
         kth = np.sort(s)[-K]

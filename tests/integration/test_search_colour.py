@@ -44,9 +44,11 @@ def vector(style, colour) -> np.ndarray:
 
 
 def expected(pid: str, weight: float) -> float:
-    """The query Q against `pid` with Q's colour part scaled by `weight` (stored vectors never are)."""
+    """The query Q against `pid` with Q's colour part scaled by `weight` (stored vectors never
+    are), divided by the scaled query's score against Q itself, so Q would score 1."""
     (sq, cq), (sp, cp) = PRODUCTS["Q"], PRODUCTS[pid]
-    return (1 - W * W) * float(sq @ sp) + weight * W * W * float(cq @ cp)
+    own = (1 - W * W) + weight * W * W
+    return ((1 - W * W) * float(sq @ sp) + weight * W * W * float(cq @ cp)) / own
 
 
 class TableEncoder(Encoder):

@@ -59,6 +59,7 @@ def test_vectors_equal_in_process_onnx(encoder, onnx_encoder, catalogue):
     got, want = encoder.encode(products), onnx_encoder.encode(products)
     assert got.ids == [p.id for p in products] and all(e is None for e in got.errors)
     assert encoder.dim == onnx_encoder.dim and encoder.model_version == onnx_encoder.model_version
+    assert encoder.colour_dims == onnx_encoder.colour_dims  # from the repository's config.pbtxt
     _assert_same(got, want)
     norms = {v: np.linalg.norm(got.view(v), axis=1) for v in C.VIEWS}
     np.testing.assert_allclose(norms["fused"], 1, atol=1e-5)
