@@ -25,8 +25,17 @@ IMAGE_FEATURE_DIM = 1280  # EfficientNet-Lite0 head channels
 # The photo tower is split where fine-tuning starts: the stem (stem conv + MBConv blocks
 # 0..IMAGE_TAIL_FROM-1) stays at its ImageNet weights, so its activations can be cached;
 # the tail (blocks IMAGE_TAIL_FROM.., head conv) is trained with the fusion encoder.
+# A checkpoint records its split (manifest image_tail.from_block); IMAGE_TAIL_FROM is the default.
 IMAGE_TAIL_FROM = 15  # EfficientNet-Lite0 has 16 MBConv blocks; 15 is the last (192 -> 320 ch)
-IMAGE_STEM_SHAPE = (192, IMAGE_SIZE // 32, IMAGE_SIZE // 32)  # stem activations [C, H, W] at IMAGE_SIZE
+# stem activations [C, H, W] at IMAGE_SIZE for each supported split (the input of block k)
+IMAGE_STEM_SHAPES = {
+    11: (112, IMAGE_SIZE // 16, IMAGE_SIZE // 16),
+    12: (192, IMAGE_SIZE // 32, IMAGE_SIZE // 32),
+    13: (192, IMAGE_SIZE // 32, IMAGE_SIZE // 32),
+    14: (192, IMAGE_SIZE // 32, IMAGE_SIZE // 32),
+    15: (192, IMAGE_SIZE // 32, IMAGE_SIZE // 32),
+}
+IMAGE_STEM_SHAPE = IMAGE_STEM_SHAPES[IMAGE_TAIL_FROM]
 TEXT_FEATURE_DIM = 384  # all-MiniLM-L6-v2 hidden size
 # EfficientNet-Lite normalisation: (x - 127) / 128 on 0..255 pixels.
 IMAGE_MEAN = (127.0, 127.0, 127.0)

@@ -66,6 +66,7 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 5e-4
     tail_lr: float = 0.0  # learning rate of the photo tower's tail; 0 keeps it frozen
+    tail_from: int = C.IMAGE_TAIL_FROM  # the tail's first MBConv block (the stem before it stays frozen)
     weight_decay: float = 0.01
     warmup: int = 100
     loss: str = "hinge"  # or "infonce"
@@ -99,6 +100,9 @@ class TrainConfig:
             raise ValueError("a locked photo view (image_lock) is the pretrained backbone's, projected: "
                              "the photo tower's tail cannot train with it (set tail_lr to 0)")
 
+        if self.tail_from not in C.IMAGE_STEM_SHAPES:
+            raise ValueError(f"tail_from must be one of {sorted(C.IMAGE_STEM_SHAPES)} "
+                             f"(the photo tower's supported splits), got {self.tail_from}")
         FusionConfig(**self.fusion)  # its own checks, before any work
         if self.w_colour and not self.fusion.get("colour_dims"):
             raise ValueError("the colour term (w_colour) trains the colour part: set fusion colour_dims "
@@ -279,7 +283,10 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
     if cfg.tail_lr > 0:
         if f.image_stem is None:
             raise ValueError("training the photo tower's tail needs stem activations (features.for_catalogue)")
-        tail = ImageBackbone().train_tail()
+        if f.tail_from != cfg.tail_from:
+            raise ValueError(f"the features' stem activations feed block [{f.tail_from}], "
+                             f"training splits the photo tower at [{cfg.tail_from}]")
+        tail = ImageBackbone(tail_from=cfg.tail_from).train_tail()
     groups = [{"params": list(model.parameters()), "lr": cfg.lr}]
     if tail is not None:
         groups.append({"params": tail.tail_parameters(), "lr": cfg.tail_lr})

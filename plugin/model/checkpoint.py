@@ -34,7 +34,7 @@ def weights_hash(state: dict[str, torch.Tensor]) -> str:
 
 def save(model_dir: str | Path, fusion: FusionEncoder, *, training: dict | None = None,
          image_backbone: str | None = None, text_backbone: str | None = None,
-         image_tail: dict[str, torch.Tensor] | None = None) -> dict:
+         image_tail: dict[str, torch.Tensor] | None = None, tail_from: int = contract.IMAGE_TAIL_FROM) -> dict:
     """Write weights + manifest; returns the manifest. The model version is derived
     from all trained weights (fusion and photo tail), so two checkpoints with one
     version hold the same numbers."""
@@ -47,7 +47,7 @@ def save(model_dir: str | Path, fusion: FusionEncoder, *, training: dict | None 
         image_tail = {k: v.detach().cpu().contiguous() for k, v in image_tail.items()}
         tail_digest = weights_hash(image_tail)
         digest = hashlib.sha256((digest + tail_digest).encode()).hexdigest()
-        tail = {"file": TAIL_WEIGHTS, "from_block": contract.IMAGE_TAIL_FROM, "sha256": tail_digest,
+        tail = {"file": TAIL_WEIGHTS, "from_block": tail_from, "sha256": tail_digest,
                 "parameters": int(sum(v.numel() for k, v in image_tail.items() if "running" not in k
                                       and "num_batches" not in k))}
     cfg = fusion.cfg
@@ -113,9 +113,9 @@ def load_image_tail(model_dir: str | Path, manifest: dict | None = None) -> dict
     tail = manifest.get("image_tail")
     if not tail:
         return None
-    if tail.get("from_block") != contract.IMAGE_TAIL_FROM:
+    if tail.get("from_block") not in contract.IMAGE_STEM_SHAPES:
         raise CheckpointError(f"checkpoint [{d}] fine-tuned the photo tower from block [{tail.get('from_block')}], "
-                              f"this samestyle splits it at [{contract.IMAGE_TAIL_FROM}]",
+                              f"this samestyle splits it at one of {sorted(contract.IMAGE_STEM_SHAPES)}",
                               fix="retrain with `samestyle train` for this version")
     path = d / tail["file"]
     if not path.exists():
@@ -131,4 +131,11 @@ def load_image_tail(model_dir: str | Path, manifest: dict | None = None) -> dict
 def image_backbone(model_dir: str | Path, manifest: dict | None = None, weights=None):
     """The checkpoint's photo tower: the ImageNet EfficientNet-Lite0 with its
     fine-tuned tail, if any."""
-    return ImageBackbone(weights, tail_state=load_image_tail(model_dir, manifest))
+    manifest = manifest or read_manifest(model_dir)
+    return ImageBackbone(weights, tail_state=load_image_tail(model_dir, manifest),
+                         tail_from=tail_from_block(manifest))
+
+
+def tail_from_block(manifest: dict) -> int:
+    """Where the checkpoint splits its photo tower (the default for one without a trained tail)."""
+    return (manifest.get("image_tail") or {}).get("from_block", contract.IMAGE_TAIL_FROM)
