@@ -129,6 +129,15 @@ DEDUP_IMAGE_WEIGHT = 0.9
 PHOTO_HASH = "photo_hash"
 DEDUP_HASH_WEIGHT = 0.8
 DEDUP_HASH_FLOOR = 0.98
+# With the products' grey photos at hand (dedup reads ingest's thumbnails), a pair whose
+# titles and embeddings already agree (title overlap and image_vec cosine at least these)
+# is also registered (samestyle.photoreg: the band NCC at the best crop alignment), which
+# finds re-cropped copies; the NCC is stretched from [FLOOR, TOP] to [0, 1] and the photo
+# scores the larger of it and the signature similarity. Tuned in `samestyle bench dedup`.
+DEDUP_REG_MIN_TITLE = 0.5
+DEDUP_REG_MIN_COSINE = 0.7
+DEDUP_REG_FLOOR = 0.85
+DEDUP_REG_TOP = 0.95
 
 
 def colour_dims(manifest) -> int:

@@ -35,6 +35,7 @@ import numpy as np
 
 from . import contract as C
 from . import photohash as PH
+from . import photoreg as PR
 from .query import filters as F
 from .query.search import Searcher
 from .store import search as store_reads
@@ -293,17 +294,51 @@ def _dot_pairs(x: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 100_000
     return out
 
 
+Photos = Callable[[np.ndarray], np.ndarray]  # rows -> their grey photos [len, H, W] uint8 (all 0: none)
+
+
 def photo_scores(image: np.ndarray, hashes: Sequence | None, i: np.ndarray, j: np.ndarray,
-                 hash_weight: float = HASH_WEIGHT) -> np.ndarray:
-    """Each pair's photo score: image_vec cosine, blended with the photo-signature
-    similarity where both products have one."""
+                 hash_weight: float = HASH_WEIGHT, greys: Photos | np.ndarray | None = None,
+                 gate: np.ndarray | None = None) -> np.ndarray:
+    """Each pair's photo score: image_vec cosine, blended with how surely the two photos
+    are one photo where both products have a signature: the signature similarity, or,
+    with `greys` (each row's grey photo, samestyle.photoreg, as an array or a function
+    of the rows; an all-zero photo counts as none), the registration similarity of the
+    pairs in `gate`, whichever is higher."""
     photo = _dot_pairs(np.asarray(image, np.float32), i, j)
     if hashes is None or hash_weight <= 0 or not len(i):
         return photo
     h, has = PH.parse(hashes)
     both = has[i] & has[j]
-    photo[both] = (1 - hash_weight) * photo[both] + hash_weight * PH.similarity(h, i[both], j[both], C.DEDUP_HASH_FLOOR)
+    same = PH.similarity(h, i[both], j[both], C.DEDUP_HASH_FLOOR)
+    if greys is not None:
+        same = np.maximum(same, registration(greys, i[both], j[both],
+                                             None if gate is None else gate[both] & (same < 1)))
+    photo[both] = (1 - hash_weight) * photo[both] + hash_weight * same
     return photo
+
+
+def registration(greys: Photos | np.ndarray, i: np.ndarray, j: np.ndarray,
+                 gate: np.ndarray | None = None) -> np.ndarray:
+    """How surely one photo is a (re-cropped) copy of the other, in [0, 1], for the
+    pairs in `gate` whose two grey photos exist (0 for the rest): the band NCC at the
+    best crop alignment (samestyle.photoreg) stretched from C.DEDUP_REG_FLOOR. Only the
+    photos of gated pairs are read."""
+    out = np.zeros(len(i), np.float32)
+    m = np.ones(len(i), bool) if gate is None else gate.copy()
+    if not m.any():
+        return out
+    rows, inv = np.unique(np.concatenate([i[m], j[m]]), return_inverse=True)
+    photos = greys[rows] if isinstance(greys, np.ndarray) else greys(rows)
+    has = photos.reshape(len(photos), -1).any(1)
+    a, b = inv[: m.sum()], inv[m.sum():]
+    ok = has[a] & has[b]
+    m[np.flatnonzero(m)[~ok]] = False
+    if m.any():
+        ncc = PR.register(PR.Prepared(photos), a[ok], b[ok])
+        out[m] = PR.similarity(ncc, C.DEDUP_REG_FLOOR, C.DEDUP_REG_TOP)
+    log.info("photo registration: %d pairs", int(m.sum()))
+    return out
 
 
 def mutual_best(n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -317,7 +352,8 @@ def mutual_best(n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray) -> np.n
 def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str | None], groups: Sequence,
                       k: int = NEIGHBOURS, image_weight: float = IMAGE_WEIGHT, block: int = 1024,
                       exact_max: int = EXACT_MAX, progress: Callable[[int], None] | None = None,
-                      hashes: Sequence | None = None, hash_weight: float = HASH_WEIGHT) -> Pairs:
+                      hashes: Sequence | None = None, hash_weight: float = HASH_WEIGHT,
+                      greys: Photos | np.ndarray | None = None) -> Pairs:
     """Candidate duplicates for `dedup`'s photo+title method, scored; `.above(t)` keeps
     the links at threshold t.
 
@@ -340,10 +376,15 @@ def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str 
         progress(n // 2)
     near.append(nearest(text, groups, k, block, exact_max))
     i, j = candidate_pairs(n, *near)
-    photo = photo_scores(image, hashes, i, j, hash_weight)
-    score = image_weight * photo + (1 - image_weight) * title_overlap(titles, i, j)
     ok = ~(numbers_differ(titles, i, j) | colours_differ(titles, i, j))
-    i, j, score = i[ok], j[ok], score[ok]
+    i, j = i[ok], j[ok]
+    overlap = title_overlap(titles, i, j)
+    gate = None
+    if greys is not None:  # registration costs ~10 ms a pair: only where title and embedding agree
+        gate = (overlap >= C.DEDUP_REG_MIN_TITLE) & (_dot_pairs(np.asarray(image, np.float32), i, j)
+                                                     >= C.DEDUP_REG_MIN_COSINE)
+    photo = photo_scores(image, hashes, i, j, hash_weight, greys, gate)
+    score = image_weight * photo + (1 - image_weight) * overlap
     keep = mutual_best(n, i, j, score)
     if progress:
         progress(n - n // 2)
@@ -520,11 +561,13 @@ def load(store, collection: str, *, method: str = C.DEDUP_PHOTO_TITLE, group_fie
 
 
 def link(cat: Catalogue, method: str, threshold: float, block: int = 1024,
-         progress: Callable[[int], None] | None = None) -> Pairs:
-    """The scored links of `method` at `threshold` or above (`.above(t)` for a higher t)."""
+         progress: Callable[[int], None] | None = None, greys: Photos | np.ndarray | None = None) -> Pairs:
+    """The scored links of `method` at `threshold` or above (`.above(t)` for a higher t).
+    `greys`: the rows' grey photos for photo+title's crop registration (none: signature only)."""
     if method == C.DEDUP_PHOTO_TITLE:
         return photo_title_pairs(cat.vectors[C.IMAGE_VEC], cat.vectors[C.TEXT_VEC], cat.extra["title"], cat.groups,
-                                 block=block, progress=progress, hashes=cat.extra.get(C.PHOTO_HASH)).above(threshold)
+                                 block=block, progress=progress, hashes=cat.extra.get(C.PHOTO_HASH),
+                                 greys=greys).above(threshold)
     return find_pairs(cat.vectors[method], cat.groups, threshold, block=block, progress=progress)
 
 
@@ -538,12 +581,16 @@ def _no_bar(desc: str, total: int | None):
 def run(store, collection: str, *, threshold: float = DEFAULT_THRESHOLD, vector_field: str = C.DEDUP_PHOTO_TITLE,
         label_field: str | None = None, labels: Mapping[str, str] | None = None, sweep: Iterable[float] = (),
         filters: Sequence[str] = (), block: int = 1024, out_path: Path | None = None,
-        bar: Callable[[str, int | None], Any] = _no_bar) -> dict:
+        bar: Callable[[str, int | None], Any] = _no_bar, thumbnails=None) -> dict:
     """The dedup job behind `samestyle dedup`: near-duplicate clusters of `collection`
     (read through a `samestyle.store.Store`), scored against `label_field` (stored) or
     `labels` (id -> label, from elsewhere) when given, at `threshold` and every `sweep`
     value; the clusters written to `out_path` as JSONL when given. `vector_field` is
     the method: photo+title (default) or one vector field.
+
+    `thumbnails` (a samestyle.thumbs.Thumbnails: the data dir's, written at ingest)
+    gives photo+title the products' photos for its crop registration; without it, or for
+    a product whose thumbnail is missing, the stored signature alone judges the photo.
 
     `filters` are `k=v` strings as `samestyle search --filter` takes them. `bar(desc,
     total)` returns a context manager yielding a progress callable (the CLI's progress
@@ -556,12 +603,20 @@ def run(store, collection: str, *, threshold: float = DEFAULT_THRESHOLD, vector_
     model = store_reads.model_version(store.describe(collection))
     with bar("fetch", total) as update:
         cat = load(store, collection, method=vector_field, label_field=None if labels is not None else label_field,
-                   expr=expr, progress=update)
+                   extra_fields=("content_hash",) if thumbnails is not None else (), expr=expr, progress=update)
+    greys, photos_read = None, {"n": 0}
+    if thumbnails is not None and vector_field == C.DEDUP_PHOTO_TITLE:
+        keys = cat.extra["content_hash"]
+
+        def greys(rows: np.ndarray) -> np.ndarray:
+            out = thumbnails.greys([keys[r] for r in rows.tolist()], PR.grey, PR.GREY_SIZE[::-1])
+            photos_read["n"] += int(out.reshape(len(out), -1).any(1).sum())
+            return out
     if labels is not None:
         cat.labels = [labels.get(i) for i in cat.ids]
     thresholds = sorted({threshold, *sweep})
     with bar("compare", len(cat.ids)) as update:
-        pairs = link(cat, vector_field, thresholds[0], block=block, progress=update)
+        pairs = link(cat, vector_field, thresholds[0], block=block, progress=update, greys=greys)
     results = {}
     for t in thresholds:
         p = pairs.above(t)
@@ -578,7 +633,7 @@ def run(store, collection: str, *, threshold: float = DEFAULT_THRESHOLD, vector_
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
                 written += 1
     return {"collection": collection, "model_version": model, "field": vector_field, "products": len(cat.ids),
-            "threshold": threshold,
+            "threshold": threshold, "photos_registered": photos_read["n"] if greys is not None else None,
             "out": str(out_path) if out_path else None, "clusters_written": written,
             "label": label_field, **results[threshold].to_dict(),
             "sweep": [results[t].to_dict() for t in thresholds],

@@ -57,10 +57,12 @@ class EncodeError(SamestyleError):
 
     code = "encode_failed"
 
-    def __init__(self, message: str, *, product_id: str | None = None, field: str | None = None, **kw):
+    def __init__(self, message: str, *, product_id: str | None = None, field: str | None = None,
+                 too_large: bool = False, **kw):
         super().__init__(message, product_id=product_id, field=field, **kw)
         self.product_id = product_id
         self.field = field
+        self.too_large = too_large  # refused for its size (a photo's bytes or pixels, a title's length)
 
 
 class ServerUnavailable(SamestyleError):

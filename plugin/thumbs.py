@@ -24,6 +24,9 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
 
 from PIL import Image
 
@@ -70,6 +73,23 @@ class Thumbnails:
         except Exception as exc:  # noqa: BLE001 - PIL raises many types
             log.warning("thumbnail for %s not written: %s", key[:12], exc)
             return False
+
+
+    def greys(self, keys: Sequence[str | None], to_grey: Callable[[Image.Image], np.ndarray],
+              shape: tuple[int, int]) -> np.ndarray:
+        """`to_grey` of each key's thumbnail, uint8 [len(keys), *shape]; all zeros where
+        there is none (not written, unreadable, or not a digest)."""
+        out = np.zeros((len(keys), *shape), np.uint8)
+        for n, key in enumerate(keys):
+            path = self.path(key or "")
+            if path is None or not path.is_file():
+                continue
+            try:
+                with Image.open(path) as im:
+                    out[n] = to_grey(im)
+            except Exception as exc:  # noqa: BLE001 - PIL raises many types; a thumbnail is optional
+                log.warning("thumbnail %s unreadable: %s", path.name[:12], exc)
+        return out
 
 
 def make(photo: bytes, size: int = SIZE, quality: int = QUALITY) -> bytes:

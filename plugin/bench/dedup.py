@@ -48,6 +48,7 @@ from PIL import Image, ImageDraw
 
 from .. import contract as C
 from .. import dedup as D
+from .. import photoreg as PR
 from . import collection_option, photo_base, photo_dir_option, run_options, save_report
 from ..encoders.base import ProductInput
 from ..encoders.onnx import OnnxEncoder
@@ -64,7 +65,7 @@ KINDS = ("photo", "title", "both")
 PHOTO_EDITS = ("crop", "resize", "jpeg", "watermark")
 STYLE_LABEL = "style_group"  # Myntra's "same style, other colourway": must not merge
 NEAR_GREY = 2.0  # mean grey-level difference under which two photos are one photo saved twice
-NEAR_SIZE = (60, 80)  # the grey thumbnail they are compared at (width, height)
+NEAR_SIZE = PR.GREY_SIZE  # the grey photo they are compared at (width, height): dedup's registration size
 N_SYN_CATEGORIES = 48  # as bench scale
 
 
@@ -190,8 +191,7 @@ def _r(v):
 
 def grey_thumb(data: bytes, consts: dict) -> np.ndarray:
     """The photo decoded as ingest decodes it, in grey at NEAR_SIZE (uint8)."""
-    img = open_photo(data, consts).convert("L").resize(NEAR_SIZE, Image.Resampling.BILINEAR)
-    return np.asarray(img, np.uint8)
+    return PR.grey(open_photo(data, consts))
 
 
 def linked_catalogue_pairs(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray) -> np.ndarray:
@@ -254,10 +254,11 @@ def style_false_merges(cids: np.ndarray, style: list, same_photo: np.ndarray) ->
 
 
 # --- timing -----------------------------------------------------------------------------
-def timed_dedup(cat: D.Catalogue, method: str, threshold: float) -> tuple[float, D.Pairs, np.ndarray]:
+def timed_dedup(cat: D.Catalogue, method: str, threshold: float,
+                greys=None) -> tuple[float, D.Pairs, np.ndarray]:
     """`dedup`'s links (D.link, the job's own) and clusters, timed."""
     t = time.perf_counter()
-    pairs = D.link(cat, method, threshold)
+    pairs = D.link(cat, method, threshold, greys=greys)
     cids = D.cluster_ids(len(cat.ids), pairs)
     return time.perf_counter() - t, pairs, cids
 
@@ -375,11 +376,14 @@ def plot(report: dict, path: Path) -> None:
 @click.option("--synthetic-sizes", default="42k,1M", show_default=True,
               help="Synthetic catalogue sizes to time dedup at ('' to skip).")
 @click.option("--encoder", "encoder_kind", type=click.Choice(["triton", "onnx"]), default="triton", show_default=True)
+@click.option("--registration/--no-registration", default=True, show_default=True,
+              help="Give photo+title the photos for its crop registration, as `dedup` does with ingest's "
+                   "thumbnails (--no-registration: the stored signature alone, as for a collection without them).")
 @photo_dir_option
 @collection_option
 @run_options("Smoke run (30 re-listings, synthetic 2k and 20k); figures meaningless.", DEFAULT_PLOT)
-def command(settings, relists, thresholds, vector_field, synthetic_sizes, encoder_kind, photo_dir, collection, seed,
-            quick, do_plot, plot_file, out_path, as_json):
+def command(settings, relists, thresholds, vector_field, synthetic_sizes, encoder_kind, registration, photo_dir,
+            collection, seed, quick, do_plot, plot_file, out_path, as_json):
     """Pair precision / recall / F1 of `samestyle dedup` against re-listed products,
     byte-identical photos apart, and its run time as the catalogue grows."""
     consts = C.preprocess_constants()
@@ -468,20 +472,32 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
     truth = [(pos[rel[i]["source"]], len(cat.ids) + n) for n, i in enumerate(ok)]
     kinds = [rel[i]["kind"] for i in ok]
     same_photo = np.array([shared.get(digest.get(pid, ""), -1) for pid in cat.ids] + [-1] * len(ok))
-    _say(f"  dedup over {len(mixed.ids):,} rows...")
-    sec, pairs, _ = timed_dedup(mixed, vector_field, ts[0])
-    sweep, kind_recall, edit_recall, style_merges = [], {}, {}, {}
-    edits = [rel[i]["how"] for i in ok]
     greys: dict[int, np.ndarray | None] = {}
 
     def grey_of(row: int) -> np.ndarray | None:
         if row not in greys:
-            p = path_of(cat.ids[row])
+            p = path_of(cat.ids[row]) if row < len(cat.ids) else None
             try:
-                greys[row] = None if p is None else grey_thumb(p.read_bytes(), consts)
+                if row >= len(cat.ids):
+                    greys[row] = grey_thumb(rel[ok[row - len(cat.ids)]]["photo"], consts)
+                else:
+                    greys[row] = None if p is None else grey_thumb(p.read_bytes(), consts)
             except PreprocessError:
                 greys[row] = None
         return greys[row]
+
+    def photos(rows: np.ndarray) -> np.ndarray:  # dedup's registration input, from the photo files
+        out = np.zeros((len(rows), NEAR_SIZE[1], NEAR_SIZE[0]), np.uint8)
+        for n, r in enumerate(rows.tolist()):
+            g = grey_of(r)
+            if g is not None:
+                out[n] = g
+        return out
+
+    _say(f"  dedup over {len(mixed.ids):,} rows...")
+    sec, pairs, _ = timed_dedup(mixed, vector_field, ts[0], greys=photos if registration else None)
+    sweep, kind_recall, edit_recall, style_merges = [], {}, {}, {}
+    edits = [rel[i]["how"] for i in ok]
 
     for th in ts:
         p = pairs.above(th)
@@ -495,6 +511,9 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
     at_default = next(s for s in sweep if s["threshold"] == D.DEFAULT_THRESHOLD)
     report = {"benchmark": "dedup", "collection": name, "model_version": model, "field": vector_field,
               "products": len(cat.ids), "quick": quick, "encoder": encoder_kind,
+              "registration": {"on": registration, "min_title_overlap": C.DEDUP_REG_MIN_TITLE,
+                               "min_cosine": C.DEDUP_REG_MIN_COSINE, "floor": C.DEDUP_REG_FLOOR,
+                               "top": C.DEDUP_REG_TOP, "iterations": PR.ITERATIONS},
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version()},
               "recommended_threshold": D.DEFAULT_THRESHOLD,

@@ -92,6 +92,7 @@ def command(settings, threshold, vector_field, out_path, label_col, labels_path,
     """
     from .. import dedup as D
     from ..store import Store
+    from ..thumbs import Thumbnails
 
     if labels_path and not label_col:
         raise click.UsageError("--labels needs --label-col")
@@ -105,7 +106,7 @@ def command(settings, threshold, vector_field, out_path, label_col, labels_path,
     with Store.open(settings) as store:
         report = D.run(store, collection or settings.collection, threshold=threshold, vector_field=vector_field,
                        label_field=label_col, labels=labels, sweep=_floats(sweep), filters=filters, block=block,
-                       out_path=out_path, bar=bar)
+                       out_path=out_path, bar=bar, thumbnails=Thumbnails(settings.data_dir))
 
     def human(r):
         click.echo(f"{r['products']} products, {r['field']}, threshold {r['threshold']}: {r['clusters']} clusters "

@@ -55,6 +55,7 @@ class OnnxEncoder(Encoder):
         views, failures = encode_batch([p.image for p in products], [p.text for p in products], self.consts,
                                        self.tokenizer, self.dim, run_backbones, run_fusion)
         errors: list[EncodeError | None] = [
-            None if exc is None else EncodeError(f"product [{p.id}]: {exc}", product_id=p.id, field=exc.field)
+            None if exc is None else EncodeError(f"product [{p.id}]: {exc}", product_id=p.id, field=exc.field,
+                                             too_large=exc.too_large)
             for p, exc in zip(products, failures)]
         return EncodedBatch([p.id for p in products], views["image"], views["text"], views["fused"], errors)

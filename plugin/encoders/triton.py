@@ -25,6 +25,7 @@ from tritonclient.utils import InferenceServerException
 
 from .. import contract as C
 from ..errors import EncodeError, InputError, ServerUnavailable, ServeError
+from ..model import preprocess as pp
 from .base import EncodedBatch, Encoder, ProductInput
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ def _retriable(exc: Exception) -> bool:
 def error_from_row(product_id: str, reason: str) -> EncodeError:
     """The model writes "field: reason" (see samestyle.model.preprocess.PreprocessError)."""
     field = reason.split(":", 1)[0] if ":" in reason else None
-    return EncodeError(f"product [{product_id}]: {reason}", product_id=product_id, field=field)
+    return EncodeError(f"product [{product_id}]: {reason}", product_id=product_id, field=field,
+                       too_large=pp.too_large(reason))
 
 
 class TritonEncoder(Encoder):
@@ -212,7 +214,7 @@ class TritonEncoder(Encoder):
         for i, p in enumerate(items):
             if i in oversize:
                 errors[i] = error_from_row(
-                    p.id, f"image: photo is {len(p.image)} bytes, over the limit of {C.MAX_PHOTO_BYTES}")
+                    p.id, f"image: photo is {len(p.image)} bytes, {pp.OVER_LIMIT} {C.MAX_PHOTO_BYTES}")
                 continue
             img[i], txt[i], fus[i], errors[i] = sent.image[j], sent.text[j], sent.fused[j], sent.errors[j]
             j += 1

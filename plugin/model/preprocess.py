@@ -24,13 +24,25 @@ _HUFFMAN_SOF = {0xC0, 0xC1, 0xC2}
 _OTHER_SOF = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
+# A reason saying an input is over a size limit carries this phrase; it crosses Triton
+# inside the text "field: reason", so `too_large` reads it back on the far side.
+OVER_LIMIT = "over the limit of"
+
+
+def too_large(reason: str) -> bool:
+    """Whether a refusal's reason is a size limit (the HTTP API answers 413)."""
+    return OVER_LIMIT in reason
+
+
 class PreprocessError(ValueError):
-    """A photo or title that cannot be encoded; `field` names which."""
+    """A photo or title that cannot be encoded; `field` names which, `too_large`
+    whether it was refused for its size."""
 
     def __init__(self, field: str, reason: str):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+        self.too_large = too_large(reason)
 
 
 def _jpeg_sof(data: bytes) -> int | None:
@@ -75,14 +87,14 @@ def open_photo(data: bytes, consts: dict) -> Image.Image:
     limits, transparency composited on white (the pad colour). Raises PreprocessError."""
     if len(data) > consts["max_photo_bytes"]:
         raise PreprocessError(
-            "image", f"photo is {len(data)} bytes, over the limit of {consts['max_photo_bytes']}"
+            "image", f"photo is {len(data)} bytes, {OVER_LIMIT} {consts['max_photo_bytes']}"
         )
     try:
         with Image.open(io.BytesIO(data)) as im:
             w, h = im.size
             if w * h > consts["max_photo_pixels"]:
                 raise PreprocessError(
-                    "image", f"photo is {w}x{h} px, over the limit of {consts['max_photo_pixels']} px"
+                    "image", f"photo is {w}x{h} px, {OVER_LIMIT} {consts['max_photo_pixels']} px"
                 )
             lie = check_header(data, im.format, w, h)
             if lie:
@@ -136,7 +148,7 @@ def clean_title(text: str | bytes | None, consts: dict) -> str:
     text = " ".join(text.split())
     if len(text) > consts["max_title_chars"]:
         raise PreprocessError(
-            "text", f"title has {len(text)} characters, over the limit of {consts['max_title_chars']}"
+            "text", f"title has {len(text)} characters, {OVER_LIMIT} {consts['max_title_chars']}"
         )
     return text
 

@@ -442,10 +442,9 @@ class Searcher:
             enc = self.encoder.encode_one(ProductInput("query", image=photo, text=text))
         except EncodeError as exc:
             fld = {"image": "photo"}.get(exc.field or "", exc.field)
-            # The model reports a refused input as the text "field: reason" (it crosses
-            # Triton as a string); a photo over its byte or pixel limit is told apart here,
-            # once, so callers choose by class (the HTTP API: 413).
-            cls = InputTooLarge if fld == "photo" and "over the limit" in exc.message else InputError
+            # A photo over its byte or pixel limit is told apart here, once, so callers
+            # choose by class (the HTTP API: 413); the encoder says so (EncodeError.too_large).
+            cls = InputTooLarge if fld == "photo" and exc.too_large else InputError
             raise cls(f"cannot encode the query: {exc.message}", field=fld) from None
         return {v: enc.view(v)[0] for v in C.VIEWS}
 

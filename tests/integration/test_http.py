@@ -149,6 +149,23 @@ def test_photo_over_the_size_limit_is_413(api):
     assert r.status_code == 413
 
 
+def test_photo_over_the_pixel_limit_is_413(api):
+    """A small file that decodes to too many pixels is refused by the encoder, which
+    says it was a size limit (EncodeError.too_large): 413 as well, not 400."""
+    import io
+
+    from PIL import Image
+
+    side = int(C.MAX_PHOTO_PIXELS ** 0.5) + 8
+    buf = io.BytesIO()
+    Image.new("1", (side, side), 1).save(buf, "PNG")
+    r = api.post("/v1/search/photo", files={"photo": ("bomb.png", buf.getvalue(), "image/png")})
+    assert r.status_code == 413, r.text
+    assert r.json()["error"]["field"] == "photo" and "px" in r.json()["error"]["message"]
+    r = api.post("/v1/search/photo", files={"photo": ("junk.jpg", b"<html>404</html>", "image/jpeg")})
+    assert r.status_code == 400
+
+
 def test_timeout_is_504(searcher, tmp_path):
     from samestyle.http import create_app
 

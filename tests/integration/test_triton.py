@@ -37,6 +37,15 @@ def _jpeg(colour=(30, 60, 190), size=(90, 120)) -> bytes:
     return buf.getvalue()
 
 
+def _pixel_bomb() -> bytes:
+    """A one-colour PNG of a few hundred KB whose pixels exceed MAX_PHOTO_PIXELS."""
+    side = int(C.MAX_PHOTO_PIXELS ** 0.5) + 8
+    buf = io.BytesIO()
+    Image.new("1", (side, side), 1).save(buf, "PNG")
+    assert len(buf.getvalue()) < C.MAX_PHOTO_BYTES
+    return buf.getvalue()
+
+
 def _assert_same(a, b, rows=None):
     """a's rows (all, or the given ones) equal b's, view by view."""
     rows = slice(None) if rows is None else rows
@@ -111,15 +120,19 @@ def test_bad_photo_fails_only_its_product(encoder, onnx_encoder):
         ProductInput("ok-2", None, "Black analog watch"),
         ProductInput("nothing"),
         ProductInput("huge", b"\xff" * (C.MAX_PHOTO_BYTES + 1), "Grey bag"),  # refused client-side
+        ProductInput("bomb", _pixel_bomb(), "Grey bag"),  # small file, too many pixels: refused by the server
         ProductInput("ok-3", _jpeg((200, 30, 40)), None),
     ]
     got = encoder.encode_batch(products)
     failed = {p.id: e for p, e in zip(products, got.errors) if e is not None}
-    assert set(failed) == {"broken-jpeg", "not-an-image", "nothing", "huge"}
+    assert set(failed) == {"broken-jpeg", "not-an-image", "nothing", "huge", "bomb"}
     for pid, err in failed.items():
         assert err.product_id == pid and f"[{pid}]" in str(err)
     assert failed["not-an-image"].field == "image" and "undecodable" in str(failed["not-an-image"])
     assert failed["huge"].field == "image" and "over the limit" in str(failed["huge"])
+    # the size refusal crosses Triton as text and is read back as such (the HTTP API: 413)
+    assert failed["huge"].too_large and failed["bomb"].too_large and "px" in str(failed["bomb"])
+    assert not failed["not-an-image"].too_large and not failed["broken-jpeg"].too_large
     assert "neither a photo nor a title" in str(failed["nothing"])
     bad = [i for i, p in enumerate(products) if p.id in failed]
     for v in C.VIEWS:
