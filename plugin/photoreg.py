@@ -40,19 +40,29 @@ def grey(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("L").resize(GREY_SIZE, Image.Resampling.BILINEAR), np.uint8)
 
 
-def _sample(a: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bilinear a[p] at (x[p], y[p]) (pixel centres at integers, edges clamped): [P, N]."""
-    _, h, w = a.shape
+def _at(shape: tuple[int, int, int], x: np.ndarray, y: np.ndarray):
+    """Where bilinear sampling at (x[p], y[p]) reads (pixel centres at integers, edges
+    clamped): the flat index of each top-left neighbour in a [P*H*W] array, and weights."""
+    p, h, w = shape
     x = np.clip(x, 0, w - 1.001)
     y = np.clip(y, 0, h - 1.001)
     x0 = x.astype(np.int32)
     y0 = y.astype(np.int32)
-    wx = (x - x0).astype(np.float32)
-    wy = (y - y0).astype(np.float32)
-    flat = a.reshape(len(a), -1)
-    base = y0 * w + x0
-    g = lambda off: np.take_along_axis(flat, base + off, axis=1)  # noqa: E731
-    return (g(0) * (1 - wx) + g(1) * wx) * (1 - wy) + (g(w) * (1 - wx) + g(w + 1) * wx) * wy
+    base = y0 * w + x0 + (np.arange(p, dtype=np.int32) * (h * w))[:, None]
+    return base, (x - x0).astype(np.float32), (y - y0).astype(np.float32), w
+
+
+def _read(a: np.ndarray, at) -> np.ndarray:
+    base, wx, wy, w = at
+    flat = a.reshape(-1)
+    top = flat[base] * (1 - wx) + flat[base + 1] * wx
+    bottom = flat[base + w] * (1 - wx) + flat[base + w + 1] * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def _sample(a: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear a[p] at (x[p], y[p]) (pixel centres at integers, edges clamped): [P, N]."""
+    return _read(a, _at(a.shape, x, y))
 
 
 def _ncc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -106,16 +116,16 @@ def _refine(P: Prepared, a: np.ndarray, b: np.ndarray, s, tx, ty) -> np.ndarray:
     sb = sb - sb.mean(1, keepdims=True)
     s, tx, ty = s[:, None].copy(), tx[:, None].copy(), ty[:, None].copy()
     for _ in range(ITERATIONS):
-        x, y = tx + s * u, ty + s * v
-        aw = _sample(sa, x, y)
+        at = _at(sa.shape, tx + s * u, ty + s * v)
+        aw = _read(sa, at)
         aw -= aw.mean(1, keepdims=True)
         gain = (aw * sb).sum(1, keepdims=True) / ((aw * aw).sum(1, keepdims=True) + 1e-6)
         r = sb - gain * aw
-        gx, gy = _sample(ga_x, x, y), _sample(ga_y, x, y)
-        jac = gain[:, :, None] * np.stack([gx * u + gy * v, gx, gy], 2)
-        jac -= jac.mean(1, keepdims=True)
-        jtj = np.einsum("pni,pnj->pij", jac, jac) + 1e-3 * np.eye(3, dtype=np.float32)
-        step = np.linalg.solve(jtj, np.einsum("pni,pn->pi", jac, r)[:, :, None])[:, :, 0]
+        gx, gy = _read(ga_x, at), _read(ga_y, at)
+        jac = gain[:, None, :] * np.stack([gx * u + gy * v, gx, gy], 1)  # [P, 3, N]
+        jac -= jac.mean(2, keepdims=True)
+        jtj = jac @ jac.transpose(0, 2, 1) + 1e-3 * np.eye(3, dtype=np.float32)
+        step = np.linalg.solve(jtj, jac @ r[:, :, None])[:, :, 0]
         s = np.clip(s + np.clip(step[:, :1], -0.05, 0.05), 0.6, 1.0)
         tx = tx + np.clip(step[:, 1:2], -3, 3)
         ty = ty + np.clip(step[:, 2:3], -3, 3)

@@ -106,7 +106,9 @@ def load_dedup(searcher, method: str):
 
 def dedup_clusters(cat, q: DedupQuery) -> dict:
     """Clusters at `q.threshold` over a catalogue loaded once (`load_dedup`), linked by
-    the same code as `samestyle dedup` (`dedup.link`)."""
+    the same code as `samestyle dedup` (`dedup.link`), without its crop registration:
+    that reads thumbnails and costs milliseconds a pair, minutes for a whole catalogue,
+    so the page judges photos by their stored signatures alone (docs/web.md)."""
     if q.category is not None:
         cat = cat.subset(np.flatnonzero(np.asarray([g == q.category for g in cat.groups], dtype=bool)))
     t0 = time.perf_counter()

@@ -341,6 +341,13 @@ def test_cli_dedup_finds_the_near_duplicates(search_catalogue, cli_env, tmp_path
     from_file = _cli(["dedup", "--labels", str(csv_path), "--label-col", "style_group", "--threshold", str(thr),
                       "--field", "image_vec", "--json"], cli_env)
     assert json.loads(from_file.stdout)["tp"] == rep["tp"]
+    # the default method reads ingest's thumbnails for its crop registration (none: signature only)
+    r = _cli(["dedup", "--json"], cli_env)
+    assert r.exit_code == 0, r.output
+    default = json.loads(r.stdout)
+    assert default["field"] == "photo+title" and isinstance(default["photos_registered"], int)
+    together = {frozenset(c["members"]) for c in default["duplicates"]}
+    assert all(any({o, d} <= m for m in together) for o, d in search_catalogue.duplicates)
 
 
 @pytest.mark.slow  # a benchmark run (CLI subprocess over the catalogue)
