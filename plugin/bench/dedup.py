@@ -221,6 +221,37 @@ def near_identical_linked(cids: np.ndarray, n_catalogue: int, same_photo: np.nda
     return near
 
 
+def false_links_sheet(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray, grey_of, path: Path,
+                      k: int = 24, seed: int = 0) -> int:
+    """A picture of up to `k` linked catalogue pairs the benchmark counts as false (not
+    byte-identical, not near-identical), drawn at random, each pair's grey photos side
+    by side with their mean grey difference: whether they are duplicates the catalogue
+    holds without a label is for a person to judge. Returns how many were drawn."""
+    from PIL import ImageDraw as Draw
+
+    pairs = []
+    for a, b in linked_catalogue_pairs(cids, n_catalogue, same_photo).tolist():
+        ga, gb = grey_of(a), grey_of(b)
+        if ga is not None and gb is not None:
+            diff = float(np.abs(ga.astype(np.int16) - gb).mean())
+            if diff >= NEAR_GREY:
+                pairs.append((ga, gb, diff))
+    pairs = random.Random(seed).sample(pairs, min(k, len(pairs)))
+    w, h = NEAR_SIZE
+    cols, cell = 6, (2 * w * 2 + 8, h * 2 + 16)
+    rows = max(1, -(-len(pairs) // cols))
+    sheet = Image.new("L", (cols * cell[0], rows * cell[1]), 255)
+    draw = Draw.Draw(sheet)
+    for n, (ga, gb, diff) in enumerate(pairs):
+        x, y = (n % cols) * cell[0], (n // cols) * cell[1]
+        sheet.paste(Image.fromarray(ga).resize((2 * w, 2 * h)), (x, y))
+        sheet.paste(Image.fromarray(gb).resize((2 * w, 2 * h)), (x + 2 * w + 2, y))
+        draw.text((x + 2, y + 2 * h + 2), f"grey diff {diff:.1f}", fill=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return len(pairs)
+
+
 def by_kind(cids: np.ndarray, truth: list[tuple[int, int]], kinds: list[str]) -> dict:
     out = {}
     for k in KINDS:
@@ -535,6 +566,11 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
     if do_plot:
         plot(report, plot_file)
         report["plot"] = str(plot_file)
+        sheet = plot_file.with_name(plot_file.stem + "-false-links.png")
+        at = pairs.above(D.DEFAULT_THRESHOLD)
+        drawn = false_links_sheet(D.cluster_ids(len(mixed.ids), at), len(cat.ids), same_photo, grey_of, sheet,
+                                  seed=seed)
+        report["false_links_plot"] = {"file": str(sheet), "pairs": drawn, "threshold": D.DEFAULT_THRESHOLD}
     save_report(report, out_path)
     emit(report, as_json, _human)
 

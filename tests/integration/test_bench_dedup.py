@@ -39,6 +39,10 @@ def test_bench_dedup_quick(search_catalogue, tmp_path):
     assert recalls == sorted(recalls, reverse=True)  # a higher threshold links fewer pairs
     assert [s["rows"] for s in rep["synthetic"]] == [2000, 20000] and "growth_exponent" in rep["synthetic"][1]
     assert rep["model_version"] and plot.stat().st_size > 0
+    sheet = rep["false_links_plot"]  # the links a person should judge, drawn beside the plot
+    assert sheet["file"] == str(tmp_path / "dedup-false-links.png") and (tmp_path / "dedup-false-links.png").exists()
+    assert sheet["pairs"] >= 0 and sheet["threshold"] == rep["recommended_threshold"]
+    assert rep["registration"]["on"] is True and rep["registration"]["floor"] < rep["registration"]["top"]
     at = str(rep["recommended_threshold"])
     assert set(rel["recall_by_photo_edit"][at]) == {"crop", "resize", "jpeg", "watermark"}
     assert {"style_pairs", "merged", "rate"} <= set(rel["style_group_false_merges"][at])
