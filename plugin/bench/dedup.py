@@ -227,8 +227,6 @@ def false_links_sheet(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray
     byte-identical, not near-identical), drawn at random, each pair's grey photos side
     by side with their mean grey difference: whether they are duplicates the catalogue
     holds without a label is for a person to judge. Returns how many were drawn."""
-    from PIL import ImageDraw as Draw
-
     pairs = []
     for a, b in linked_catalogue_pairs(cids, n_catalogue, same_photo).tolist():
         ga, gb = grey_of(a), grey_of(b)
@@ -241,7 +239,7 @@ def false_links_sheet(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray
     cols, cell = 6, (2 * w * 2 + 8, h * 2 + 16)
     rows = max(1, -(-len(pairs) // cols))
     sheet = Image.new("L", (cols * cell[0], rows * cell[1]), 255)
-    draw = Draw.Draw(sheet)
+    draw = ImageDraw.Draw(sheet)
     for n, (ga, gb, diff) in enumerate(pairs):
         x, y = (n % cols) * cell[0], (n // cols) * cell[1]
         sheet.paste(Image.fromarray(ga).resize((2 * w, 2 * h)), (x, y))
