@@ -15,7 +15,7 @@ does not. So, for a pair of grey photos (GREY_SIZE):
    Gaussians, sigma BAND) at the refined alignment.
 
 Measured on Myntra (docs/benchmarks, dedup): re-cropped copies reach a median band NCC of
-0.97, candidate lookalike pairs a median of 0.52 (p99 0.93). Pure numpy/scipy on
+0.97, candidate lookalike pairs a median of 0.51 (p99 0.92). Pure numpy/scipy on
 arrays: `grey` decodes, `register` scores pairs in batches, `similarity` stretches the
 score the way dedup uses it.
 """
