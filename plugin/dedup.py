@@ -335,9 +335,9 @@ def registration(greys: Photos | np.ndarray, i: np.ndarray, j: np.ndarray,
     ok = has[a] & has[b]
     m[np.flatnonzero(m)[~ok]] = False
     if m.any():
+        log.info("photo registration: %d pairs (about 5-10 ms each)", int(m.sum()))
         ncc = PR.register(PR.Prepared(photos), a[ok], b[ok])
         out[m] = PR.similarity(ncc, C.DEDUP_REG_FLOOR, C.DEDUP_REG_TOP)
-    log.info("photo registration: %d pairs", int(m.sum()))
     return out
 
 
