@@ -35,7 +35,6 @@ IMAGE_STEM_SHAPES = {
     14: (192, IMAGE_SIZE // 32, IMAGE_SIZE // 32),
     15: (192, IMAGE_SIZE // 32, IMAGE_SIZE // 32),
 }
-IMAGE_STEM_SHAPE = IMAGE_STEM_SHAPES[IMAGE_TAIL_FROM]
 TEXT_FEATURE_DIM = 384  # all-MiniLM-L6-v2 hidden size
 # EfficientNet-Lite normalisation: (x - 127) / 128 on 0..255 pixels.
 IMAGE_MEAN = (127.0, 127.0, 127.0)

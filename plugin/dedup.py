@@ -299,12 +299,14 @@ Photos = Callable[[np.ndarray], np.ndarray]  # rows -> their grey photos [len, H
 
 def photo_scores(image: np.ndarray, hashes: Sequence | None, i: np.ndarray, j: np.ndarray,
                  hash_weight: float = HASH_WEIGHT, greys: Photos | np.ndarray | None = None,
-                 gate: np.ndarray | None = None) -> np.ndarray:
+                 overlap: np.ndarray | None = None) -> np.ndarray:
     """Each pair's photo score: image_vec cosine, blended with how surely the two photos
     are one photo where both products have a signature: the signature similarity, or,
     with `greys` (each row's grey photo, samestyle.photoreg, as an array or a function
-    of the rows; an all-zero photo counts as none), the registration similarity of the
-    pairs in `gate`, whichever is higher."""
+    of the rows; an all-zero photo counts as none), the registration similarity,
+    whichever is higher. Registration costs ~10 ms a pair, so it runs only where the
+    signature is short of 1 and the embeddings and the titles (`overlap`, title_overlap
+    of the pairs) already agree (C.DEDUP_REG_MIN_COSINE, C.DEDUP_REG_MIN_TITLE)."""
     photo = _dot_pairs(np.asarray(image, np.float32), i, j)
     if hashes is None or hash_weight <= 0 or not len(i):
         return photo
@@ -312,8 +314,10 @@ def photo_scores(image: np.ndarray, hashes: Sequence | None, i: np.ndarray, j: n
     both = has[i] & has[j]
     same = PH.similarity(h, i[both], j[both], C.DEDUP_HASH_FLOOR)
     if greys is not None:
-        same = np.maximum(same, registration(greys, i[both], j[both],
-                                             None if gate is None else gate[both] & (same < 1)))
+        gate = (same < 1) & (photo[both] >= C.DEDUP_REG_MIN_COSINE)
+        if overlap is not None:
+            gate &= overlap[both] >= C.DEDUP_REG_MIN_TITLE
+        same = np.maximum(same, registration(greys, i[both], j[both], gate))
     photo[both] = (1 - hash_weight) * photo[both] + hash_weight * same
     return photo
 
@@ -379,11 +383,7 @@ def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str 
     ok = ~(numbers_differ(titles, i, j) | colours_differ(titles, i, j))
     i, j = i[ok], j[ok]
     overlap = title_overlap(titles, i, j)
-    gate = None
-    if greys is not None:  # registration costs ~10 ms a pair: only where title and embedding agree
-        gate = (overlap >= C.DEDUP_REG_MIN_TITLE) & (_dot_pairs(np.asarray(image, np.float32), i, j)
-                                                     >= C.DEDUP_REG_MIN_COSINE)
-    photo = photo_scores(image, hashes, i, j, hash_weight, greys, gate)
+    photo = photo_scores(image, hashes, i, j, hash_weight, greys, overlap)
     score = image_weight * photo + (1 - image_weight) * overlap
     keep = mutual_best(n, i, j, score)
     if progress:

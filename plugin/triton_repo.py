@@ -185,8 +185,9 @@ def model_config(name: str, spec: dict, tuning: Tuning, manifest: dict) -> str:
         )
     out.append(_warmup_block(spec["inputs"]))
     params = {"model_version": manifest["model_version"]}
-    if C.colour_dims(manifest):
-        params["colour_dims"] = str(C.colour_dims(manifest))
+    colour_dims = C.colour_dims(manifest)
+    if colour_dims:
+        params["colour_dims"] = str(colour_dims)
     if not native and name != C.ENTRY_MODEL:
         params["ort_threads"] = str(t.ort_threads)
         params["ort_spinning"] = "1" if t.ort_spinning else "0"

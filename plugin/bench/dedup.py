@@ -503,14 +503,15 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
     same_photo = np.array([shared.get(digest.get(pid, ""), -1) for pid in cat.ids] + [-1] * len(ok))
     greys: dict[int, np.ndarray | None] = {}
 
-    def grey_of(row: int) -> np.ndarray | None:
+    def grey_of(row: int) -> np.ndarray | None:  # catalogue rows from their files, re-listings from their bytes
         if row not in greys:
-            p = path_of(cat.ids[row]) if row < len(cat.ids) else None
+            if row < len(cat.ids):
+                p = path_of(cat.ids[row])
+                data = None if p is None else p.read_bytes()
+            else:
+                data = rel[ok[row - len(cat.ids)]]["photo"]
             try:
-                if row >= len(cat.ids):
-                    greys[row] = grey_thumb(rel[ok[row - len(cat.ids)]]["photo"], consts)
-                else:
-                    greys[row] = None if p is None else grey_thumb(p.read_bytes(), consts)
+                greys[row] = None if data is None else grey_thumb(data, consts)
             except PreprocessError:
                 greys[row] = None
         return greys[row]
