@@ -35,11 +35,43 @@ IMAGE_STEM_SHAPES = {
     14: (192, IMAGE_SIZE // 32, IMAGE_SIZE // 32),
     15: (192, IMAGE_SIZE // 32, IMAGE_SIZE // 32),
 }
+# What the photo tower sees: a checkpoint's manifest `preprocess.photo_input` (absent: "rgb").
+#   "rgb"          the photo as it is (every model up to run 8);
+#   "grey-colour"  EfficientNet sees the photo's luminance only (shape and texture, the same
+#                  in every colourway of a style), and a soft histogram of each region's
+#                  colours over a COLOUR_BINS palette rides beside its features, so colour is
+#                  read from the pixels rather than from ImageNet features.
+PHOTO_INPUTS = ("rgb", "grey-colour")
+PHOTO_INPUT = "rgb"
+COLOUR_LEVELS = 3  # palette: COLOUR_LEVELS per RGB channel
+COLOUR_BINS = COLOUR_LEVELS**3
+COLOUR_SIGMA = 0.15  # soft assignment of a pixel (RGB in 0..1) to the palette's colours
+COLOUR_SCALE = 2.0  # sqrt-histogram scaled into the range of the head map's features
 TEXT_FEATURE_DIM = 384  # all-MiniLM-L6-v2 hidden size
 # EfficientNet-Lite normalisation: (x - 127) / 128 on 0..255 pixels.
 IMAGE_MEAN = (127.0, 127.0, 127.0)
 IMAGE_STD = (128.0, 128.0, 128.0)
 IMAGE_PAD_VALUE = 255  # photos are padded to a square on white, catalogue-style
+
+
+
+def check_photo_input(photo_input: str) -> str:
+    if photo_input not in PHOTO_INPUTS:
+        raise ValueError(f"photo_input must be one of {list(PHOTO_INPUTS)}, got [{photo_input}]")
+    return photo_input
+
+
+def image_feature_dim(photo_input: str = PHOTO_INPUT) -> int:
+    """Channels of each image token: the head map's, plus the colour histogram's."""
+    return IMAGE_FEATURE_DIM + (COLOUR_BINS if check_photo_input(photo_input) == "grey-colour" else 0)
+
+
+def stem_shape(tail_from: int, photo_input: str = PHOTO_INPUT) -> tuple[int, int, int]:
+    """Cached stem activations [C, H, W] of a split; with "grey-colour" the colour
+    histogram map rides along as COLOUR_BINS more channels."""
+    c, h, w = IMAGE_STEM_SHAPES[tail_from]
+    return (c + image_feature_dim(photo_input) - IMAGE_FEATURE_DIM, h, w)
+
 
 # --- limits ---------------------------------------------------------------------
 MAX_PHOTO_BYTES = 8 * 1024 * 1024
@@ -152,18 +184,20 @@ def collection_name(version: int) -> str:
     return f"{COLLECTION_PREFIX}{version}"
 
 
-def preprocess_constants(max_text_len: int = MAX_TEXT_LEN) -> dict:
-    """What the serving side needs to preprocess exactly as the training side did."""
+def preprocess_constants(max_text_len: int = MAX_TEXT_LEN, photo_input: str = PHOTO_INPUT) -> dict:
+    """What the serving side needs to preprocess exactly as the training side did
+    (`photo_input` is written only when it is not the default, so older manifests match)."""
+    extra = {} if photo_input == PHOTO_INPUT else {"photo_input": photo_input}
     return {
         "image_size": IMAGE_SIZE,
         "image_mean": list(IMAGE_MEAN),
         "image_std": list(IMAGE_STD),
         "image_pad_value": IMAGE_PAD_VALUE,
         "image_tokens": IMAGE_TOKENS,
-        "image_feature_dim": IMAGE_FEATURE_DIM,
+        "image_feature_dim": image_feature_dim(photo_input),
         "text_feature_dim": TEXT_FEATURE_DIM,
         "max_text_len": max_text_len,
         "max_photo_bytes": MAX_PHOTO_BYTES,
         "max_photo_pixels": MAX_PHOTO_PIXELS,
         "max_title_chars": MAX_TITLE_CHARS,
-    }
+    } | extra

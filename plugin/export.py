@@ -51,7 +51,7 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, image_weights=Non
         _export(ib, (torch.zeros(2, 3, S, S),), out / C.ONNX_IMAGE_BACKBONE,
                 [C.T_PIXEL_VALUES], [C.T_IMAGE_TOKENS], {C.T_PIXEL_VALUES: batch, C.T_IMAGE_TOKENS: batch})
         export_text_backbone(TextBackbone(text_path), out, L)
-        it = torch.zeros(2, C.IMAGE_TOKENS, C.IMAGE_FEATURE_DIM)
+        it = torch.zeros(2, C.IMAGE_TOKENS, fusion.cfg.image_feature_dim)
         tt = torch.zeros(2, L, C.TEXT_FEATURE_DIM)
         _export(fusion, (it, torch.ones(2, C.IMAGE_TOKENS, dtype=torch.long), tt, torch.ones(2, L, dtype=torch.long)),
                 out / C.ONNX_FUSION,

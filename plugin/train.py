@@ -67,6 +67,7 @@ class TrainConfig:
     lr: float = 5e-4
     tail_lr: float = 0.0  # learning rate of the photo tower's tail; 0 keeps it frozen
     tail_from: int = C.IMAGE_TAIL_FROM  # the tail's first MBConv block (the stem before it stays frozen)
+    photo_input: str = C.PHOTO_INPUT  # what the photo tower sees (contract.PHOTO_INPUTS)
     weight_decay: float = 0.01
     warmup: int = 100
     loss: str = "hinge"  # or "infonce"
@@ -103,13 +104,19 @@ class TrainConfig:
         if self.tail_from not in C.IMAGE_STEM_SHAPES:
             raise ValueError(f"tail_from must be one of {sorted(C.IMAGE_STEM_SHAPES)} "
                              f"(the photo tower's supported splits), got {self.tail_from}")
-        FusionConfig(**self.fusion)  # its own checks, before any work
+        C.check_photo_input(self.photo_input)
+        FusionConfig(**self.fusion_config())  # its own checks, before any work
         if self.w_colour and not self.fusion.get("colour_dims"):
             raise ValueError("the colour term (w_colour) trains the colour part: set fusion colour_dims "
                              "(--colour-dims) and colour_weight (--colour-weight)")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def fusion_config(self) -> dict:
+        """The fusion encoder's settings: the overrides, with the photo tokens' width
+        following the photo input."""
+        return {"image_feature_dim": C.image_feature_dim(self.photo_input), **self.fusion}
 
 
 def contrastive(q: torch.Tensor, k: torch.Tensor, neg_ok: torch.Tensor, cfg: TrainConfig,
@@ -277,7 +284,7 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
     run saves its state every `save_every` steps and resumes from it."""
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    model = FusionEncoder(FusionConfig(**cfg.fusion))
+    model = FusionEncoder(FusionConfig(**cfg.fusion_config()))
     model.train()
     tail = None
     if cfg.tail_lr > 0:
@@ -286,7 +293,10 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
         if f.tail_from != cfg.tail_from:
             raise ValueError(f"the features' stem activations feed block [{f.tail_from}], "
                              f"training splits the photo tower at [{cfg.tail_from}]")
-        tail = ImageBackbone(tail_from=cfg.tail_from).train_tail()
+        if f.photo_input != cfg.photo_input:
+            raise ValueError(f"the features' stem activations are of photo input [{f.photo_input}], "
+                             f"training takes [{cfg.photo_input}]")
+        tail = ImageBackbone(tail_from=cfg.tail_from, photo_input=cfg.photo_input).train_tail()
     groups = [{"params": list(model.parameters()), "lr": cfg.lr}]
     if tail is not None:
         groups.append({"params": tail.tail_parameters(), "lr": cfg.tail_lr})
@@ -313,9 +323,9 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
     # frozen references for the locality terms: ImageNet photo features, MiniLM titles
     frozen_img = None
     if f.image_stem is not None:
-        frozen_img = np.ascontiguousarray(imagenet_tokens(f, cache_dir)[:, 0])
+        frozen_img = np.ascontiguousarray(imagenet_tokens(f, cache_dir)[:, 0, : C.IMAGE_FEATURE_DIM])
     elif f.image_tokens is not None:
-        frozen_img = f.image_tokens[:, 0]
+        frozen_img = f.image_tokens[:, 0, : C.IMAGE_FEATURE_DIM]
     col_t = torch.from_numpy(col_codes) if col_codes is not None else None
     history: list[dict] = []
     start = 0

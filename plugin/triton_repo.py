@@ -37,6 +37,7 @@ from pathlib import Path
 from . import contract as C
 from .config import resource
 from .errors import ConfigError
+from .model.manifest import image_feature_dim
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ def model_specs(manifest: dict) -> dict[str, dict]:
     L = int(manifest["max_text_len"])
     D = int(manifest["embed_dim"])
     S = C.IMAGE_SIZE
+    F = image_feature_dim(manifest)
     return {
         C.ENTRY_MODEL: {
             "max_batch": C.MAX_BATCH,
@@ -108,7 +110,7 @@ def model_specs(manifest: dict) -> dict[str, dict]:
         C.IMAGE_MODEL: {
             "max_batch": C.MAX_BATCH,
             "inputs": [_tensor(C.T_PIXEL_VALUES, "TYPE_FP32", [3, S, S])],
-            "outputs": [_tensor(C.T_IMAGE_TOKENS, "TYPE_FP32", [C.IMAGE_TOKENS, C.IMAGE_FEATURE_DIM])],
+            "outputs": [_tensor(C.T_IMAGE_TOKENS, "TYPE_FP32", [C.IMAGE_TOKENS, F])],
         },
         C.TEXT_MODEL: {
             "max_batch": C.MAX_BATCH,
@@ -118,7 +120,7 @@ def model_specs(manifest: dict) -> dict[str, dict]:
         C.FUSION_MODEL: {
             "max_batch": C.FUSION_MAX_BATCH,
             "inputs": [
-                _tensor(C.T_IMAGE_TOKENS, "TYPE_FP32", [C.IMAGE_TOKENS, C.IMAGE_FEATURE_DIM]),
+                _tensor(C.T_IMAGE_TOKENS, "TYPE_FP32", [C.IMAGE_TOKENS, F]),
                 _tensor(C.T_IMAGE_MASK, "TYPE_INT64", [C.IMAGE_TOKENS]),
                 _tensor(C.T_TEXT_TOKENS, "TYPE_FP32", [L, C.TEXT_FEATURE_DIM]),
                 _tensor(C.T_ATTENTION_MASK, "TYPE_INT64", [L]),

@@ -20,9 +20,13 @@ cost as the catalogue grows.
   are reported on their own (how many of their pairs the clustering links) and their
   pairs count neither for nor against the re-listing score.
 - Near-identical photos: a linked pair of two catalogue products (neither a re-listing)
-  whose grey 60x80 photos differ by under NEAR_GREY grey levels on average is one photo
-  saved twice. Each threshold is scored twice: as above (unchanged), and with those pairs
-  also counted neither way (`near_identical_apart`, with how many were linked).
+  whose grey 60x80 photos differ on average by less than this run's own re-compressed
+  copies do (the NEAR_QUANTILE of the mean grey difference between the JPEG-only
+  re-listings and their sources; NEAR_GREY when there are fewer than NEAR_MIN_SAMPLES of
+  them) is one photo saved twice: the catalogue's own unlabelled copy. Each threshold is
+  scored twice: as above (unchanged), and with those pairs also counted neither way
+  (`near_identical_apart`, with how many were linked). The limit and where it came
+  from are in the report (`near_identical`).
 - Time: the clustering (pairs + union-find) over the collection and, on synthetic unit
   vectors with planted near-copies, at --synthetic-sizes (e.g. 42k and 1M), with the
   growth exponent between sizes (1 = linear, 2 = quadratic) and the planted copies'
@@ -64,7 +68,9 @@ THRESHOLDS = "0.85,0.88,0.9,0.91,0.92,0.93,0.94,0.95,0.96,0.97,0.98"
 KINDS = ("photo", "title", "both")
 PHOTO_EDITS = ("crop", "resize", "jpeg", "watermark")
 STYLE_LABEL = "style_group"  # Myntra's "same style, other colourway": must not merge
-NEAR_GREY = 2.0  # mean grey-level difference under which two photos are one photo saved twice
+NEAR_GREY = 2.0  # mean grey-level difference under which two photos are one photo saved twice (fallback)
+NEAR_QUANTILE = 0.95  # ... measured instead: this quantile of the JPEG-only re-listings' difference
+NEAR_MIN_SAMPLES = 20  # fewer JPEG-only re-listings than this: NEAR_GREY
 NEAR_SIZE = PR.GREY_SIZE  # the grey photo they are compared at (width, height): dedup's registration size
 N_SYN_CATEGORIES = 48  # as bench scale
 
@@ -209,20 +215,45 @@ def linked_catalogue_pairs(cids: np.ndarray, n_catalogue: int, same_photo: np.nd
     return pairs[~((sa >= 0) & (sa == sb))]
 
 
-def near_identical_linked(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray, grey_of) -> int:
+def grey_difference(ga: np.ndarray, gb: np.ndarray) -> float:
+    """Mean absolute grey-level difference of two grey thumbnails (0..255)."""
+    return float(np.abs(ga.astype(np.int16) - gb).mean())
+
+
+def near_limit(truth: list[tuple[int, int]], kinds: list[str], edits: list[str], grey_of) -> dict:
+    """The mean grey difference under which two photos count as one photo saved twice,
+    measured on this run: the NEAR_QUANTILE of the difference between each JPEG-only
+    re-listing (photo re-compressed, nothing else changed) and its source. With fewer
+    than NEAR_MIN_SAMPLES of them (a quick run), NEAR_GREY."""
+    diffs = []
+    for (a, b), kind, how in zip(truth, kinds, edits):
+        if kind == "photo" and how == "jpeg":
+            ga, gb = grey_of(a), grey_of(b)
+            if ga is not None and gb is not None:
+                diffs.append(grey_difference(ga, gb))
+    if len(diffs) < NEAR_MIN_SAMPLES:
+        return {"mean_grey_limit": NEAR_GREY, "from": f"default (only {len(diffs)} JPEG-only re-listings)",
+                "jpeg_relistings": len(diffs)}
+    return {"mean_grey_limit": round(float(np.quantile(diffs, NEAR_QUANTILE)), 2),
+            "from": f"quantile {NEAR_QUANTILE} of the JPEG-only re-listings' difference to their source",
+            "jpeg_relistings": len(diffs), "jpeg_median": round(float(np.median(diffs)), 2)}
+
+
+def near_identical_linked(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray, grey_of,
+                          limit: float = NEAR_GREY) -> int:
     """How many linked catalogue pairs (`linked_catalogue_pairs`) are one photo saved twice:
     their grey thumbnails (`grey_of(row)`, None when the photo is unreadable) differ by
-    under NEAR_GREY grey levels on average."""
+    under `limit` grey levels on average (`near_limit`)."""
     near = 0
     for a, b in linked_catalogue_pairs(cids, n_catalogue, same_photo).tolist():
         ga, gb = grey_of(a), grey_of(b)
-        if ga is not None and gb is not None and np.abs(ga.astype(np.int16) - gb).mean() < NEAR_GREY:
+        if ga is not None and gb is not None and grey_difference(ga, gb) < limit:
             near += 1
     return near
 
 
 def false_links_sheet(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray, grey_of, path: Path,
-                      k: int = 24, seed: int = 0) -> int:
+                      k: int = 24, seed: int = 0, limit: float = NEAR_GREY) -> int:
     """A picture of up to `k` linked catalogue pairs the benchmark counts as false (not
     byte-identical, not near-identical), drawn at random, each pair's grey photos side
     by side with their mean grey difference: whether they are duplicates the catalogue
@@ -231,8 +262,8 @@ def false_links_sheet(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray
     for a, b in linked_catalogue_pairs(cids, n_catalogue, same_photo).tolist():
         ga, gb = grey_of(a), grey_of(b)
         if ga is not None and gb is not None:
-            diff = float(np.abs(ga.astype(np.int16) - gb).mean())
-            if diff >= NEAR_GREY:
+            diff = grey_difference(ga, gb)
+            if diff >= limit:
                 pairs.append((ga, gb, diff))
     pairs = random.Random(seed).sample(pairs, min(k, len(pairs)))
     w, h = NEAR_SIZE
@@ -528,11 +559,12 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
     sec, pairs, _ = timed_dedup(mixed, vector_field, ts[0], greys=photos if registration else None)
     sweep, kind_recall, edit_recall, style_merges = [], {}, {}, {}
     edits = [rel[i]["how"] for i in ok]
+    near_at = near_limit(truth, kinds, edits, grey_of)
 
     for th in ts:
         p = pairs.above(th)
         cids = D.cluster_ids(len(mixed.ids), p)
-        near = near_identical_linked(cids, len(cat.ids), same_photo, grey_of)
+        near = near_identical_linked(cids, len(cat.ids), same_photo, grey_of, near_at["mean_grey_limit"])
         sweep.append(score(cids, truth, same_photo, th, len(p), near))
         kind_recall[th] = by_kind(cids, truth, kinds)
         edit_recall[th] = by_photo_edit(cids, truth, kinds, edits)
@@ -551,6 +583,7 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
                             "kinds": {k: kinds.count(k) for k in KINDS}, "encode_seconds": round(encode_s, 2),
                             "byte_identical_groups": len(shared),
                             "byte_identical_products": sum(c for c in counts.values() if c > 1),
+                            "near_identical": near_at,
                             "photo_hashes": {"stored": None if stored_hash is None else
                                              sum(1 for h in stored_hash if h) - computed,
                                              "computed_from_photo_files": computed},
@@ -568,7 +601,7 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
         sheet = plot_file.with_name(plot_file.stem + "-false-links.png")
         at = pairs.above(D.DEFAULT_THRESHOLD)
         drawn = false_links_sheet(D.cluster_ids(len(mixed.ids), at), len(cat.ids), same_photo, grey_of, sheet,
-                                  seed=seed)
+                                  seed=seed, limit=near_at["mean_grey_limit"])
         report["false_links_plot"] = {"file": str(sheet), "pairs": drawn, "threshold": D.DEFAULT_THRESHOLD}
     save_report(report, out_path)
     emit(report, as_json, _human)

