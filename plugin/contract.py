@@ -41,7 +41,8 @@ IMAGE_STEM_SHAPES = {
 #                  in every colourway of a style), and a soft histogram of each region's
 #                  colours over a COLOUR_BINS palette rides beside its features, so colour is
 #                  read from the pixels rather than from ImageNet features.
-PHOTO_INPUTS = ("rgb", "grey-colour")
+PHOTO_GREY_COLOUR = "grey-colour"
+PHOTO_INPUTS = ("rgb", PHOTO_GREY_COLOUR)
 PHOTO_INPUT = "rgb"
 COLOUR_LEVELS = 3  # palette: COLOUR_LEVELS per RGB channel
 COLOUR_BINS = COLOUR_LEVELS**3
@@ -54,7 +55,6 @@ IMAGE_STD = (128.0, 128.0, 128.0)
 IMAGE_PAD_VALUE = 255  # photos are padded to a square on white, catalogue-style
 
 
-
 def check_photo_input(photo_input: str) -> str:
     if photo_input not in PHOTO_INPUTS:
         raise ValueError(f"photo_input must be one of {list(PHOTO_INPUTS)}, got [{photo_input}]")
@@ -63,11 +63,11 @@ def check_photo_input(photo_input: str) -> str:
 
 def image_feature_dim(photo_input: str = PHOTO_INPUT) -> int:
     """Channels of each image token: the head map's, plus the colour histogram's."""
-    return IMAGE_FEATURE_DIM + (COLOUR_BINS if check_photo_input(photo_input) == "grey-colour" else 0)
+    return IMAGE_FEATURE_DIM + (COLOUR_BINS if check_photo_input(photo_input) == PHOTO_GREY_COLOUR else 0)
 
 
 def stem_shape(tail_from: int, photo_input: str = PHOTO_INPUT) -> tuple[int, int, int]:
-    """Cached stem activations [C, H, W] of a split; with "grey-colour" the colour
+    """Cached stem activations [C, H, W] of a split; with PHOTO_GREY_COLOUR the colour
     histogram map rides along as COLOUR_BINS more channels."""
     c, h, w = IMAGE_STEM_SHAPES[tail_from]
     return (c + image_feature_dim(photo_input) - IMAGE_FEATURE_DIM, h, w)

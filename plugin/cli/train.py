@@ -58,6 +58,9 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
 @click.option("--photo-input", type=click.Choice(list(C.PHOTO_INPUTS)), default=C.PHOTO_INPUT, show_default=True,
               help="What the photo tower sees: the photo as it is, or its luminance (shape, the same in every "
                    "colourway) with a soft colour histogram of each region beside the features.")
+@click.option("--histogram-apart/--no-histogram-apart", default=False, show_default=True,
+              help="With --photo-input grey-colour: the colour histogram channels of the photo tokens get their own "
+                   "LayerNorm and projection in the fusion encoder instead of sharing one with the 1,280 others.")
 @click.option("--self-colour-negatives/--no-self-colour-negatives", default=False, show_default=True,
               help="Other colourways of a product's group are negatives in the self (own photo<->title) term.")
 @click.option("--colour-col", help="Colour column (e.g. baseColour) for the modifier and colour terms.")
@@ -90,7 +93,7 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
 @click.pass_obj
 def command(settings, catalogue, id_col, title_col, image_col, category_col, attr_cols, label_col, pairs_file,
             heldout, split_seed, steps, batch_size, lr, loss, margin, temperature, self_temperature, w_fused,
-            w_text, w_image, w_self, w_ii, w_ti, w_mod, mod_target, mod_temperature, w_local, w_local_image, tail_lr, tail_from, photo_input, self_colour_negatives,
+            w_text, w_image, w_self, w_ii, w_ti, w_mod, mod_target, mod_temperature, w_local, w_local_image, tail_lr, tail_from, photo_input, histogram_apart, self_colour_negatives,
             colour_col, colour_dims, colour_weight, w_colour, excludes, resume, embed_dim, skip, image_lock, seed, threads, limit, out, as_json):
     """Train the fusion encoder and the photo tower's tail (on cached activations
     of the frozen stem) and write a versioned checkpoint (fusion.safetensors,
@@ -134,6 +137,7 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
                           self_colour_negatives=self_colour_negatives,
                           w_colour=w_colour, seed=seed, threads=threads,
                           fusion={"embed_dim": embed_dim, "skip": skip, "image_lock": image_lock,
+                                  **({"image_colour_channels": C.COLOUR_BINS} if histogram_apart else {}),
                                   **({"colour_dims": colour_dims, "colour_weight": colour_weight} if colour_dims else {})})
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

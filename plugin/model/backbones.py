@@ -78,7 +78,7 @@ class ImageBackbone(nn.Module):
         self.grid = grid
         self.tail_from = tail_from
         self.photo_input = contract.check_photo_input(photo_input)
-        self.colour = photo_input == "grey-colour"
+        self.colour = photo_input == contract.PHOTO_GREY_COLOUR
         self.stem_channels = contract.IMAGE_STEM_SHAPES[tail_from][0]
         if tail_state:
             self.load_tail(tail_state)

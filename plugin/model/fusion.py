@@ -51,6 +51,11 @@ class FusionConfig:
     # alone and colour moves a score by at most 2 * colour_weight^2.
     colour_dims: int = 0
     colour_weight: float = 0.0
+    # Photo input "grey-colour": the last `image_colour_channels` channels of each image
+    # token are its colour histogram. Non-zero, they get their own LayerNorm and
+    # projection (summed with the head map's), so 27 histogram channels are not drowned
+    # by 1,280 others in one LayerNorm. 0: one projection over every channel.
+    image_colour_channels: int = 0
 
     def __post_init__(self):
         if self.colour_dims:
@@ -61,6 +66,9 @@ class FusionConfig:
                 raise ValueError(f"colour_weight must be in (0, 1) with colour_dims, got {self.colour_weight}")
             if self.image_lock:
                 raise ValueError("a locked photo view has no colour part: use colour_dims without image_lock")
+        if not 0 <= self.image_colour_channels < self.image_feature_dim:
+            raise ValueError(f"image_colour_channels must be between 0 and image_feature_dim - 1 "
+                             f"({self.image_feature_dim - 1}), got {self.image_colour_channels}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,7 +133,10 @@ class FusionEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
-        self.img_proj = nn.Sequential(nn.LayerNorm(cfg.image_feature_dim), nn.Linear(cfg.image_feature_dim, d))
+        k, fi = cfg.image_colour_channels, cfg.image_feature_dim - cfg.image_colour_channels
+        self.img_proj = nn.Sequential(nn.LayerNorm(fi), nn.Linear(fi, d))
+        if k:
+            self.img_colour_proj = nn.Sequential(nn.LayerNorm(k), nn.Linear(k, d))
         self.txt_proj = nn.Sequential(nn.LayerNorm(cfg.text_feature_dim), nn.Linear(cfg.text_feature_dim, d))
         self.cls = nn.Parameter(torch.zeros(1, 1, d))
         self.img_pos = nn.Parameter(torch.zeros(1, cfg.image_tokens, d))
@@ -136,7 +147,9 @@ class FusionEncoder(nn.Module):
         if cfg.skip:
             # Starts the model near linear heads on the pretrained features (which already
             # rank titles well) so the transformer only has to learn the correction.
-            self.img_skip = nn.Sequential(nn.LayerNorm(cfg.image_feature_dim), nn.Linear(cfg.image_feature_dim, cfg.embed_dim))
+            self.img_skip = nn.Sequential(nn.LayerNorm(fi), nn.Linear(fi, cfg.embed_dim))
+            if k:
+                self.img_colour_skip = nn.Sequential(nn.LayerNorm(k), nn.Linear(k, cfg.embed_dim))
             self.txt_skip = nn.Sequential(nn.LayerNorm(cfg.text_feature_dim), nn.Linear(cfg.text_feature_dim, cfg.embed_dim))
         if cfg.image_lock:
             g = torch.Generator().manual_seed(cfg.image_lock_seed)
@@ -155,7 +168,7 @@ class FusionEncoder(nn.Module):
     ) -> torch.Tensor:
         b = image_tokens.shape[0]
         L = text_tokens.shape[1]
-        img = self.img_proj(image_tokens) + self.img_pos
+        img = self._image_in(image_tokens, self.img_proj, "img_colour_proj") + self.img_pos
         txt = self.txt_proj(text_tokens) + self.txt_pos[:, :L]
         x = torch.cat([self.cls.expand(b, -1, -1), img, txt], dim=1)
         keep = torch.cat(
@@ -173,7 +186,8 @@ class FusionEncoder(nn.Module):
             n_tok = m.sum(1)
             pooled_txt = (text_tokens * m).sum(1) / n_tok.clamp_min(1.0)
             has_txt = (n_tok > 0).to(z.dtype)
-            z = z + self.img_skip(image_tokens[:, 0]) * has_img + self.txt_skip(pooled_txt) * has_txt
+            z = z + self._image_in(image_tokens[:, 0], self.img_skip, "img_colour_skip") * has_img \
+                + self.txt_skip(pooled_txt) * has_txt
         if self.cfg.image_lock:
             photo_only = (image_mask[:, :1] > 0) & (attention_mask.sum(dim=1, keepdim=True) == 0)
             z = torch.where(photo_only, image_tokens[:, 0] @ self.lock_proj, z)
@@ -184,6 +198,14 @@ class FusionEncoder(nn.Module):
             z = _unit(z)
         any_input = (keep[:, 1:].sum(dim=1, keepdim=True) > 0).to(z.dtype)
         return z * any_input
+
+    def _image_in(self, x: torch.Tensor, head: nn.Module, colour_head: str) -> torch.Tensor:
+        """`head` over the image channels, plus, with image_colour_channels, its colour
+        twin over the histogram channels (each with its own LayerNorm)."""
+        k = self.cfg.image_colour_channels
+        if not k:
+            return head(x)
+        return head(x[..., :-k]) + getattr(self, colour_head)(x[..., -k:])
 
     def views(self, image_tokens, image_mask, text_tokens, attention_mask) -> dict[str, torch.Tensor]:
         """The three views in one batched pass: fused, image (title masked), text

@@ -124,3 +124,29 @@ def test_an_unknown_photo_input_is_refused(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(CheckpointError, match=r"photo input \[sepia\]"):
         read_manifest(tmp_path)
+
+
+def test_histogram_apart_keeps_masking_exact_and_reads_the_histogram():
+    from samestyle.model.fusion import FusionConfig, FusionEncoder
+
+    k, fi = C.COLOUR_BINS, C.image_feature_dim(GC)
+    torch.manual_seed(0)
+    enc = FusionEncoder(FusionConfig(embed_dim=32, d_model=64, heads=2, layers=1, skip=True,
+                                     image_feature_dim=fi, image_colour_channels=k)).eval()
+    g = torch.Generator().manual_seed(1)
+    it = torch.randn(3, C.IMAGE_TOKENS, fi, generator=g)
+    tt = torch.randn(3, 8, C.TEXT_FEATURE_DIM, generator=g)
+    im, am = torch.ones(3, C.IMAGE_TOKENS, dtype=torch.long), torch.ones(3, 8, dtype=torch.long)
+    with torch.no_grad():
+        v = enc.views(it, im, tt, am)
+        other_title = enc.views(it, im, tt + 1.0, am)
+        recoloured = it.clone()
+        recoloured[..., -k:] = torch.rand(3, C.IMAGE_TOKENS, k, generator=g)
+        other_colour = enc.views(recoloured, im, tt, am)
+    assert torch.equal(v["image"], other_title["image"])  # the photo view ignores the title, bit for bit
+    assert torch.equal(v["text"], other_colour["text"])  # the title view ignores the photo
+    assert (v["image"] - other_colour["image"]).abs().max() > 1e-3  # the histogram's own projection is live
+    with pytest.raises(ValueError, match="image_colour_channels"):
+        FusionConfig(image_feature_dim=fi, image_colour_channels=fi)
+    with pytest.raises(ValueError, match="needs photo_input"):
+        TrainConfig(fusion={"image_colour_channels": k})
