@@ -104,6 +104,8 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     from ..pairs import group_pairs
     from ..train import TrainConfig, data_hash, train
 
+    if histogram_apart and photo_input != C.PHOTO_GREY_COLOUR:  # before minutes of feature caching
+        raise click.UsageError(f"--histogram-apart needs --photo-input {C.PHOTO_GREY_COLOUR}")
     rules = []
     for e in excludes:
         col, sep, val = e.partition("=")

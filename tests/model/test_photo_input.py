@@ -150,3 +150,14 @@ def test_histogram_apart_keeps_masking_exact_and_reads_the_histogram():
         FusionConfig(image_feature_dim=fi, image_colour_channels=fi)
     with pytest.raises(ValueError, match="needs photo_input"):
         TrainConfig(fusion={"image_colour_channels": k})
+
+
+def test_histogram_apart_without_grey_input_is_refused_before_any_work(catalogue, tmp_path):
+    from click.testing import CliRunner
+
+    from samestyle.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["train", str(catalogue.csv_path), "--histogram-apart", "--out", str(tmp_path / "m")],
+                           env={"SAMESTYLE_DATA_DIR": str(tmp_path / "data")})
+    assert r.exit_code == 2 and f"--photo-input {GC}" in r.output
+    assert not (tmp_path / "data").exists() and not (tmp_path / "m").exists()  # no features were cached
