@@ -107,7 +107,8 @@ class TrainConfig:
         C.check_photo_input(self.photo_input)
         if self.fusion.get("image_colour_channels") and self.photo_input != C.PHOTO_GREY_COLOUR:
             raise ValueError(f"image_colour_channels (--histogram-apart) needs photo_input "
-                             f"[{C.PHOTO_GREY_COLOUR}], got [{self.photo_input}]")
+                             f"[{C.PHOTO_GREY_COLOUR}] (--photo-input {C.PHOTO_GREY_COLOUR}), "
+                             f"got [{self.photo_input}]")
         FusionConfig(**self.fusion_config())  # its own checks, before any work
         if self.w_colour and not self.fusion.get("colour_dims"):
             raise ValueError("the colour term (w_colour) trains the colour part: set fusion colour_dims "

@@ -104,8 +104,21 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     from ..pairs import group_pairs
     from ..train import TrainConfig, data_hash, train
 
-    if histogram_apart and photo_input != C.PHOTO_GREY_COLOUR:  # before minutes of feature caching
-        raise click.UsageError(f"--histogram-apart needs --photo-input {C.PHOTO_GREY_COLOUR}")
+    # the settings are checked before any work: caching the features can take minutes
+    try:
+        cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, loss=loss, margin=margin, temperature=temperature,
+                          self_temperature=self_temperature, w_fused=w_fused, w_text=w_text, w_image=w_image,
+                          w_self=w_self, w_ii=w_ii, w_ti=w_ti, w_mod=w_mod, mod_target=mod_target,
+                          mod_temperature=mod_temperature, w_local=w_local,
+                          w_local_image=w_local_image, tail_lr=tail_lr, tail_from=tail_from,
+                          photo_input=photo_input,
+                          self_colour_negatives=self_colour_negatives,
+                          w_colour=w_colour, seed=seed, threads=threads,
+                          fusion={"embed_dim": embed_dim, "skip": skip, "image_lock": image_lock,
+                                  **({"image_colour_channels": C.COLOUR_BINS} if histogram_apart else {}),
+                                  **({"colour_dims": colour_dims, "colour_weight": colour_weight} if colour_dims else {})})
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     rules = []
     for e in excludes:
         col, sep, val = e.partition("=")
@@ -129,20 +142,6 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
                 if len(r) >= 2 and r[0] in index and r[1] in index and not held[index[r[0]]] and not held[index[r[1]]]:
                     pairs.append((r[0], r[1]))
     pair_idx = np.array([(index[a], index[b]) for a, b in pairs], dtype=np.int64).reshape(-1, 2)
-    try:
-        cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, loss=loss, margin=margin, temperature=temperature,
-                          self_temperature=self_temperature, w_fused=w_fused, w_text=w_text, w_image=w_image,
-                          w_self=w_self, w_ii=w_ii, w_ti=w_ti, w_mod=w_mod, mod_target=mod_target,
-                          mod_temperature=mod_temperature, w_local=w_local,
-                          w_local_image=w_local_image, tail_lr=tail_lr, tail_from=tail_from,
-                          photo_input=photo_input,
-                          self_colour_negatives=self_colour_negatives,
-                          w_colour=w_colour, seed=seed, threads=threads,
-                          fusion={"embed_dim": embed_dim, "skip": skip, "image_lock": image_lock,
-                                  **({"image_colour_channels": C.COLOUR_BINS} if histogram_apart else {}),
-                                  **({"colour_dims": colour_dims, "colour_weight": colour_weight} if colour_dims else {})})
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
     cat_sha = hashlib.sha256(catalogue.read_bytes()).hexdigest()
     out.mkdir(parents=True, exist_ok=True)
     state_file = out / ".train-state.pt" if resume else None

@@ -78,11 +78,15 @@ class ImageBackbone(nn.Module):
         self.grid = grid
         self.tail_from = tail_from
         self.photo_input = contract.check_photo_input(photo_input)
-        self.colour = photo_input == contract.PHOTO_GREY_COLOUR
         self.stem_channels = contract.IMAGE_STEM_SHAPES[tail_from][0]
         if tail_state:
             self.load_tail(tail_state)
         self.eval()
+
+    @property
+    def colour(self) -> bool:
+        """Grey photo with the colour histogram beside it (photo input "grey-colour")."""
+        return self.photo_input == contract.PHOTO_GREY_COLOUR
 
     # -- the two halves ---------------------------------------------------------------
     def stem(self, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -135,8 +135,7 @@ class FusionEncoder(nn.Module):
         d = cfg.d_model
         k, fi = cfg.image_colour_channels, cfg.image_feature_dim - cfg.image_colour_channels
         self.img_proj = nn.Sequential(nn.LayerNorm(fi), nn.Linear(fi, d))
-        if k:
-            self.img_colour_proj = nn.Sequential(nn.LayerNorm(k), nn.Linear(k, d))
+        self.img_colour_proj = nn.Sequential(nn.LayerNorm(k), nn.Linear(k, d)) if k else None
         self.txt_proj = nn.Sequential(nn.LayerNorm(cfg.text_feature_dim), nn.Linear(cfg.text_feature_dim, d))
         self.cls = nn.Parameter(torch.zeros(1, 1, d))
         self.img_pos = nn.Parameter(torch.zeros(1, cfg.image_tokens, d))
@@ -148,8 +147,7 @@ class FusionEncoder(nn.Module):
             # Starts the model near linear heads on the pretrained features (which already
             # rank titles well) so the transformer only has to learn the correction.
             self.img_skip = nn.Sequential(nn.LayerNorm(fi), nn.Linear(fi, cfg.embed_dim))
-            if k:
-                self.img_colour_skip = nn.Sequential(nn.LayerNorm(k), nn.Linear(k, cfg.embed_dim))
+            self.img_colour_skip = nn.Sequential(nn.LayerNorm(k), nn.Linear(k, cfg.embed_dim)) if k else None
             self.txt_skip = nn.Sequential(nn.LayerNorm(cfg.text_feature_dim), nn.Linear(cfg.text_feature_dim, cfg.embed_dim))
         if cfg.image_lock:
             g = torch.Generator().manual_seed(cfg.image_lock_seed)
@@ -168,7 +166,7 @@ class FusionEncoder(nn.Module):
     ) -> torch.Tensor:
         b = image_tokens.shape[0]
         L = text_tokens.shape[1]
-        img = self._image_in(image_tokens, self.img_proj, "img_colour_proj") + self.img_pos
+        img = self._image_in(image_tokens, self.img_proj, self.img_colour_proj) + self.img_pos
         txt = self.txt_proj(text_tokens) + self.txt_pos[:, :L]
         x = torch.cat([self.cls.expand(b, -1, -1), img, txt], dim=1)
         keep = torch.cat(
@@ -186,7 +184,7 @@ class FusionEncoder(nn.Module):
             n_tok = m.sum(1)
             pooled_txt = (text_tokens * m).sum(1) / n_tok.clamp_min(1.0)
             has_txt = (n_tok > 0).to(z.dtype)
-            z = z + self._image_in(image_tokens[:, 0], self.img_skip, "img_colour_skip") * has_img \
+            z = z + self._image_in(image_tokens[:, 0], self.img_skip, self.img_colour_skip) * has_img \
                 + self.txt_skip(pooled_txt) * has_txt
         if self.cfg.image_lock:
             photo_only = (image_mask[:, :1] > 0) & (attention_mask.sum(dim=1, keepdim=True) == 0)
@@ -199,13 +197,13 @@ class FusionEncoder(nn.Module):
         any_input = (keep[:, 1:].sum(dim=1, keepdim=True) > 0).to(z.dtype)
         return z * any_input
 
-    def _image_in(self, x: torch.Tensor, head: nn.Module, colour_head: str) -> torch.Tensor:
+    def _image_in(self, x: torch.Tensor, head: nn.Module, colour_head: nn.Module | None) -> torch.Tensor:
         """`head` over the image channels, plus, with image_colour_channels, its colour
         twin over the histogram channels (each with its own LayerNorm)."""
-        k = self.cfg.image_colour_channels
-        if not k:
+        if colour_head is None:
             return head(x)
-        return head(x[..., :-k]) + getattr(self, colour_head)(x[..., -k:])
+        k = self.cfg.image_colour_channels
+        return head(x[..., :-k]) + colour_head(x[..., -k:])
 
     def views(self, image_tokens, image_mask, text_tokens, attention_mask) -> dict[str, torch.Tensor]:
         """The three views in one batched pass: fused, image (title masked), text
