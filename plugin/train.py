@@ -106,7 +106,7 @@ class TrainConfig:
                              f"(the photo tower's supported splits), got {self.tail_from}")
         C.check_photo_input(self.photo_input)
         if self.fusion.get("image_colour_channels") and self.photo_input != C.PHOTO_GREY_COLOUR:
-            raise ValueError(f"image_colour_channels (--histogram-apart) needs photo_input "
+            raise ValueError(f"image_colour_channels (--histogram-apart, --colour-from-histogram) needs photo_input "
                              f"[{C.PHOTO_GREY_COLOUR}] (--photo-input {C.PHOTO_GREY_COLOUR}), "
                              f"got [{self.photo_input}]")
         FusionConfig(**self.fusion_config())  # its own checks, before any work

@@ -61,6 +61,11 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
 @click.option("--histogram-apart/--no-histogram-apart", default=False, show_default=True,
               help="With --photo-input grey-colour: the colour histogram channels of the photo tokens get their own "
                    "LayerNorm and projection in the fusion encoder instead of sharing one with the 1,280 others.")
+@click.option("--colour-from-histogram/--no-colour-from-histogram", default=False, show_default=True,
+              help="With --photo-input grey-colour and --colour-dims: colour split by construction. The fusion "
+                   "encoder sees the grey features alone; the photo view's colour part is read straight from the "
+                   "histograms by a small MLP (fused and title views keep the transformer's colour part). "
+                   "An alternative to --histogram-apart.")
 @click.option("--self-colour-negatives/--no-self-colour-negatives", default=False, show_default=True,
               help="Other colourways of a product's group are negatives in the self (own photo<->title) term.")
 @click.option("--colour-col", help="Colour column (e.g. baseColour) for the modifier and colour terms.")
@@ -93,7 +98,7 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
 @click.pass_obj
 def command(settings, catalogue, id_col, title_col, image_col, category_col, attr_cols, label_col, pairs_file,
             heldout, split_seed, steps, batch_size, lr, loss, margin, temperature, self_temperature, w_fused,
-            w_text, w_image, w_self, w_ii, w_ti, w_mod, mod_target, mod_temperature, w_local, w_local_image, tail_lr, tail_from, photo_input, histogram_apart, self_colour_negatives,
+            w_text, w_image, w_self, w_ii, w_ti, w_mod, mod_target, mod_temperature, w_local, w_local_image, tail_lr, tail_from, photo_input, histogram_apart, colour_from_histogram, self_colour_negatives,
             colour_col, colour_dims, colour_weight, w_colour, excludes, resume, embed_dim, skip, image_lock, seed, threads, limit, out, as_json):
     """Train the fusion encoder and the photo tower's tail (on cached activations
     of the frozen stem) and write a versioned checkpoint (fusion.safetensors,
@@ -105,6 +110,9 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     from ..train import TrainConfig, data_hash, train
 
     # the settings are checked before any work: caching the features can take minutes
+    if histogram_apart and colour_from_histogram:
+        raise click.UsageError("--histogram-apart and --colour-from-histogram are alternatives (the histogram "
+                               "summed into the photo tokens, or kept out of them for the colour part): pick one")
     try:
         cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, loss=loss, margin=margin, temperature=temperature,
                           self_temperature=self_temperature, w_fused=w_fused, w_text=w_text, w_image=w_image,
@@ -115,7 +123,9 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
                           self_colour_negatives=self_colour_negatives,
                           w_colour=w_colour, seed=seed, threads=threads,
                           fusion={"embed_dim": embed_dim, "skip": skip, "image_lock": image_lock,
-                                  **({"image_colour_channels": C.COLOUR_BINS} if histogram_apart else {}),
+                                  **({"image_colour_channels": C.COLOUR_BINS}
+                                     if histogram_apart or colour_from_histogram else {}),
+                                  **({"colour_from_histogram": True} if colour_from_histogram else {}),
                                   **({"colour_dims": colour_dims, "colour_weight": colour_weight} if colour_dims else {})})
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

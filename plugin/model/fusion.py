@@ -56,6 +56,12 @@ class FusionConfig:
     # projection (summed with the head map's), so 27 histogram channels are not drowned
     # by 1,280 others in one LayerNorm. 0: one projection over every channel.
     image_colour_channels: int = 0
+    # With image_colour_channels and colour_dims: colour split by construction. The
+    # histogram never enters the transformer or the skip path (they see the grey features
+    # alone), and the photo view's colour part is read straight from the histograms of its
+    # tokens by a small MLP. Fused and title views keep the transformer's colour part (a
+    # photo + "black" query takes its colour from the words, not from the photo).
+    colour_from_histogram: bool = False
 
     def __post_init__(self):
         if self.colour_dims:
@@ -69,6 +75,10 @@ class FusionConfig:
         if not 0 <= self.image_colour_channels < self.image_feature_dim:
             raise ValueError(f"image_colour_channels must be between 0 and image_feature_dim - 1 "
                              f"({self.image_feature_dim - 1}), got {self.image_colour_channels}")
+        if self.colour_from_histogram and not (self.image_colour_channels and self.colour_dims):
+            raise ValueError("colour_from_histogram reads the photo view's colour part from the histogram "
+                             "channels: it needs image_colour_channels and colour_dims, got "
+                             f"{self.image_colour_channels} and {self.colour_dims}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,7 +145,13 @@ class FusionEncoder(nn.Module):
         d = cfg.d_model
         k, fi = cfg.image_colour_channels, cfg.image_feature_dim - cfg.image_colour_channels
         self.img_proj = nn.Sequential(nn.LayerNorm(fi), nn.Linear(fi, d))
-        self.img_colour_proj = nn.Sequential(nn.LayerNorm(k), nn.Linear(k, d)) if k else None
+        summed = k and not cfg.colour_from_histogram  # the histogram's own projection, summed in
+        self.img_colour_proj = nn.Sequential(nn.LayerNorm(k), nn.Linear(k, d)) if summed else None
+        self.photo_colour = None
+        if cfg.colour_from_histogram:
+            kt = k * cfg.image_tokens
+            self.photo_colour = nn.Sequential(nn.LayerNorm(kt), nn.Linear(kt, 4 * cfg.colour_dims), nn.GELU(),
+                                              nn.Linear(4 * cfg.colour_dims, cfg.colour_dims))
         self.txt_proj = nn.Sequential(nn.LayerNorm(cfg.text_feature_dim), nn.Linear(cfg.text_feature_dim, d))
         self.cls = nn.Parameter(torch.zeros(1, 1, d))
         self.img_pos = nn.Parameter(torch.zeros(1, cfg.image_tokens, d))
@@ -147,7 +163,7 @@ class FusionEncoder(nn.Module):
             # Starts the model near linear heads on the pretrained features (which already
             # rank titles well) so the transformer only has to learn the correction.
             self.img_skip = nn.Sequential(nn.LayerNorm(fi), nn.Linear(fi, cfg.embed_dim))
-            self.img_colour_skip = nn.Sequential(nn.LayerNorm(k), nn.Linear(k, cfg.embed_dim)) if k else None
+            self.img_colour_skip = nn.Sequential(nn.LayerNorm(k), nn.Linear(k, cfg.embed_dim)) if summed else None
             self.txt_skip = nn.Sequential(nn.LayerNorm(cfg.text_feature_dim), nn.Linear(cfg.text_feature_dim, cfg.embed_dim))
         if cfg.image_lock:
             g = torch.Generator().manual_seed(cfg.image_lock_seed)
@@ -191,7 +207,12 @@ class FusionEncoder(nn.Module):
             z = torch.where(photo_only, image_tokens[:, 0] @ self.lock_proj, z)
         if self.cfg.colour_dims:
             k, c = self.cfg.colour_dims, self.cfg.colour_weight
-            z = torch.cat([_unit(z[:, :-k]) * math.sqrt(1.0 - c * c), _unit(z[:, -k:]) * c], dim=1)
+            colour = z[:, -k:]
+            if self.photo_colour is not None:
+                photo_only = (image_mask[:, :1] > 0) & (attention_mask.sum(dim=1, keepdim=True) == 0)
+                hist = image_tokens[..., -self.cfg.image_colour_channels :].flatten(1)
+                colour = torch.where(photo_only, self.photo_colour(hist), colour)
+            z = torch.cat([_unit(z[:, :-k]) * math.sqrt(1.0 - c * c), _unit(colour) * c], dim=1)
         else:
             z = _unit(z)
         any_input = (keep[:, 1:].sum(dim=1, keepdim=True) > 0).to(z.dtype)
@@ -199,11 +220,12 @@ class FusionEncoder(nn.Module):
 
     def _image_in(self, x: torch.Tensor, head: nn.Module, colour_head: nn.Module | None) -> torch.Tensor:
         """`head` over the image channels, plus, with image_colour_channels, its colour
-        twin over the histogram channels (each with its own LayerNorm)."""
-        if colour_head is None:
-            return head(x)
+        twin over the histogram channels (each with its own LayerNorm); with
+        colour_from_histogram the histogram channels are left out."""
         k = self.cfg.image_colour_channels
-        return head(x[..., :-k]) + colour_head(x[..., -k:])
+        if not k:
+            return head(x)
+        return head(x[..., :-k]) + (colour_head(x[..., -k:]) if colour_head is not None else 0.0)
 
     def views(self, image_tokens, image_mask, text_tokens, attention_mask) -> dict[str, torch.Tensor]:
         """The three views in one batched pass: fused, image (title masked), text

@@ -161,3 +161,63 @@ def test_histogram_apart_without_grey_input_is_refused_before_any_work(catalogue
                            env={"SAMESTYLE_DATA_DIR": str(tmp_path / "data")})
     assert r.exit_code == 2 and f"--photo-input {GC}" in r.output
     assert not (tmp_path / "data").exists() and not (tmp_path / "m").exists()  # no features were cached
+
+
+def test_colour_from_histogram_splits_style_and_colour_by_construction(tmp_path):
+    """--colour-from-histogram: the photo view's style part is the grey features' alone and
+    its colour part the histogram's alone; fused and title views never read the histogram;
+    the exported fusion graph computes the same split."""
+    from samestyle.model.fusion import FusionConfig, FusionEncoder
+
+    k, fi, cd = C.COLOUR_BINS, C.image_feature_dim(GC), 8
+    torch.manual_seed(0)
+    enc = FusionEncoder(FusionConfig(embed_dim=32, d_model=64, heads=2, layers=1, skip=True, image_feature_dim=fi,
+                                     image_colour_channels=k, colour_dims=cd, colour_weight=0.35,
+                                     colour_from_histogram=True)).eval()
+    assert enc.img_colour_proj is None and enc.img_colour_skip is None and enc.photo_colour is not None
+    g = torch.Generator().manual_seed(1)
+    it = torch.randn(3, C.IMAGE_TOKENS, fi, generator=g)
+    tt = torch.randn(3, 8, C.TEXT_FEATURE_DIM, generator=g)
+    im, am = torch.ones(3, C.IMAGE_TOKENS, dtype=torch.long), torch.ones(3, 8, dtype=torch.long)
+    recoloured, reshaped = it.clone(), it.clone()
+    recoloured[..., -k:] = torch.rand(3, C.IMAGE_TOKENS, k, generator=g)
+    reshaped[..., :-k] = torch.randn(3, C.IMAGE_TOKENS, fi - k, generator=g)
+    with torch.no_grad():
+        v, vc, vs = (enc.views(x, im, tt, am) for x in (it, recoloured, reshaped))
+    style, colour = slice(0, 32 - cd), slice(32 - cd, 32)
+    assert torch.equal(v["image"][:, style], vc["image"][:, style])  # style: blind to the histogram
+    assert (v["image"][:, colour] - vc["image"][:, colour]).abs().max() > 1e-3  # colour: reads it
+    assert torch.equal(v["image"][:, colour], vs["image"][:, colour])  # colour: blind to the grey features
+    assert torch.equal(v["fused"], vc["fused"])  # a photo + words query takes no colour from the photo
+    assert torch.allclose(v["image"][:, colour].norm(dim=1), torch.full((3,), 0.35))
+
+    checkpoint.save(tmp_path / "m", enc, photo_input=GC)
+    export_onnx(tmp_path / "m", tmp_path / "onnx")
+    mask = torch.tensor([[1] * C.IMAGE_TOKENS, [1] * C.IMAGE_TOKENS, [0] * C.IMAGE_TOKENS])
+    L = C.MAX_TEXT_LEN  # the served graph takes whole padded titles
+    tt = torch.cat([tt, torch.zeros(3, L - 8, C.TEXT_FEATURE_DIM)], dim=1)
+    words = torch.tensor([[0] * L, [1] * 8 + [0] * (L - 8), [1] * 8 + [0] * (L - 8)])  # photo, photo + words, words
+    feeds = {C.T_IMAGE_TOKENS: it.numpy(), C.T_IMAGE_MASK: mask.numpy(), C.T_TEXT_TOKENS: tt.numpy(),
+             C.T_ATTENTION_MASK: words.numpy()}
+    sess = session(tmp_path / "onnx" / C.ONNX_FUSION, 1)
+    served = sess.run(None, {i.name: feeds[i.name] for i in sess.get_inputs()})[0]
+    with torch.no_grad():
+        expected = enc(it, mask, tt, words).numpy()
+    assert np.abs(served - expected).max() < 1e-4
+    with pytest.raises(ValueError, match="colour_from_histogram"):
+        FusionConfig(image_feature_dim=fi, image_colour_channels=k, colour_from_histogram=True)
+
+
+def test_colour_from_histogram_and_histogram_apart_are_alternatives(catalogue, tmp_path):
+    from click.testing import CliRunner
+
+    from samestyle.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["train", str(catalogue.csv_path), "--photo-input", GC, "--histogram-apart",
+                                 "--colour-from-histogram", "--colour-dims", "8", "--colour-weight", "0.3",
+                                 "--out", str(tmp_path / "m")], env={"SAMESTYLE_DATA_DIR": str(tmp_path / "data")})
+    assert r.exit_code == 2 and "alternatives" in r.output
+    r = CliRunner().invoke(cli, ["train", str(catalogue.csv_path), "--photo-input", GC, "--colour-from-histogram",
+                                 "--out", str(tmp_path / "m")], env={"SAMESTYLE_DATA_DIR": str(tmp_path / "data")})
+    assert r.exit_code == 2 and "colour_dims" in r.output
+    assert not (tmp_path / "data").exists() and not (tmp_path / "m").exists()
