@@ -20,13 +20,15 @@ cost as the catalogue grows.
   are reported on their own (how many of their pairs the clustering links) and their
   pairs count neither for nor against the re-listing score.
 - Near-identical photos: a linked pair of two catalogue products (neither a re-listing)
-  whose grey 60x80 photos differ on average by less than this run's own re-compressed
-  copies do (the NEAR_QUANTILE of the mean grey difference between the JPEG-only
-  re-listings and their sources; NEAR_GREY when there are fewer than NEAR_MIN_SAMPLES of
-  them) is one photo saved twice: the catalogue's own unlabelled copy. Each threshold is
-  scored twice: as above (unchanged), and with those pairs also counted neither way
-  (`near_identical_apart`, with how many were linked). The limit and where it came
-  from are in the report (`near_identical`).
+  whose grey 60x80 photos, smoothed, correlate at least as closely as this run's own
+  re-compressed copies do with their sources (`copy_score`, the zero-offset NCC; the
+  limit is the NEAR_QUANTILE of the JPEG-only re-listings' scores, NEAR_NCC when there are
+  fewer than NEAR_MIN_SAMPLES of them) is one photo saved twice: the catalogue's own
+  unlabelled copy. Each threshold is scored twice: as above (unchanged), and with those
+  pairs also counted neither way (`near_identical_apart`, with how many were linked). The
+  limit and where it came from are in the report (`near_identical`). (A mean grey
+  difference, the test before, is no copy test at 60x80: small products on white differ
+  by a few grey levels on average whatever they are; docs/benchmarks/catalogue_copies_audit.py.)
 - Time: the clustering (pairs + union-find) over the collection and, on synthetic unit
   vectors with planted near-copies, at --synthetic-sizes (e.g. 42k and 1M), with the
   growth exponent between sizes (1 = linear, 2 = quadratic) and the planted copies'
@@ -49,6 +51,7 @@ from pathlib import Path
 import click
 import numpy as np
 from PIL import Image, ImageDraw
+from scipy.ndimage import gaussian_filter
 
 from .. import contract as C
 from .. import dedup as D
@@ -68,9 +71,10 @@ THRESHOLDS = "0.85,0.88,0.9,0.91,0.92,0.93,0.94,0.95,0.96,0.97,0.98"
 KINDS = ("photo", "title", "both")
 PHOTO_EDITS = ("crop", "resize", "jpeg", "watermark")
 STYLE_LABEL = "style_group"  # Myntra's "same style, other colourway": must not merge
-NEAR_GREY = 2.0  # mean grey-level difference under which two photos are one photo saved twice (fallback)
-NEAR_QUANTILE = 0.95  # ... measured instead: this quantile of the JPEG-only re-listings' difference
-NEAR_MIN_SAMPLES = 20  # fewer JPEG-only re-listings than this: NEAR_GREY
+NEAR_NCC = 0.999  # copy_score at or above which two photos are one photo saved twice (fallback)
+NEAR_QUANTILE = 0.05  # ... measured instead: this quantile of the JPEG-only re-listings' copy_score
+NEAR_SMOOTH = 1.0  # sigma (pixels) of the smoothing before the correlation: JPEG noise is finer
+NEAR_MIN_SAMPLES = 20  # fewer JPEG-only re-listings than this: NEAR_NCC
 NEAR_SIZE = PR.GREY_SIZE  # the grey photo they are compared at (width, height): dedup's registration size
 N_SYN_CATEGORIES = 48  # as bench scale
 
@@ -220,51 +224,62 @@ def grey_difference(ga: np.ndarray, gb: np.ndarray) -> float:
     return float(np.abs(ga.astype(np.int16) - gb).mean())
 
 
+def copy_score(ga: np.ndarray, gb: np.ndarray) -> float:
+    """How nearly two grey thumbnails are one photo saved twice: the normalised
+    cross-correlation, at zero offset, of the photos smoothed by NEAR_SMOOTH (1 = the same
+    picture up to brightness and contrast; JPEG noise is mostly finer than the smoothing).
+    A flat photo correlates with nothing (0)."""
+    x, y = (gaussian_filter(g.astype(np.float32), NEAR_SMOOTH).ravel() for g in (ga, gb))
+    x, y = x - x.mean(), y - y.mean()
+    nx, ny = float(np.linalg.norm(x)), float(np.linalg.norm(y))
+    return float(x @ y) / (nx * ny) if nx > 1e-3 and ny > 1e-3 else 0.0
+
+
 def near_limit(truth: list[tuple[int, int]], kinds: list[str], edits: list[str], grey_of) -> dict:
-    """The mean grey difference under which two photos count as one photo saved twice,
-    measured on this run: the NEAR_QUANTILE of the difference between each JPEG-only
-    re-listing (photo re-compressed, nothing else changed) and its source. With fewer
-    than NEAR_MIN_SAMPLES of them (a quick run), NEAR_GREY."""
-    diffs = []
+    """The copy_score at or above which two photos count as one photo saved twice,
+    measured on this run: the NEAR_QUANTILE of the scores between each JPEG-only
+    re-listing (photo re-compressed, nothing else changed) and its source, so that
+    1 - NEAR_QUANTILE of such copies pass. With fewer than NEAR_MIN_SAMPLES of them
+    (a quick run), NEAR_NCC."""
+    scores = []
     for (a, b), kind, how in zip(truth, kinds, edits):
         if kind == "photo" and how == "jpeg":
             ga, gb = grey_of(a), grey_of(b)
             if ga is not None and gb is not None:
-                diffs.append(grey_difference(ga, gb))
-    if len(diffs) < NEAR_MIN_SAMPLES:
-        return {"mean_grey_limit": NEAR_GREY, "from": f"default (only {len(diffs)} JPEG-only re-listings)",
-                "jpeg_relistings": len(diffs)}
-    return {"mean_grey_limit": round(float(np.quantile(diffs, NEAR_QUANTILE)), 2),
-            "from": f"quantile {NEAR_QUANTILE} of the JPEG-only re-listings' difference to their source",
-            "jpeg_relistings": len(diffs), "jpeg_median": round(float(np.median(diffs)), 2)}
+                scores.append(copy_score(ga, gb))
+    test = f"zero-offset NCC of the grey {NEAR_SIZE[0]}x{NEAR_SIZE[1]} photos smoothed by sigma {NEAR_SMOOTH}"
+    if len(scores) < NEAR_MIN_SAMPLES:
+        return {"test": test, "min_ncc": NEAR_NCC, "from": f"default (only {len(scores)} JPEG-only re-listings)",
+                "jpeg_relistings": len(scores)}
+    return {"test": test, "min_ncc": round(float(np.quantile(scores, NEAR_QUANTILE)), 5),
+            "from": f"quantile {NEAR_QUANTILE} of the JPEG-only re-listings' score against their source",
+            "jpeg_relistings": len(scores), "jpeg_median": round(float(np.median(scores)), 5)}
 
 
-def near_identical_linked(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray, grey_of,
-                          limit: float = NEAR_GREY) -> int:
-    """How many linked catalogue pairs (`linked_catalogue_pairs`) are one photo saved twice:
-    their grey thumbnails (`grey_of(row)`, None when the photo is unreadable) differ by
-    under `limit` grey levels on average (`near_limit`)."""
-    near = 0
-    for a, b in linked_catalogue_pairs(cids, n_catalogue, same_photo).tolist():
-        ga, gb = grey_of(a), grey_of(b)
-        if ga is not None and gb is not None and grey_difference(ga, gb) < limit:
-            near += 1
-    return near
-
-
-def false_links_sheet(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray, grey_of, path: Path,
-                      k: int = 24, seed: int = 0, limit: float = NEAR_GREY) -> int:
-    """A picture of up to `k` linked catalogue pairs the benchmark counts as false (not
-    byte-identical, not near-identical), drawn at random, each pair's grey photos side
-    by side with their mean grey difference: whether they are duplicates the catalogue
-    holds without a label is for a person to judge. Returns how many were drawn."""
-    pairs = []
+def _scored_catalogue_pairs(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray, grey_of):
+    """(grey a, grey b, copy_score) of each linked catalogue pair whose photos both read."""
     for a, b in linked_catalogue_pairs(cids, n_catalogue, same_photo).tolist():
         ga, gb = grey_of(a), grey_of(b)
         if ga is not None and gb is not None:
-            diff = grey_difference(ga, gb)
-            if diff >= limit:
-                pairs.append((ga, gb, diff))
+            yield ga, gb, copy_score(ga, gb)
+
+
+def near_identical_linked(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray, grey_of,
+                          limit: float = NEAR_NCC) -> int:
+    """How many linked catalogue pairs (`linked_catalogue_pairs`) are one photo saved twice:
+    the copy_score of their grey thumbnails (`grey_of(row)`, None when the photo is
+    unreadable) is at least `limit` (`near_limit`)."""
+    return sum(1 for *_, sc in _scored_catalogue_pairs(cids, n_catalogue, same_photo, grey_of) if sc >= limit)
+
+
+def false_links_sheet(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray, grey_of, path: Path,
+                      k: int = 24, seed: int = 0, limit: float = NEAR_NCC, apart: bool = False) -> int:
+    """A picture of up to `k` linked catalogue pairs the benchmark counts as false (not
+    byte-identical, under the copy limit), or with `apart` those it sets apart as the
+    catalogue's own copies, drawn at random, each pair's grey photos side by side with
+    their copy_score: whether they are duplicates is for a person to judge. Returns how
+    many were drawn."""
+    pairs = [p for p in _scored_catalogue_pairs(cids, n_catalogue, same_photo, grey_of) if (p[2] >= limit) == apart]
     pairs = random.Random(seed).sample(pairs, min(k, len(pairs)))
     w, h = NEAR_SIZE
     cols, cell = 6, (2 * w * 2 + 8, h * 2 + 16)
@@ -275,7 +290,7 @@ def false_links_sheet(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray
         x, y = (n % cols) * cell[0], (n // cols) * cell[1]
         sheet.paste(Image.fromarray(ga).resize((2 * w, 2 * h)), (x, y))
         sheet.paste(Image.fromarray(gb).resize((2 * w, 2 * h)), (x + 2 * w + 2, y))
-        draw.text((x + 2, y + 2 * h + 2), f"grey diff {diff:.1f}", fill=0)
+        draw.text((x + 2, y + 2 * h + 2), f"copy score {diff:.4f}", fill=0)
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return len(pairs)
@@ -564,7 +579,7 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
     for th in ts:
         p = pairs.above(th)
         cids = D.cluster_ids(len(mixed.ids), p)
-        near = near_identical_linked(cids, len(cat.ids), same_photo, grey_of, near_at["mean_grey_limit"])
+        near = near_identical_linked(cids, len(cat.ids), same_photo, grey_of, near_at["min_ncc"])
         sweep.append(score(cids, truth, same_photo, th, len(p), near))
         kind_recall[th] = by_kind(cids, truth, kinds)
         edit_recall[th] = by_photo_edit(cids, truth, kinds, edits)
@@ -600,9 +615,14 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
         report["plot"] = str(plot_file)
         sheet = plot_file.with_name(plot_file.stem + "-false-links.png")
         at = pairs.above(D.DEFAULT_THRESHOLD)
-        drawn = false_links_sheet(D.cluster_ids(len(mixed.ids), at), len(cat.ids), same_photo, grey_of, sheet,
-                                  seed=seed, limit=near_at["mean_grey_limit"])
+        at_cids = D.cluster_ids(len(mixed.ids), at)
+        drawn = false_links_sheet(at_cids, len(cat.ids), same_photo, grey_of, sheet, seed=seed,
+                                  limit=near_at["min_ncc"])
         report["false_links_plot"] = {"file": str(sheet), "pairs": drawn, "threshold": D.DEFAULT_THRESHOLD}
+        copies = plot_file.with_name(plot_file.stem + "-copies-apart.png")
+        drawn = false_links_sheet(at_cids, len(cat.ids), same_photo, grey_of, copies, seed=seed,
+                                  limit=near_at["min_ncc"], apart=True)
+        report["copies_apart_plot"] = {"file": str(copies), "pairs": drawn, "threshold": D.DEFAULT_THRESHOLD}
     save_report(report, out_path)
     emit(report, as_json, _human)
 

@@ -62,17 +62,40 @@ def test_grey_thumb_is_60_by_80():
 
 
 # rows 0..5 the catalogue, 6 and 7 re-listings of rows 4 and 3.
-# Clusters: {0, 1} share a byte-identical photo; {2, 3} one photo saved twice (1 grey
-# level apart); {4, 5, 6} two different catalogue photos (10 apart) and 4's re-listing
-# (its grey equal to 4's, but a re-listing pair is never set apart); 7 alone (missed).
+# Clusters: {0, 1} share a byte-identical photo; {2, 3} one photo saved twice (3's is 2's
+# with faint pixel noise); {4, 5, 6} two different catalogue photos and 4's re-listing
+# (its photo equal to 4's, but a re-listing pair is never set apart); 7 alone (missed).
 CIDS = np.array([0, 0, 2, 2, 4, 4, 4, 7])
 SAME_PHOTO = np.array([9, 9, -1, -1, -1, -1, -1, -1])
 TRUTH = [(4, 6), (3, 7)]
-GREY = {0: 50, 1: 50, 2: 100, 3: 101, 4: 30, 5: 40, 6: 30, 7: 101}
+PHOTO = {0: 0, 1: 0, 2: 1, 3: 1, 4: 2, 5: 3, 6: 2, 7: 1}  # which picture each row shows
 
 
-def _grey_of(row):
-    return np.full((80, 60), GREY[row], np.uint8)
+def _picture(k: int) -> np.ndarray:
+    """A product-like grey photo: a dark shape of picture k's own outline on white."""
+    v, u = np.mgrid[0:80, 0:60]
+    g = np.random.default_rng(k)
+    cx, cy, rx, ry = g.uniform(20, 40), g.uniform(30, 50), g.uniform(8, 20), g.uniform(10, 30)
+    inside = ((u - cx) / rx) ** 2 + ((v - cy) / ry) ** 2 < 1
+    return np.where(inside, 60 + 40 * np.sin(u / g.uniform(2, 5)), 250).astype(np.float32)
+
+
+def _grey_of(row, noise=1.5):
+    img = _picture(PHOTO[row])
+    if row == 3:  # the same picture saved again: JPEG-like faint noise
+        img = img + np.random.default_rng(3).normal(0, noise, img.shape)
+    return np.clip(img, 0, 255).round().astype(np.uint8)
+
+
+def test_the_copy_score_tells_a_resave_from_a_lookalike_whatever_their_mean_difference():
+    a, resave, other = _grey_of(2), _grey_of(3), _grey_of(5)
+    assert B.copy_score(a, resave) > 0.995 > B.copy_score(a, other)
+    # two small products on white: a few grey levels apart on average, and still no copy
+    small = np.full((80, 60), 250, np.uint8)
+    x, y = small.copy(), small.copy()
+    x[10:18, 10:18], y[50:58, 40:48] = 40, 40  # 8x8 px each
+    assert B.grey_difference(x, y) < 6 and B.copy_score(x, y) < 0.5
+    assert B.copy_score(small, small) == 0.0  # a flat photo correlates with nothing
 
 
 def test_linked_catalogue_pairs_leave_out_relistings_and_byte_identical_photos():
@@ -82,7 +105,7 @@ def test_linked_catalogue_pairs_leave_out_relistings_and_byte_identical_photos()
 
 def test_near_identical_pairs_scored_apart_beside_the_unchanged_scoring():
     near = B.near_identical_linked(CIDS, 6, SAME_PHOTO, _grey_of)
-    assert near == 1  # (2, 3); (4, 5) differ by 10; (4, 6) involves a re-listing
+    assert near == 1  # (2, 3); (4, 5) are two pictures; (4, 6) involves a re-listing
     s = B.score(CIDS, TRUTH, SAME_PHOTO, 0.9, links=4, near_identical=near)
     # first scoring: 5 linked pairs, 1 byte-identical left out, 1 true of the 4 judged
     assert (s["predicted_pairs"], s["byte_identical_linked"], s["tp"]) == (5, 1, 1)
@@ -101,26 +124,28 @@ def test_an_unreadable_photo_is_never_near_identical():
 
 
 def test_the_copy_limit_is_measured_on_the_runs_own_recompressed_relistings():
-    # 40 JPEG-only re-listings whose grey differs from their source by 0..3.9 levels,
-    # beside re-listings of other kinds/edits that must not count
-    grey = {}
+    # 40 JPEG-only re-listings, ever noisier copies of their source, beside
+    # re-listings of other kinds/edits that must not count
+    photos = {}
     truth, kinds, edits = [], [], []
     for n in range(40):
-        grey[2 * n], grey[2 * n + 1] = 100, 100 + n / 10
+        src = _picture(n)
+        photos[2 * n] = src.astype(np.uint8)
+        photos[2 * n + 1] = np.clip(src + np.random.default_rng(n).normal(0, n / 4, src.shape), 0, 255).astype(np.uint8)
         truth.append((2 * n, 2 * n + 1)), kinds.append("photo"), edits.append("jpeg")
-    grey[200], grey[201] = 0, 200  # a crop: far apart, not a re-compression
+    photos[200], photos[201] = _picture(100).astype(np.uint8), _picture(101).astype(np.uint8)  # a crop: no copy
     truth.append((200, 201)), kinds.append("photo"), edits.append("crop+jpeg")
     truth.append((200, 201)), kinds.append("both"), edits.append("jpeg/typo")
-    of = lambda r: np.full((80, 60), grey[r], np.float32).round().astype(np.uint8)  # noqa: E731
-    got = B.near_limit(truth, kinds, edits, of)
-    diffs = [float(round(100 + n / 10) - 100) for n in range(40)]
+    got = B.near_limit(truth, kinds, edits, photos.get)
+    scores = [B.copy_score(photos[2 * n], photos[2 * n + 1]) for n in range(40)]
     assert got["jpeg_relistings"] == 40
-    assert got["mean_grey_limit"] == pytest.approx(np.quantile(diffs, B.NEAR_QUANTILE), abs=0.01)
+    assert got["min_ncc"] == pytest.approx(np.quantile(scores, B.NEAR_QUANTILE), abs=1e-5)
+    assert got["min_ncc"] > B.copy_score(photos[200], photos[201])
     # too few to measure: the fixed default, and the report says so
-    few = B.near_limit(truth[:3], kinds[:3], edits[:3], of)
-    assert few["mean_grey_limit"] == B.NEAR_GREY and "default" in few["from"]
+    few = B.near_limit(truth[:3], kinds[:3], edits[:3], photos.get)
+    assert few["min_ncc"] == B.NEAR_NCC and "default" in few["from"]
 
 
-def test_a_wider_copy_limit_sets_more_catalogue_pairs_apart():
-    assert B.near_identical_linked(CIDS, 6, SAME_PHOTO, _grey_of, limit=2.0) == 1
-    assert B.near_identical_linked(CIDS, 6, SAME_PHOTO, _grey_of, limit=11.0) == 2  # (4, 5) too
+def test_a_lower_copy_limit_sets_more_catalogue_pairs_apart():
+    assert B.near_identical_linked(CIDS, 6, SAME_PHOTO, _grey_of, limit=0.99) == 1
+    assert B.near_identical_linked(CIDS, 6, SAME_PHOTO, _grey_of, limit=-1.0) == 2  # (4, 5) too
