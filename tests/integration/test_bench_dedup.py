@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,6 +43,10 @@ def test_bench_dedup_quick(search_catalogue, tmp_path):
     sheet = rep["false_links_plot"]  # the links a person should judge, drawn beside the plot
     assert sheet["file"] == str(tmp_path / "dedup-false-links.png") and (tmp_path / "dedup-false-links.png").exists()
     assert sheet["pairs"] >= 0 and sheet["threshold"] == rep["recommended_threshold"]
+    copies = rep["copies_apart_plot"]  # and the pairs it set apart as the catalogue's own copies
+    assert copies["file"] == str(tmp_path / "dedup-copies-apart.png") and Path(copies["file"]).exists()
+    near = rel["near_identical"]
+    assert near["min_ncc"] <= 1 and "NCC" in near["test"]
     assert rep["registration"]["on"] is True and rep["registration"]["floor"] < rep["registration"]["top"]
     at = str(rep["recommended_threshold"])
     assert set(rel["recall_by_photo_edit"][at]) == {"crop", "resize", "jpeg", "watermark"}
