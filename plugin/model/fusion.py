@@ -89,6 +89,11 @@ class FusionConfig:
         return cls(**known)
 
 
+def _photo_only(image_mask: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """[B, 1] True for the rows that are a photo view (photo kept, title masked)."""
+    return (image_mask[:, :1] > 0) & (attention_mask.sum(dim=1, keepdim=True) == 0)
+
+
 def _unit(z: torch.Tensor) -> torch.Tensor:
     return z / z.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
@@ -145,7 +150,7 @@ class FusionEncoder(nn.Module):
         d = cfg.d_model
         k, fi = cfg.image_colour_channels, cfg.image_feature_dim - cfg.image_colour_channels
         self.img_proj = nn.Sequential(nn.LayerNorm(fi), nn.Linear(fi, d))
-        summed = k and not cfg.colour_from_histogram  # the histogram's own projection, summed in
+        summed = bool(k) and not cfg.colour_from_histogram  # the histogram's own projection, summed in
         self.img_colour_proj = nn.Sequential(nn.LayerNorm(k), nn.Linear(k, d)) if summed else None
         self.photo_colour = None
         if cfg.colour_from_histogram:
@@ -203,15 +208,13 @@ class FusionEncoder(nn.Module):
             z = z + self._image_in(image_tokens[:, 0], self.img_skip, self.img_colour_skip) * has_img \
                 + self.txt_skip(pooled_txt) * has_txt
         if self.cfg.image_lock:
-            photo_only = (image_mask[:, :1] > 0) & (attention_mask.sum(dim=1, keepdim=True) == 0)
-            z = torch.where(photo_only, image_tokens[:, 0] @ self.lock_proj, z)
+            z = torch.where(_photo_only(image_mask, attention_mask), image_tokens[:, 0] @ self.lock_proj, z)
         if self.cfg.colour_dims:
             k, c = self.cfg.colour_dims, self.cfg.colour_weight
             colour = z[:, -k:]
             if self.photo_colour is not None:
-                photo_only = (image_mask[:, :1] > 0) & (attention_mask.sum(dim=1, keepdim=True) == 0)
                 hist = image_tokens[..., -self.cfg.image_colour_channels :].flatten(1)
-                colour = torch.where(photo_only, self.photo_colour(hist), colour)
+                colour = torch.where(_photo_only(image_mask, attention_mask), self.photo_colour(hist), colour)
             z = torch.cat([_unit(z[:, :-k]) * math.sqrt(1.0 - c * c), _unit(colour) * c], dim=1)
         else:
             z = _unit(z)
