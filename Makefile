@@ -69,15 +69,16 @@ test-quick: setup
 
 # Long jobs, documented in docs/model.md and docs/benchmarks/README.md.
 MYNTRA ?= ../shared/datasets/myntra/products.csv
-# The shipped model (docs/model.md, model v2 run 7): fusion encoder + the photo tower's last
+# The shipped model (docs/model.md, model v2 run 11): fusion encoder + the photo tower's last
 # block, colour kept apart in the last 32 dims, the modifier term against the photo view, a heavy
-# photo locality term. ~40 min of
-# training here (2 threads), after the one-off stem/title feature cache (~14 min idle).
+# photo locality term; the photo tower sees the photo's luminance and the photo view's colour
+# part is read from a colour histogram (--colour-from-histogram). ~30-47 min of training here
+# (2 threads), after the one-off stem/title feature cache (~10 min idle).
 DEFAULT_RECIPE = --label-col style_group --colour-col baseColour --heldout 0.27 \
 	    --steps 600 --batch-size 192 --loss infonce --temperature 0.2 --self-temperature 0.05 \
 	    --w-self 0.3 --w-image 0.3 --w-local 0.1 --w-mod 0.3 --mod-target image --mod-temperature 0.1 \
 	    --tail-lr 2e-4 --w-local-image 1.0 --colour-dims 32 --colour-weight 0.35 --w-colour 0.5 \
-	    --self-colour-negatives --threads 2
+	    --self-colour-negatives --photo-input grey-colour --colour-from-histogram --threads 2
 train-default: setup
 	$(BIN)/samestyle train $(MYNTRA) $(DEFAULT_RECIPE) --out plugin/model/default
 	$(BIN)/samestyle export --backend python --out triton_models

@@ -16,12 +16,14 @@ from tritonclient.grpc import model_config_pb2 as mc
 from samestyle import contract as C
 from samestyle.config import DEFAULT_MODEL_DIR, ROOT
 from samestyle.model.checkpoint import read_manifest
+from samestyle.model.manifest import image_feature_dim
 from samestyle.triton_repo import (BACKBONE_SRC, ENTRY_FILES, ONNX_SOURCES, SKELETON, backbone_model_py,
                                 build_repository, default_tuning, missing_files, model_configs,
                                 strip_dynamic_batching, with_tuning, without_dynamic_batching)
 
 MANIFEST = read_manifest(DEFAULT_MODEL_DIR)
 D, L = MANIFEST["embed_dim"], MANIFEST["max_text_len"]
+FI = image_feature_dim(MANIFEST)  # the head map's channels, plus the colour histogram's for a grey-colour model
 MODELS = [C.ENTRY_MODEL, C.IMAGE_MODEL, C.TEXT_MODEL, C.FUSION_MODEL]
 FP32, INT64, STRING = mc.TYPE_FP32, mc.TYPE_INT64, mc.TYPE_STRING
 
@@ -32,11 +34,11 @@ EXPECTED = {
                     {C.OUT_IMAGE: (FP32, [D]), C.OUT_TEXT: (FP32, [D]), C.OUT_FUSED: (FP32, [D]),
                      C.OUT_ERROR: (STRING, [1])}),
     C.IMAGE_MODEL: (C.MAX_BATCH, {C.T_PIXEL_VALUES: (FP32, [3, C.IMAGE_SIZE, C.IMAGE_SIZE])},
-                    {C.T_IMAGE_TOKENS: (FP32, [C.IMAGE_TOKENS, C.IMAGE_FEATURE_DIM])}),
+                    {C.T_IMAGE_TOKENS: (FP32, [C.IMAGE_TOKENS, FI])}),
     C.TEXT_MODEL: (C.MAX_BATCH, {C.T_INPUT_IDS: (INT64, [L]), C.T_ATTENTION_MASK: (INT64, [L]),
                                  C.T_TOKEN_TYPE_IDS: (INT64, [L])},
                    {C.T_TEXT_TOKENS: (FP32, [L, C.TEXT_FEATURE_DIM])}),
-    C.FUSION_MODEL: (C.FUSION_MAX_BATCH, {C.T_IMAGE_TOKENS: (FP32, [C.IMAGE_TOKENS, C.IMAGE_FEATURE_DIM]),
+    C.FUSION_MODEL: (C.FUSION_MAX_BATCH, {C.T_IMAGE_TOKENS: (FP32, [C.IMAGE_TOKENS, FI]),
                                           C.T_IMAGE_MASK: (INT64, [C.IMAGE_TOKENS]),
                                           C.T_TEXT_TOKENS: (FP32, [L, C.TEXT_FEATURE_DIM]),
                                           C.T_ATTENTION_MASK: (INT64, [L])},

@@ -47,7 +47,7 @@ def test_image_backbone_matches_torch(onnx_bundle, catalogue):
     with torch.no_grad():
         ref = shipped(torch.from_numpy(x)).numpy()
         split = shipped.tail(shipped.stem(torch.from_numpy(x))).numpy()
-        imagenet = ImageBackbone()(torch.from_numpy(x)).numpy()
+        imagenet = ImageBackbone(photo_input=shipped.photo_input)(torch.from_numpy(x)).numpy()  # same input, ImageNet tail
     got = _sess(onnx_bundle, C.ONNX_IMAGE_BACKBONE).run(None, {C.T_PIXEL_VALUES: x})[0]
     assert np.abs(got - ref).max() <= TOL * max(1.0, float(np.abs(ref).max()) / 10)
     assert np.array_equal(split, ref)  # training's stem/tail split is the served graph
@@ -70,7 +70,7 @@ def test_fusion_matches_torch(onnx_bundle):
     fusion, _ = checkpoint.load(DEFAULT_MODEL_DIR)
     g = np.random.default_rng(0)
     b, L = 5, C.MAX_TEXT_LEN
-    it = g.standard_normal((b, C.IMAGE_TOKENS, C.IMAGE_FEATURE_DIM)).astype(np.float32)
+    it = g.standard_normal((b, C.IMAGE_TOKENS, fusion.cfg.image_feature_dim)).astype(np.float32)
     tt = g.standard_normal((b, L, C.TEXT_FEATURE_DIM)).astype(np.float32)
     im = np.ones((b, C.IMAGE_TOKENS), dtype=np.int64)
     am = np.zeros((b, L), dtype=np.int64)
