@@ -286,11 +286,11 @@ def false_links_sheet(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray
     rows = max(1, -(-len(pairs) // cols))
     sheet = Image.new("L", (cols * cell[0], rows * cell[1]), 255)
     draw = ImageDraw.Draw(sheet)
-    for n, (ga, gb, diff) in enumerate(pairs):
+    for n, (ga, gb, sc) in enumerate(pairs):
         x, y = (n % cols) * cell[0], (n // cols) * cell[1]
         sheet.paste(Image.fromarray(ga).resize((2 * w, 2 * h)), (x, y))
         sheet.paste(Image.fromarray(gb).resize((2 * w, 2 * h)), (x + 2 * w + 2, y))
-        draw.text((x + 2, y + 2 * h + 2), f"copy score {diff:.4f}", fill=0)
+        draw.text((x + 2, y + 2 * h + 2), f"copy score {sc:.4f}", fill=0)
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return len(pairs)
