@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw
 from scipy.ndimage import gaussian_filter
 
 from samestyle import contract as C
-from samestyle.bench.dedup import grey_difference, grey_thumb
+from samestyle.bench.dedup import copy_score, grey_difference, grey_thumb
 
 LIMIT = 5.19  # the `--seed 2` CLI run's limit (dedup-relist-copies.json: relisting.near_identical)
 BLOCK = 4  # 60x80 -> 15x20 block means
@@ -44,18 +44,19 @@ JPEG_COPIES = 600  # photos re-saved as the benchmark's JPEG-only re-listings ar
 
 def copy_measures(ga: np.ndarray, gb: np.ndarray) -> dict:
     """Candidate tests of "one photo saved twice" for a stack of grey pairs [P, H, W]:
-    the mean grey difference the benchmark uses, the same over the foreground only,
-    and the zero-offset NCC of the smoothed and of the band-passed photos."""
+    the mean grey difference the benchmark used, the same over the foreground only,
+    the zero-offset NCC of the band-passed photos, and the benchmark's own `copy_score`
+    (zero-offset NCC of the smoothed photos)."""
     a, b = ga.astype(np.float32), gb.astype(np.float32)
     diff = np.abs(a - b)
     fg = np.minimum(a, b) < FOREGROUND
     out = {"mean_diff": diff.mean((1, 2)),
            "foreground_diff": (diff * fg).sum((1, 2)) / np.maximum(fg.sum((1, 2)), 1)}
-    for name, f in (("smooth_ncc", lambda x: gaussian_filter(x, (0, 1, 1))),
-                    ("band_ncc", lambda x: gaussian_filter(x, (0, .6, .6)) - gaussian_filter(x, (0, 2, 2)))):
-        x, y = f(a).reshape(len(a), -1), f(b).reshape(len(b), -1)
-        x, y = x - x.mean(1, keepdims=True), y - y.mean(1, keepdims=True)
-        out[name] = (x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1) + 1e-6)
+    out["smooth_ncc"] = np.array([copy_score(x, y) for x, y in zip(ga, gb)])
+    band = lambda x: gaussian_filter(x, (0, .6, .6)) - gaussian_filter(x, (0, 2, 2))  # noqa: E731
+    x, y = band(a).reshape(len(a), -1), band(b).reshape(len(b), -1)
+    x, y = x - x.mean(1, keepdims=True), y - y.mean(1, keepdims=True)
+    out["band_ncc"] = (x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1) + 1e-6)
     return out
 
 
