@@ -26,7 +26,12 @@ cost as the catalogue grows.
   fewer than NEAR_MIN_SAMPLES of them) is one photo saved twice: the catalogue's own
   unlabelled copy. Each threshold is scored twice: as above (unchanged), and with those
   pairs also counted neither way (`near_identical_apart`, with how many were linked). The
-  limit and where it came from are in the report (`near_identical`). (A mean grey
+  limit and where it came from are in the report (`near_identical`). The linked catalogue
+  pairs are also told apart by the catalogue's own facts (`catalogue_links`: copies, the
+  same title and colour, another colour, the rest; colour from the stored COLOUR_LABEL),
+  with an upper bound on precision that sets the same-title-and-colour pairs apart too
+  (`listing_text_apart`: some are one product listed twice, some two products under a
+  generic title; targets are judged on the first two scorings). (A mean grey
   difference, the test before, is no copy test at 60x80: small products on white differ
   by a few grey levels on average whatever they are; docs/benchmarks/catalogue_copies_audit.py.)
 - Time: the clustering (pairs + union-find) over the collection and, on synthetic unit
@@ -71,6 +76,7 @@ THRESHOLDS = "0.85,0.88,0.9,0.91,0.92,0.93,0.94,0.95,0.96,0.97,0.98"
 KINDS = ("photo", "title", "both")
 PHOTO_EDITS = ("crop", "resize", "jpeg", "watermark")
 STYLE_LABEL = "style_group"  # Myntra's "same style, other colourway": must not merge
+COLOUR_LABEL = "baseColour"  # a stored colour attribute: what the false catalogue links are (report only)
 NEAR_NCC = 0.999  # copy_score at or above which two photos are one photo saved twice (fallback)
 NEAR_QUANTILE = 0.05  # ... measured instead: this quantile of the JPEG-only re-listings' copy_score
 NEAR_SMOOTH = 1.0  # sigma (pixels) of the smoothing before the correlation: JPEG noise is finer
@@ -160,13 +166,16 @@ def _pairs_within(keys: np.ndarray) -> int:
 
 
 def score(cids: np.ndarray, truth: list[tuple[int, int]], same_photo: np.ndarray, threshold: float,
-          links: int, near_identical: int = 0) -> dict:
+          links: int, near_identical: int = 0, same_listing: int | None = None) -> dict:
     """Pair precision/recall/F1 of clusters against the re-listing truth pairs; pairs
     of two products sharing a byte-identical photo (`same_photo`: a group id per row,
     -1 for none) are left out of both sides and reported on their own. `near_identical`
     (linked catalogue pairs of one photo saved twice, `near_identical_linked`) gives the
     second scoring, `near_identical_apart`, where those pairs also count neither way; the
-    first is unchanged by it."""
+    first is unchanged by it. `same_listing` (linked catalogue pairs under the copy limit
+    with the same title and colour, `catalogue_link_kinds`) adds `listing_text_apart`:
+    those counted neither way too, an upper bound on precision (some are two products
+    under one generic title), never the figure a target is judged on."""
     _, sizes = np.unique(cids, return_counts=True)
     predicted = int((sizes * (sizes - 1) // 2).sum())
     has = same_photo >= 0
@@ -179,7 +188,9 @@ def score(cids: np.ndarray, truth: list[tuple[int, int]], same_photo: np.ndarray
             "true_pairs": len(truth), "tp": tp, "precision": _r(p), "recall": _r(r), "f1": _r(f1),
             "byte_identical_pairs": photo_pairs, "byte_identical_linked": linked_photo,
             "byte_identical_recall": _r(linked_photo / photo_pairs if photo_pairs else None),
-            "near_identical_apart": _near_apart(tp, judged - near_identical, len(truth), near_identical)}
+            "near_identical_apart": _near_apart(tp, judged - near_identical, len(truth), near_identical),
+            **({} if same_listing is None else {"listing_text_apart": _bound(
+                tp, judged - near_identical - same_listing, len(truth), same_listing)})}
 
 
 def _prf(tp: int, judged: int, true_pairs: int) -> tuple[float | None, float | None, float | None]:
@@ -193,6 +204,11 @@ def _prf(tp: int, judged: int, true_pairs: int) -> tuple[float | None, float | N
 def _near_apart(tp: int, judged: int, true_pairs: int, near: int) -> dict:
     p, r, f1 = _prf(tp, judged, true_pairs)
     return {"near_identical_linked": near, "precision": _r(p), "recall": _r(r), "f1": _r(f1)}
+
+
+def _bound(tp: int, judged: int, true_pairs: int, same_listing: int) -> dict:
+    p, r, f1 = _prf(tp, judged, true_pairs)
+    return {"same_listing_text_linked": same_listing, "precision": _r(p), "recall": _r(r), "f1": _r(f1)}
 
 
 def _r(v):
@@ -257,11 +273,40 @@ def near_limit(truth: list[tuple[int, int]], kinds: list[str], edits: list[str],
 
 
 def _scored_catalogue_pairs(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray, grey_of):
-    """(grey a, grey b, copy_score) of each linked catalogue pair whose photos both read."""
+    """(row a, row b, grey a, grey b, copy_score) of each linked catalogue pair whose
+    photos both read."""
     for a, b in linked_catalogue_pairs(cids, n_catalogue, same_photo).tolist():
         ga, gb = grey_of(a), grey_of(b)
         if ga is not None and gb is not None:
-            yield ga, gb, copy_score(ga, gb)
+            yield a, b, ga, gb, copy_score(ga, gb)
+
+
+def _listing_text(title, colour) -> tuple[str, str]:
+    return " ".join(str(title or "").lower().split()), str(colour or "").strip().lower()
+
+
+def catalogue_link_kinds(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray, grey_of, limit: float,
+                         titles, colours) -> dict:
+    """What the linked catalogue pairs the benchmark judges are (`linked_catalogue_pairs`
+    whose photos read), by the catalogue's own facts: `copies` (copy_score at or above
+    `limit`, set apart by the second scoring); of the rest, `same_listing_text` (the same
+    title and the same stored colour, `colours` all None when none is stored: perhaps one
+    product listed twice with two photos, perhaps two products under a generic title),
+    `other_colour` (both colours stored and not the same: two colourways, never one
+    product) and `other`. A diagnosis of the false links; no score depends on it but
+    `listing_text_apart`'s bound."""
+    out = {"copies": 0, "same_listing_text": 0, "other_colour": 0, "other": 0}
+    for a, b, _, _, sc in _scored_catalogue_pairs(cids, n_catalogue, same_photo, grey_of):
+        ta, tb = _listing_text(titles[a], colours[a]), _listing_text(titles[b], colours[b])
+        if sc >= limit:
+            out["copies"] += 1
+        elif ta == tb and ta[0]:
+            out["same_listing_text"] += 1
+        elif ta[1] and tb[1] and ta[1] != tb[1]:
+            out["other_colour"] += 1
+        else:
+            out["other"] += 1
+    return out
 
 
 def near_identical_linked(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray, grey_of,
@@ -269,7 +314,8 @@ def near_identical_linked(cids: np.ndarray, n_catalogue: int, same_photo: np.nda
     """How many linked catalogue pairs (`linked_catalogue_pairs`) are one photo saved twice:
     the copy_score of their grey thumbnails (`grey_of(row)`, None when the photo is
     unreadable) is at least `limit` (`near_limit`)."""
-    return sum(1 for *_, sc in _scored_catalogue_pairs(cids, n_catalogue, same_photo, grey_of) if sc >= limit)
+    none = [None] * len(cids)
+    return catalogue_link_kinds(cids, n_catalogue, same_photo, grey_of, limit, none, none)["copies"]
 
 
 def false_links_sheet(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray, grey_of, path: Path,
@@ -279,7 +325,7 @@ def false_links_sheet(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray
     catalogue's own copies, drawn at random, each pair's grey photos side by side with
     their copy_score: whether they are duplicates is for a person to judge. Returns how
     many were drawn."""
-    pairs = [p for p in _scored_catalogue_pairs(cids, n_catalogue, same_photo, grey_of) if (p[2] >= limit) == apart]
+    pairs = [p[2:] for p in _scored_catalogue_pairs(cids, n_catalogue, same_photo, grey_of) if (p[4] >= limit) == apart]
     pairs = random.Random(seed).sample(pairs, min(k, len(pairs)))
     w, h = NEAR_SIZE
     cols, cell = 6, (2 * w * 2 + 8, h * 2 + 16)
@@ -485,7 +531,7 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
             f.get("name") == STYLE_LABEL for f in described.get("fields", []))
         cat = D.load(store, name, method=vector_field, label_field=STYLE_LABEL if style_stored else None)
         model = store_reads.model_version(described)
-        meta = store.fetch(name, cat.ids, ["title", "image_uri"])
+        meta = store.fetch(name, cat.ids, ["title", "image_uri", *([COLOUR_LABEL] if style_stored else [])])
     if not cat.ids:
         raise click.ClickException(f"collection [{name}] is empty")
 
@@ -575,12 +621,16 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
     sweep, kind_recall, edit_recall, style_merges = [], {}, {}, {}
     edits = [rel[i]["how"] for i in ok]
     near_at = near_limit(truth, kinds, edits, grey_of)
+    titles = [meta.get(pid, {}).get("title") for pid in cat.ids]
+    colours = [meta.get(pid, {}).get(COLOUR_LABEL) for pid in cat.ids]
 
     for th in ts:
         p = pairs.above(th)
         cids = D.cluster_ids(len(mixed.ids), p)
-        near = near_identical_linked(cids, len(cat.ids), same_photo, grey_of, near_at["min_ncc"])
-        sweep.append(score(cids, truth, same_photo, th, len(p), near))
+        link_kinds = catalogue_link_kinds(cids, len(cat.ids), same_photo, grey_of, near_at["min_ncc"],
+                                          titles, colours)
+        sweep.append({**score(cids, truth, same_photo, th, len(p), link_kinds["copies"],
+                              link_kinds["same_listing_text"]), "catalogue_links": link_kinds})
         kind_recall[th] = by_kind(cids, truth, kinds)
         edit_recall[th] = by_photo_edit(cids, truth, kinds, edits)
         style_merges[th] = style_false_merges(cids, style + [None] * len(ok), same_photo)
@@ -632,14 +682,16 @@ def _human(r: dict) -> None:
     click.echo(f"{r['products']:,} products in {r['collection']} (model {r['model_version']}), {rel['relists']} "
                f"re-listings mixed in; dedup {rel['dedup_seconds']} s")
     click.echo(f"{'threshold':>9} {'pairs':>9} {'precision':>9} {'recall':>7} {'F1':>6} {'byte-identical linked':>22}"
-               f" | near-identical apart: {'linked':>6} {'precision':>9} {'F1':>6}")
+               f" | near-identical apart: {'linked':>6} {'precision':>9} {'F1':>6}"
+               f" | same title+colour apart (bound): {'linked':>6} {'F1':>6}")
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for s in rel["sweep"]:
         mark = " <- dedup default" if s["threshold"] == r["recommended_threshold"] else ""
-        na = s["near_identical_apart"]
+        na, lb = s["near_identical_apart"], s.get("listing_text_apart", {})
         click.echo(f"{s['threshold']:>9} {s['predicted_pairs']:>9} {fmt(s['precision']):>9} {fmt(s['recall']):>7} "
                    f"{fmt(s['f1']):>6} {s['byte_identical_linked']:>10}/{s['byte_identical_pairs']:<11}"
-                   f" | {'':>21} {na['near_identical_linked']:>6} {fmt(na['precision']):>9} {fmt(na['f1']):>6}{mark}")
+                   f" | {'':>21} {na['near_identical_linked']:>6} {fmt(na['precision']):>9} {fmt(na['f1']):>6}"
+                   f" | {'':>32} {lb.get('same_listing_text_linked', '-'):>6} {fmt(lb.get('f1')):>6}{mark}")
     for s in r["synthetic"]:
         click.echo(f"synthetic {s['rows']:>9,} rows: {s['seconds']} s, planted copies found {s['planted_recall']}"
                    + (f", growth exponent {s['growth_exponent']}" if "growth_exponent" in s else ""))

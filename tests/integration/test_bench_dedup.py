@@ -36,6 +36,10 @@ def test_bench_dedup_quick(search_catalogue, tmp_path):
     for s in rel["sweep"]:
         assert s["true_pairs"] == rel["relists"] and 0 <= s["tp"] <= s["true_pairs"]
         assert s["recall"] is None or 0 <= s["recall"] <= 1
+        kinds = s["catalogue_links"]  # what the judged catalogue links are, copies first
+        assert set(kinds) == {"copies", "same_listing_text", "other_colour", "other"}
+        assert kinds["copies"] == s["near_identical_apart"]["near_identical_linked"]
+        assert s["listing_text_apart"]["same_listing_text_linked"] == kinds["same_listing_text"]
     recalls = [s["recall"] for s in rel["sweep"]]
     assert recalls == sorted(recalls, reverse=True)  # a higher threshold links fewer pairs
     assert [s["rows"] for s in rep["synthetic"]] == [2000, 20000] and "growth_exponent" in rep["synthetic"][1]

@@ -149,3 +149,24 @@ def test_the_copy_limit_is_measured_on_the_runs_own_recompressed_relistings():
 def test_a_lower_copy_limit_sets_more_catalogue_pairs_apart():
     assert B.near_identical_linked(CIDS, 6, SAME_PHOTO, _grey_of, limit=0.99) == 1
     assert B.near_identical_linked(CIDS, 6, SAME_PHOTO, _grey_of, limit=-1.0) == 2  # (4, 5) too
+
+
+def test_false_catalogue_links_are_told_apart_by_the_catalogues_own_facts():
+    # (2, 3) one photo saved twice; (4, 5) two pictures under one title and colour, then
+    # under two colours, then two titles with no colour stored
+    kinds = lambda titles, colours: B.catalogue_link_kinds(CIDS, 6, SAME_PHOTO, _grey_of, 0.99, titles, colours)  # noqa: E731
+    same = ["a", "a", "x", "y", "Puma  Men Tee", "puma men tee", "t", "u"]
+    assert kinds(same, ["Red"] * 8) == {"copies": 1, "same_listing_text": 1, "other_colour": 0, "other": 0}
+    colours = ["Red"] * 5 + ["Blue", None, None]
+    assert kinds(same, colours) == {"copies": 1, "same_listing_text": 0, "other_colour": 1, "other": 0}
+    other = same[:5] + ["Nike Men Tee", "t", "u"]
+    assert kinds(other, [None] * 8) == {"copies": 1, "same_listing_text": 0, "other_colour": 0, "other": 1}
+    assert kinds(same, [None] * 8)["same_listing_text"] == 1  # no colour stored: the title alone
+
+
+def test_the_same_listing_bound_sets_those_pairs_apart_on_top_of_the_copies():
+    s = B.score(CIDS, TRUTH, SAME_PHOTO, 0.9, links=4, near_identical=1, same_listing=1)
+    lb = s["listing_text_apart"]  # 1 true of the 2 judged after (2, 3) and (4, 5) are set apart
+    assert lb["same_listing_text_linked"] == 1 and lb["precision"] == 0.5 and lb["recall"] == 0.5
+    assert s["near_identical_apart"]["precision"] == pytest.approx(1 / 3, abs=1e-4)  # unchanged
+    assert "listing_text_apart" not in B.score(CIDS, TRUTH, SAME_PHOTO, 0.9, links=4, near_identical=1)
