@@ -76,7 +76,7 @@ THRESHOLDS = "0.85,0.88,0.9,0.91,0.92,0.93,0.94,0.95,0.96,0.97,0.98"
 KINDS = ("photo", "title", "both")
 PHOTO_EDITS = ("crop", "resize", "jpeg", "watermark")
 STYLE_LABEL = "style_group"  # Myntra's "same style, other colourway": must not merge
-COLOUR_LABEL = "baseColour"  # a stored colour attribute: what the false catalogue links are (report only)
+COLOUR_LABEL = "colour"  # the collection's colour attribute (milvus/collection.json; Myntra's baseColour)
 NEAR_NCC = 0.999  # copy_score at or above which two photos are one photo saved twice (fallback)
 NEAR_QUANTILE = 0.05  # ... measured instead: this quantile of the JPEG-only re-listings' copy_score
 NEAR_SMOOTH = 1.0  # sigma (pixels) of the smoothing before the correlation: JPEG noise is finer
@@ -531,7 +531,8 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
             f.get("name") == STYLE_LABEL for f in described.get("fields", []))
         cat = D.load(store, name, method=vector_field, label_field=STYLE_LABEL if style_stored else None)
         model = store_reads.model_version(described)
-        meta = store.fetch(name, cat.ids, ["title", "image_uri", *([COLOUR_LABEL] if style_stored else [])])
+        colour_stored = any(f.get("name") == COLOUR_LABEL for f in described.get("fields", []))
+        meta = store.fetch(name, cat.ids, ["title", "image_uri", *([COLOUR_LABEL] if colour_stored else [])])
     if not cat.ids:
         raise click.ClickException(f"collection [{name}] is empty")
 
