@@ -158,6 +158,10 @@ DEDUP_IMAGE_WEIGHT = 0.9
 # [DEDUP_HASH_FLOOR, 1] to [0, 1], when both products have one; a collection ingested before
 # the signature (or without a dynamic field) falls back to the cosine alone.
 PHOTO_HASH = "photo_hash"
+# The collection's colour attribute (milvus/collection.json; filled from a catalogue's
+# colour/color/baseColour column): photo+title never links two products whose colours are
+# both stored and differ (two colourways, or one photo recoloured, are not one listing).
+DEDUP_COLOUR_FIELD = "colour"
 DEDUP_HASH_WEIGHT = 0.8
 DEDUP_HASH_FLOOR = 0.98
 # With the products' grey photos at hand (dedup reads ingest's thumbnails), a pair whose

@@ -287,6 +287,17 @@ def colours_differ(titles: Sequence[str | None], i: np.ndarray, j: np.ndarray) -
     return out
 
 
+def attributes_differ(values: Sequence | None, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """True where both products have the attribute (e.g. the stored colour) and not the
+    same value, compared case- and space-insensitively; all False without `values`."""
+    if values is None:
+        return np.zeros(len(i), dtype=bool)
+    ids: dict[str, int] = {"": 0}
+    vid = np.fromiter((ids.setdefault(" ".join(str(v or "").lower().split()), len(ids)) for v in values),
+                      dtype=np.int64, count=len(values))
+    return (vid[i] != 0) & (vid[j] != 0) & (vid[i] != vid[j])
+
+
 def _dot_pairs(x: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 100_000) -> np.ndarray:
     out = np.empty(len(i), np.float32)
     for s in range(0, len(i), chunk):
@@ -357,7 +368,7 @@ def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str 
                       k: int = NEIGHBOURS, image_weight: float = IMAGE_WEIGHT, block: int = 1024,
                       exact_max: int = EXACT_MAX, progress: Callable[[int], None] | None = None,
                       hashes: Sequence | None = None, hash_weight: float = HASH_WEIGHT,
-                      greys: Photos | np.ndarray | None = None) -> Pairs:
+                      greys: Photos | np.ndarray | None = None, colours: Sequence | None = None) -> Pairs:
     """Candidate duplicates for `dedup`'s photo+title method, scored; `.above(t)` keeps
     the links at threshold t.
 
@@ -366,7 +377,9 @@ def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str 
     and one fused vector blurs the two. So: each row's k nearest of its category by
     image_vec and by text_vec are the candidates; a candidate pair scores
     image_weight x photo cosine + (1 - image_weight) x title trigram overlap; pairs
-    whose titles carry different numbers or name different colours are dropped; and a pair is kept only when it
+    whose titles carry different numbers or name different colours, or whose stored
+    `colours` (the colour attribute, None where a product has none) differ, are
+    dropped; and a pair is kept only when it
     is the best-scoring pair of both its products (mutual best match), so no chain of
     lookalikes joins a cluster. With `hashes` (stored photo signatures, samestyle.photohash;
     None where a product has none), a pair whose two products both have one scores its
@@ -380,7 +393,7 @@ def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str 
         progress(n // 2)
     near.append(nearest(text, groups, k, block, exact_max))
     i, j = candidate_pairs(n, *near)
-    ok = ~(numbers_differ(titles, i, j) | colours_differ(titles, i, j))
+    ok = ~(numbers_differ(titles, i, j) | colours_differ(titles, i, j) | attributes_differ(colours, i, j))
     i, j = i[ok], j[ok]
     overlap = title_overlap(titles, i, j)
     photo = photo_scores(image, hashes, i, j, hash_weight, greys, overlap)
@@ -522,7 +535,7 @@ class Catalogue:
 def needs(method: str) -> tuple[list[str], list[str]]:
     """(vector fields, other stored fields) a method reads."""
     if method == C.DEDUP_PHOTO_TITLE:
-        return [C.IMAGE_VEC, C.TEXT_VEC], ["title", C.PHOTO_HASH]
+        return [C.IMAGE_VEC, C.TEXT_VEC], ["title", C.PHOTO_HASH, C.DEDUP_COLOUR_FIELD]
     if method in C.VECTOR_FIELDS.values():
         return [method], []
     raise ValueError(f"dedup method must be one of {C.DEDUP_METHODS}, got [{method}]")
@@ -536,8 +549,10 @@ def load(store, collection: str, *, method: str = C.DEDUP_PHOTO_TITLE, group_fie
     benchmark and the page's duplicates view."""
     store.ensure_loaded(collection)
     fields, stored = needs(method)
-    if C.PHOTO_HASH in stored and not store.describe(collection).get("enable_dynamic_field", True):
-        stored = [f for f in stored if f != C.PHOTO_HASH]  # no dynamic field: no hashes, cosine only
+    described = store.describe(collection)
+    if not described.get("enable_dynamic_field", True):  # no dynamic field: what the schema holds
+        schema = {f.get("name") for f in described.get("fields", [])}
+        stored = [f for f in stored if f in schema]  # e.g. no hashes: cosine only
     extra_names = list(dict.fromkeys([*stored, *extra_fields]))
     out = list(dict.fromkeys([C.PRIMARY_KEY, *fields, group_field, *extra_names,
                               *([label_field] if label_field else [])]))
@@ -567,7 +582,7 @@ def link(cat: Catalogue, method: str, threshold: float, block: int = 1024,
     if method == C.DEDUP_PHOTO_TITLE:
         return photo_title_pairs(cat.vectors[C.IMAGE_VEC], cat.vectors[C.TEXT_VEC], cat.extra["title"], cat.groups,
                                  block=block, progress=progress, hashes=cat.extra.get(C.PHOTO_HASH),
-                                 greys=greys).above(threshold)
+                                 greys=greys, colours=cat.extra.get(C.DEDUP_COLOUR_FIELD)).above(threshold)
     return find_pairs(cat.vectors[method], cat.groups, threshold, block=block, progress=progress)
 
 

@@ -28,7 +28,7 @@ cost as the catalogue grows.
   pairs also counted neither way (`near_identical_apart`, with how many were linked). The
   limit and where it came from are in the report (`near_identical`). The linked catalogue
   pairs are also told apart by the catalogue's own facts (`catalogue_links`: copies, the
-  same title and colour, another colour, the rest; colour from the stored COLOUR_LABEL),
+  same title and colour, another colour, the rest; colour from the stored C.DEDUP_COLOUR_FIELD),
   with an upper bound on precision that sets the same-title-and-colour pairs apart too
   (`listing_text_apart`: some are one product listed twice, some two products under a
   generic title; targets are judged on the first two scorings). (A mean grey
@@ -76,7 +76,6 @@ THRESHOLDS = "0.85,0.88,0.9,0.91,0.92,0.93,0.94,0.95,0.96,0.97,0.98"
 KINDS = ("photo", "title", "both")
 PHOTO_EDITS = ("crop", "resize", "jpeg", "watermark")
 STYLE_LABEL = "style_group"  # Myntra's "same style, other colourway": must not merge
-COLOUR_LABEL = "colour"  # the collection's colour attribute (milvus/collection.json; Myntra's baseColour)
 NEAR_NCC = 0.999  # copy_score at or above which two photos are one photo saved twice (fallback)
 NEAR_QUANTILE = 0.05  # ... measured instead: this quantile of the JPEG-only re-listings' copy_score
 NEAR_SMOOTH = 1.0  # sigma (pixels) of the smoothing before the correlation: JPEG noise is finer
@@ -531,8 +530,7 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
             f.get("name") == STYLE_LABEL for f in described.get("fields", []))
         cat = D.load(store, name, method=vector_field, label_field=STYLE_LABEL if style_stored else None)
         model = store_reads.model_version(described)
-        colour_stored = any(f.get("name") == COLOUR_LABEL for f in described.get("fields", []))
-        meta = store.fetch(name, cat.ids, ["title", "image_uri", *([COLOUR_LABEL] if colour_stored else [])])
+        meta = store.fetch(name, cat.ids, ["title", "image_uri"])
     if not cat.ids:
         raise click.ClickException(f"collection [{name}] is empty")
 
@@ -589,7 +587,9 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
                         list(cat.groups) + [rel[i]["category"] for i in ok], None,
                         {f: v + ([rel[i]["title"] for i in ok] if f == "title" else
                                  [inspect_photo(rel[i]["photo"], consts)[1] or None for i in ok]
-                                 if f == C.PHOTO_HASH else [None] * len(ok))
+                                 if f == C.PHOTO_HASH else
+                                 [v[pos[rel[i]["source"]]] for i in ok]  # the seller fills in the same colour
+                                 if f == C.DEDUP_COLOUR_FIELD else [None] * len(ok))
                          for f, v in cat.extra.items()})
     truth = [(pos[rel[i]["source"]], len(cat.ids) + n) for n, i in enumerate(ok)]
     kinds = [rel[i]["kind"] for i in ok]
@@ -623,7 +623,7 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
     edits = [rel[i]["how"] for i in ok]
     near_at = near_limit(truth, kinds, edits, grey_of)
     titles = [meta.get(pid, {}).get("title") for pid in cat.ids]
-    colours = [meta.get(pid, {}).get(COLOUR_LABEL) for pid in cat.ids]
+    colours = mixed.extra.get(C.DEDUP_COLOUR_FIELD) or [None] * len(mixed.ids)
 
     for th in ts:
         p = pairs.above(th)

@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
+from samestyle import contract as C
 from samestyle import dedup as D
 
 
@@ -124,6 +125,27 @@ def test_colours_differ():
     assert got.tolist() == [True, False, False, False, False]  # a typo'd colour names none
 
 
+def test_attributes_differ_only_where_both_are_stored():
+    colours = ["Navy Blue", "navy  blue", "Black", None, ""]
+    got = D.attributes_differ(colours, np.array([0, 0, 0, 0, 3]), np.array([1, 2, 3, 4, 4]))
+    assert got.tolist() == [False, True, False, False, False]
+    assert not D.attributes_differ(None, np.array([0]), np.array([2])).any()
+
+
+def test_a_stored_colour_that_differs_never_links_whatever_the_photo_and_title():
+    # one photo under one title, stored as two colours (one shot recoloured, a generic
+    # title): two colourways; the same pair with one colour missing links as before
+    photo, text, titles, groups = _relisting_catalogue()
+    linked = lambda p: set(zip(p.i.tolist(), p.j.tolist()))  # noqa: E731
+    colours = ["Blue", "Blue", "Black", "White", "Grey", None, None, None, None]
+    assert linked(D.photo_title_pairs(photo, text, titles, groups, colours=colours)) == {(0, 1)}
+    colours[4] = None
+    assert linked(D.photo_title_pairs(photo, text, titles, groups, colours=colours)) == {(0, 1), (3, 4)}
+    cat = D.Catalogue([f"p{n}" for n in range(9)], {"image_vec": photo, "text_vec": text}, groups, None,
+                      {"title": titles, C.DEDUP_COLOUR_FIELD: ["Blue", "Blue", "Black", "White", "Grey"] + [None] * 4})
+    assert linked(D.link(cat, "photo+title", 0.9)) == {(0, 1)}  # dedup's own link reads the stored colour
+
+
 def test_mutual_best_breaks_chains_and_keeps_ties():
     # a chain 0-1 0.99, 1-2 0.98, 2-3 0.97: 0 and 1 are each other's best; 2's best is 1
     # and 3's is 2, neither returned -> only 0-1 (a threshold alone would join all four).
@@ -175,7 +197,7 @@ def test_link_and_subset():
     assert pairs(D.link(cat, "image_vec", 0.95)) == pairs(D.find_pairs(photo, groups, 0.95))
     sub = cat.subset(np.array([3, 4]))
     assert sub.ids == ["p3", "p4"] and sub.extra["title"] == titles[3:5] and np.allclose(sub.vectors["image_vec"], photo[3:5])
-    assert D.needs("photo+title") == (["image_vec", "text_vec"], ["title", "photo_hash"])
+    assert D.needs("photo+title") == (["image_vec", "text_vec"], ["title", "photo_hash", C.DEDUP_COLOUR_FIELD])
     assert D.needs("fused_vec") == (["fused_vec"], [])
     with pytest.raises(ValueError):
         D.needs("nosuch")

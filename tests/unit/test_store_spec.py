@@ -59,6 +59,7 @@ def test_shipped_spec_roles_and_views(raw_spec):
     assert spec.vector_fields == C.VECTOR_FIELDS
     assert spec.by_role("id").name == "id" and spec.by_role("id").is_primary
     assert [f.name for f in spec.attribute_fields] == ["brand", "gender", "colour"]
+    assert C.DEDUP_COLOUR_FIELD in [f.name for f in spec.attribute_fields]  # dedup's colour rule reads it
     assert all(f.nullable for f in spec.attribute_fields)
     assert "image_vec" not in spec.scalar_output_fields and "content_hash" in spec.scalar_output_fields
 
