@@ -6,8 +6,9 @@ apart: candidates are each product's nearest neighbours by image_vec and by text
 a candidate pair scores DEDUP_IMAGE_WEIGHT x photo + the rest x the titles'
 character-trigram overlap, the photo being the image_vec cosine blended with the
 stored photo signatures' similarity (samestyle.photohash: copy detection) where both
-products have one; titles carrying different numbers (two shades) never link;
-and a pair links only when it is the best match of both its products (mutual best),
+products have one; titles carrying different numbers (two shades), and products
+stored under two colours, never link; and a pair links only when it is the best match
+of both its products (mutual best),
 so lookalikes do not chain into one cluster. `samestyle bench dedup` tunes the
 threshold against re-listed products. With one vector field instead (fused_vec,
 image_vec, text_vec), every pair at or above the threshold cosine links and links are
@@ -379,9 +380,8 @@ def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str 
     image_weight x photo cosine + (1 - image_weight) x title trigram overlap; pairs
     whose titles carry different numbers or name different colours, or whose stored
     `colours` (the colour attribute, None where a product has none) differ, are
-    dropped; and a pair is kept only when it
-    is the best-scoring pair of both its products (mutual best match), so no chain of
-    lookalikes joins a cluster. With `hashes` (stored photo signatures, samestyle.photohash;
+    dropped; and a pair is kept only when it is the best-scoring pair of both its
+    products (mutual best match), so no chain of lookalikes joins a cluster. With `hashes` (stored photo signatures, samestyle.photohash;
     None where a product has none), a pair whose two products both have one scores its
     photo as (1 - hash_weight) x cosine + hash_weight x signature similarity (stretched
     from C.DEDUP_HASH_FLOOR): it tells a copy of the photo from another photo of the
