@@ -142,3 +142,20 @@ def test_page_duplicates_go_through_the_dedup_job(ingested_store, search_catalog
         closest = max((float(img[ix(dup)] @ img[n]), r["id"]) for n, r in enumerate(search_catalogue.rows)
                       if r["id"] not in (orig, dup) and r[C.CATEGORY_FIELD] == search_catalogue.rows[ix(dup)][C.CATEGORY_FIELD])
         assert closest[0] > float(img[ix(dup)] @ img[ix(orig)]) + 0.01, (orig, dup, closest)
+
+
+def test_dedup_reads_the_stored_colour_it_never_links_across(ingested_store, search_catalogue):
+    """photo+title's stored-colour rule reads the collection's own colour field (milvus/
+    collection.json), row for row as ingest stored it, and no default-method cluster
+    holds two products stored under two colours."""
+    from samestyle import contract as C
+    from samestyle import dedup as D
+
+    store = ingested_store.store
+    cat = D.load(store, "products")
+    stored = {r["id"]: r.get(C.DEDUP_COLOUR_FIELD) for r in search_catalogue.rows}
+    assert cat.extra[C.DEDUP_COLOUR_FIELD] == [stored[i] for i in cat.ids]
+    assert sum(1 for v in stored.values() if v) > len(stored) // 2  # the generated catalogue stores colours
+    for c in D.run(store, "products")["duplicates"]:
+        colours = {" ".join(str(stored[m]).lower().split()) for m in c["members"] if stored[m]}
+        assert len(colours) <= 1, c
