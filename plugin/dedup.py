@@ -288,13 +288,18 @@ def colours_differ(titles: Sequence[str | None], i: np.ndarray, j: np.ndarray) -
     return out
 
 
+def normalised(value) -> str:
+    """A stored text value as dedup compares it: lower case, runs of spaces as one, "" for none."""
+    return " ".join(str(value or "").lower().split())
+
+
 def attributes_differ(values: Sequence | None, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """True where both products have the attribute (e.g. the stored colour) and not the
     same value, compared case- and space-insensitively; all False without `values`."""
     if values is None:
         return np.zeros(len(i), dtype=bool)
     ids: dict[str, int] = {"": 0}
-    vid = np.fromiter((ids.setdefault(" ".join(str(v or "").lower().split()), len(ids)) for v in values),
+    vid = np.fromiter((ids.setdefault(normalised(v), len(ids)) for v in values),
                       dtype=np.int64, count=len(values))
     return (vid[i] != 0) & (vid[j] != 0) & (vid[i] != vid[j])
 

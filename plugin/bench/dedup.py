@@ -187,9 +187,10 @@ def score(cids: np.ndarray, truth: list[tuple[int, int]], same_photo: np.ndarray
             "true_pairs": len(truth), "tp": tp, "precision": _r(p), "recall": _r(r), "f1": _r(f1),
             "byte_identical_pairs": photo_pairs, "byte_identical_linked": linked_photo,
             "byte_identical_recall": _r(linked_photo / photo_pairs if photo_pairs else None),
-            "near_identical_apart": _near_apart(tp, judged - near_identical, len(truth), near_identical),
-            **({} if same_listing is None else {"listing_text_apart": _bound(
-                tp, judged - near_identical - same_listing, len(truth), same_listing)})}
+            "near_identical_apart": _apart(tp, judged - near_identical, len(truth),
+                                           near_identical_linked=near_identical),
+            **({} if same_listing is None else {"listing_text_apart": _apart(
+                tp, judged - near_identical - same_listing, len(truth), same_listing_text_linked=same_listing)})}
 
 
 def _prf(tp: int, judged: int, true_pairs: int) -> tuple[float | None, float | None, float | None]:
@@ -200,14 +201,11 @@ def _prf(tp: int, judged: int, true_pairs: int) -> tuple[float | None, float | N
     return p, r, f1
 
 
-def _near_apart(tp: int, judged: int, true_pairs: int, near: int) -> dict:
+def _apart(tp: int, judged: int, true_pairs: int, **linked: int) -> dict:
+    """A scoring with some linked pairs set apart: how many (`linked`, one named count),
+    then precision, recall and F1 over the `judged` pairs left."""
     p, r, f1 = _prf(tp, judged, true_pairs)
-    return {"near_identical_linked": near, "precision": _r(p), "recall": _r(r), "f1": _r(f1)}
-
-
-def _bound(tp: int, judged: int, true_pairs: int, same_listing: int) -> dict:
-    p, r, f1 = _prf(tp, judged, true_pairs)
-    return {"same_listing_text_linked": same_listing, "precision": _r(p), "recall": _r(r), "f1": _r(f1)}
+    return {**linked, "precision": _r(p), "recall": _r(r), "f1": _r(f1)}
 
 
 def _r(v):
@@ -281,7 +279,7 @@ def _scored_catalogue_pairs(cids: np.ndarray, n_catalogue: int, same_photo: np.n
 
 
 def _listing_text(title, colour) -> tuple[str, str]:
-    return " ".join(str(title or "").lower().split()), str(colour or "").strip().lower()
+    return D.normalised(title), D.normalised(colour)
 
 
 def catalogue_link_kinds(cids: np.ndarray, n_catalogue: int, same_photo: np.ndarray, grey_of, limit: float,
