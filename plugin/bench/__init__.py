@@ -1,15 +1,30 @@
 """Benchmarks behind `samestyle bench <name>`: one module per benchmark, each exposing a
 click command named `command` that the `bench` group in samestyle.cli.bench collects."""
 
+from __future__ import annotations
+
 import json
 from pathlib import Path
 
 import click
 
+from .. import dataset
+from ..model.manifest import read_manifest
 from ..config import ROOT
 from ..output import json_option
 
 DEFAULT_PHOTO_DIR = ROOT.parent / "shared" / "datasets" / "myntra"
+
+
+def heldout_split(model_dir: Path | None, labels, heldout: float, split_seed: int) -> tuple[np.ndarray, str]:
+    """Held-out mask: the model's own split when --model is given (as `samestyle eval`
+    does), else --heldout / --split-seed."""
+    if model_dir is not None:
+        tr = read_manifest(model_dir).get("training", {})
+        if "heldout" not in tr:
+            raise click.UsageError(f"model {model_dir} records no held-out split; pass --heldout instead of --model")
+        heldout, split_seed = tr["heldout"], tr.get("split_seed", 0)
+    return dataset.heldout_groups(labels, heldout, split_seed), f"heldout {heldout}, seed {split_seed}"
 
 
 def save_report(report: dict, out_path: Path | None) -> None:

@@ -16,20 +16,9 @@ from tqdm import tqdm
 
 from .. import dataset, probe
 from .. import evaluate as ev
-from ..model import checkpoint, features
+from ..model import features
 from ..output import emit, json_option, progress_enabled
-from . import out_option, save_report
-
-
-def _split(model_dir: Path | None, labels: np.ndarray, heldout: float, split_seed: int) -> tuple[np.ndarray, str]:
-    """Held-out mask: the model's own split when --model is given (as `samestyle eval`
-    does), else --heldout / --split-seed."""
-    if model_dir is not None:
-        tr = checkpoint.load(model_dir)[1].get("training", {})
-        if "heldout" not in tr:
-            raise click.UsageError(f"model {model_dir} records no held-out split; pass --heldout instead of --model")
-        heldout, split_seed = tr["heldout"], tr.get("split_seed", 0)
-    return dataset.heldout_groups(labels, heldout, split_seed), f"heldout {heldout}, seed {split_seed}"
+from . import heldout_split, out_option, save_report
 
 
 def _render(r: dict) -> None:
@@ -67,7 +56,7 @@ def command(settings, catalogue, label_col, model_dir, heldout, split_seed, step
     cfg = probe.ProbeConfig(steps=steps, batch_size=batch_size, hidden=hidden, pool=pool, seed=seed)
     data = dataset.read(catalogue, label_col=label_col, limit=limit)
     feats = features.for_catalogue(data, settings.data_dir / "cache", progress=progress_enabled())
-    held, split = _split(model_dir, data.labels, heldout, split_seed)
+    held, split = heldout_split(model_dir, data.labels, heldout, split_seed)
     train_idx = np.flatnonzero(~held & feats.has_image)
     queries = ev.label_queries(data.labels, np.flatnonzero(held), None, seed)
     if not len(queries):
