@@ -84,6 +84,18 @@ def heldout_groups(labels: np.ndarray, fraction: float, seed: int = 0) -> np.nda
     return np.array([g >= 0 and groups[int(g)] for g in labels], dtype=bool)
 
 
+def parse_rules(texts, option: str = "exclude") -> list[tuple[str, str]]:
+    """COL=VALUE option values -> [(col, value)], with an error naming the bad one."""
+    rules = []
+    for e in texts:
+        col, sep, val = e.partition("=")
+        if not sep or not col:
+            raise InputError(f"--{option} [{e}] is not COL=VALUE", field=option,
+                             fix=f"e.g. --{option} masterCategory=Footwear")
+        rules.append((col, val))
+    return rules
+
+
 def matching(path: str | Path, rules: list[tuple[str, str]], n: int) -> np.ndarray:
     """Boolean mask [n]: catalogue rows (in file order, first n) whose column equals
     the value of any (column, value) rule."""

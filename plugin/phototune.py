@@ -273,7 +273,7 @@ def pooled_onnx(tower: PhotoTower, path: Path, size: int = C.IMAGE_SIZE) -> Path
     """The tower's pooled-feature graph as ONNX (ONNX Runtime encodes ~2x faster than
     torch on these cores)."""
     with torch.no_grad():
-        export_graph(_Pooled(tower.eval()), (torch.zeros(2, 3, size, size),), path, ["pixel_values"], ["pooled"],
+        export_graph(_Pooled(tower).eval(), (torch.zeros(2, 3, size, size),), path, ["pixel_values"], ["pooled"],
                      {"pixel_values": {0: "b"}, "pooled": {0: "b"}})
     return path
 

@@ -68,6 +68,7 @@ class TrainConfig:
     tail_lr: float = 0.0  # learning rate of the photo tower's tail; 0 keeps it frozen
     tail_from: int = C.IMAGE_TAIL_FROM  # the tail's first MBConv block (the stem before it stays frozen)
     photo_input: str = C.PHOTO_INPUT  # what the photo tower sees (contract.PHOTO_INPUTS)
+    image_weights: str | None = None  # a fine-tuned photo tower to start from (bench photo-tune's image_backbone.pth)
     weight_decay: float = 0.01
     warmup: int = 100
     loss: str = "hinge"  # or "infonce"
@@ -101,6 +102,9 @@ class TrainConfig:
             raise ValueError("a locked photo view (image_lock) is the pretrained backbone's, projected: "
                              "the photo tower's tail cannot train with it (set tail_lr to 0)")
 
+        if self.image_weights and self.tail_lr <= 0:
+            raise ValueError("image_weights starts the photo tower's tail from fine-tuned weights: "
+                             "it needs tail_lr > 0 (--tail-lr)")
         if self.tail_from not in C.IMAGE_STEM_SHAPES:
             raise ValueError(f"tail_from must be one of {sorted(C.IMAGE_STEM_SHAPES)} "
                              f"(the photo tower's supported splits), got {self.tail_from}")
@@ -300,7 +304,10 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
         if f.photo_input != cfg.photo_input:
             raise ValueError(f"the features' stem activations are of photo input [{f.photo_input}], "
                              f"training takes [{cfg.photo_input}]")
-        tail = ImageBackbone(tail_from=cfg.tail_from, photo_input=cfg.photo_input).train_tail()
+        tail = ImageBackbone(cfg.image_weights, tail_from=cfg.tail_from, photo_input=cfg.photo_input).train_tail()
+        if tail.stem_digest() != f.stem_digest:
+            raise ValueError("the features' stem activations come from another stem than the photo tower's "
+                             "(compute them with the same --image-weights)")
     groups = [{"params": list(model.parameters()), "lr": cfg.lr}]
     if tail is not None:
         groups.append({"params": tail.tail_parameters(), "lr": cfg.tail_lr})
@@ -327,7 +334,9 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
     # frozen references for the locality terms: ImageNet photo features, MiniLM titles
     frozen_img = None
     if f.image_stem is not None:
-        frozen_img = np.ascontiguousarray(imagenet_tokens(f, cache_dir)[:, 0, : C.IMAGE_FEATURE_DIM])
+        start = ImageBackbone(cfg.image_weights, tail_from=f.tail_from, photo_input=f.photo_input) \
+            if f.stem_digest else None  # a fine-tuned tower's reference is where it starts
+        frozen_img = np.ascontiguousarray(imagenet_tokens(f, cache_dir, start)[:, 0, : C.IMAGE_FEATURE_DIM])
     elif f.image_tokens is not None:
         frozen_img = f.image_tokens[:, 0, : C.IMAGE_FEATURE_DIM]
     col_t = torch.from_numpy(col_codes) if col_codes is not None else None

@@ -63,6 +63,11 @@ def _render(r: dict) -> None:
     click.echo(f"i->i on {r['queries']} held-out queries, gallery {r['products']} products, served at {r['eval_size']} px:")
     for name, m in r["i2i"].items():
         click.echo(f"  {name:<24} {_line(m)}")
+    for cat, lines in r["category_check"].items():
+        click.echo(f"i->i inside {cat} (left out of training), {lines['queries']} queries:")
+        for name, m in lines.items():
+            if name != "queries":
+                click.echo(f"  {name:<24} {_line(m)}")
 
 
 @click.command("photo-tune")
@@ -80,6 +85,9 @@ def _render(r: dict) -> None:
 @click.option("--lr", type=float, default=1e-4, show_default=True, help="Backbone learning rate.")
 @click.option("--style-share", type=float, default=0.5, show_default=True,
               help="Share of each batch's pairs that are same-style pairs (the rest: one photo, two augmentations).")
+@click.option("--exclude", "excludes", multiple=True, metavar="COL=VALUE",
+              help="Leave every product with this attribute value out of training (e.g. masterCategory=Footwear); "
+                   "photo search inside it is then scored too, the generalisation check.")
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
               help="Also score the raw ImageNet backbone (one more pass over every photo).")
 @click.option("--limit", type=int, help="Only the first N products (quick runs).")
@@ -89,7 +97,7 @@ def _render(r: dict) -> None:
 @json_option
 @click.pass_obj
 def command(settings, catalogue, label_col, model_dir, heldout, split_seed, out_dir, steps, batch_pairs, size, lr,
-            style_share, baseline, limit, threads, seed, out_path, as_json):
+            style_share, excludes, baseline, limit, threads, seed, out_path, as_json):
     """Fine-tune EVERY block of the photo tower on augmented photos (same-style pairs and
     two views of one photo), then score photo search on held-out style groups against
     the raw backbone. A long job: 1,000 steps take about an hour on 2 cores.
@@ -103,12 +111,14 @@ def command(settings, catalogue, label_col, model_dir, heldout, split_seed, out_
                                seed=seed)
     data = dataset.read(catalogue, label_col=label_col, limit=limit)
     held, split = heldout_split(model_dir, data.labels, heldout, split_seed)
+    rules = dataset.parse_rules(excludes)
+    excluded = dataset.matching(catalogue, rules, len(data)) if rules else np.zeros(len(data), dtype=bool)
     consts = C.preprocess_constants(photo_input=cfg.photo_input)
     t0 = time.perf_counter()
     squares, has, errors = _read_all(data.photos, lambda p: phototune.read_photo(p, consts), "photos")
     photos = np.stack([s if s is not None else np.full((phototune.STORE_SIDE,) * 2 + (3,), 255, np.uint8)
                        for s in squares])
-    train_idx = np.flatnonzero(~held & has)
+    train_idx = np.flatnonzero(~held & ~excluded & has)
     queries = ev.label_queries(data.labels, np.flatnonzero(held), None, seed)  # as `samestyle eval`
     if not len(queries):
         raise click.UsageError(f"no held-out product with a photo shares its [{label_col}] with another: "
@@ -124,8 +134,10 @@ def command(settings, catalogue, label_col, model_dir, heldout, split_seed, out_
     towers = {"tuned": tower}
     if baseline:
         towers = {"raw": phototune.PhotoTower(cfg), **towers}
+    checks = {f"{c}={v}": ev.label_queries(data.labels, np.flatnonzero(dataset.matching(catalogue, [(c, v)], len(data))),
+                                           None, seed) for c, v in rules}
     t0 = time.perf_counter()
-    i2i = {}
+    i2i, by_category = {}, {k: {"queries": int(len(q))} for k, q in checks.items()}
     for name, tw in towers.items():
         sess = session(phototune.pooled_onnx(tw, out_dir / f"pooled-{name}.onnx"), threads)
         bar = tqdm(total=int(has.sum()), desc=f"encode {name}", unit="photo", disable=not progress_enabled())
@@ -133,6 +145,8 @@ def command(settings, catalogue, label_col, model_dir, heldout, split_seed, out_
                                         len(data), has, on_batch=bar.update)
         bar.close()
         i2i[f"{name} pooled"] = ev.table({"image": pooled}, data.labels, queries, ("i2i",))["i2i"]
+        for k, q in checks.items():
+            by_category[k][f"{name} pooled"] = ev.table({"image": pooled}, data.labels, q, ("i2i",))["i2i"]
         if name == "tuned":
             i2i["tuned projection head"] = ev.table({"image": head}, data.labels, queries, ("i2i",))["i2i"]
     r = {"benchmark": "photo-tune", "catalogue": str(catalogue), "products": len(data),
@@ -140,6 +154,7 @@ def command(settings, catalogue, label_col, model_dir, heldout, split_seed, out_
          "train_products": int(len(train_idx)), "train_groups": len(phototune.style_groups(data.labels, train_idx)),
          "queries": int(len(queries)), "eval_size": C.IMAGE_SIZE, "config": asdict(cfg),
          "loss": history, "out_dir": str(out_dir), "i2i": i2i,
+         "excluded": [f"{c}={v}" for c, v in rules], "category_check": by_category,
          "seconds": {"load": round(t_load, 1), "train": round(t_train, 1),
                      "encode": round(time.perf_counter() - t0, 1)}}
     save_report(r, out_path)

@@ -154,7 +154,13 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
                "fused": R.with_colour(views["fused"], colour_dims, R.DEFAULT_COLOUR["product"])}
     mod_views = {k: R.with_colour(v, colour_dims, R.DEFAULT_COLOUR["photo_text"]) for k, v in mod_views.items()}
     # the raw-backbone baselines: the untrained ImageNet tail over the same cached stem
-    feats.image_tokens = features.imagenet_tokens(feats, settings.data_dir / "cache")
+    # (over ImageNet's own stem when the model's was fine-tuned: the baseline stays the raw backbone)
+    if feats.stem_digest is not None:
+        feats = features.for_catalogue(data, settings.data_dir / "cache", progress=progress_enabled(),
+                                       tail_from=checkpoint.tail_from_block(manifest),
+                                       photo_input=checkpoint.photo_input(manifest))
+    else:
+        feats.image_tokens = features.imagenet_tokens(feats, settings.data_dir / "cache")
     base = features.backbone_vectors(feats)
     both = np.flatnonzero(feats.has_image & (feats.attention_mask.sum(1) > 0))
     pool = np.intersect1d(candidates, both) if split == "held-out groups" else both

