@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test test-quick export train-default train-heldout-category eval-default bench clean
+.PHONY: setup demo test test-quick export train-default train-photo-tower train-heldout-category eval-default bench clean
 
 CHROMIUM := /usr/bin/chromium
 
@@ -82,6 +82,11 @@ DEFAULT_RECIPE = --label-col style_group --colour-col baseColour --heldout 0.27 
 train-default: setup
 	$(BIN)/samestyle train $(MYNTRA) $(DEFAULT_RECIPE) --out plugin/model/default
 	$(BIN)/samestyle export --backend python --out triton_models
+# Run 13's whole-tower photo fine-tune (docs/model.md): ~45 min here (2 threads), then scored
+# against the raw backbone (~6 min). Writes build/runs/photo-tower/image_backbone.pth.
+PHOTO_TUNE_RECIPE = --label-col style_group --heldout 0.27 --steps 1000 --batch-pairs 48 --size 128 --threads 2
+train-photo-tower: setup
+	$(BIN)/samestyle bench photo-tune $(MYNTRA) $(PHOTO_TUNE_RECIPE) --out-dir build/runs/photo-tower --json
 # The generalisation check: the same recipe without Footwear, evaluated on Footwear.
 train-heldout-category: setup
 	$(BIN)/samestyle train $(MYNTRA) $(DEFAULT_RECIPE) --exclude masterCategory=Footwear --out build/runs/no-footwear
