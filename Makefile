@@ -69,27 +69,34 @@ test-quick: setup
 
 # Long jobs, documented in docs/model.md and docs/benchmarks/README.md.
 MYNTRA ?= ../shared/datasets/myntra/products.csv
-# The shipped model (docs/model.md, model v2 run 11): fusion encoder + the photo tower's last
-# block, colour kept apart in the last 32 dims, the modifier term against the photo view, a heavy
-# photo locality term; the photo tower sees the photo's luminance and the photo view's colour
-# part is read from a colour histogram (--colour-from-histogram). ~30-47 min of training here
-# (2 threads), after the one-off stem/title feature cache (~10 min idle).
+# The shipped model (docs/model.md, model v2 run 14), two stages. 1: run 13's whole-tower photo
+# fine-tune (make train-photo-tower, ~45 min here, 2 threads; scored against the raw backbone in
+# ~6 min more). 2: the fusion encoder + the photo tower's last block on that tower's frozen stem:
+# colour kept apart in the last 32 dims, the modifier term against the photo view, a heavy photo
+# locality term; the photo tower sees the photo's luminance and the photo view's colour part is
+# read from a colour histogram (--colour-from-histogram). ~15 min of training on idle cores
+# (2 threads), after the one-off stem/title feature cache (~5-10 min idle).
 DEFAULT_RECIPE = --label-col style_group --colour-col baseColour --heldout 0.27 \
 	    --steps 600 --batch-size 192 --loss infonce --temperature 0.2 --self-temperature 0.05 \
 	    --w-self 0.3 --w-image 0.3 --w-local 0.1 --w-mod 0.3 --mod-target image --mod-temperature 0.1 \
 	    --tail-lr 2e-4 --w-local-image 1.0 --colour-dims 32 --colour-weight 0.35 --w-colour 0.5 \
 	    --self-colour-negatives --photo-input grey-colour --colour-from-histogram --threads 2
-train-default: setup
-	$(BIN)/samestyle train $(MYNTRA) $(DEFAULT_RECIPE) --out plugin/model/default
-	$(BIN)/samestyle export --backend python --out triton_models
-# Run 13's whole-tower photo fine-tune (docs/model.md): ~45 min here (2 threads), then scored
-# against the raw backbone (~6 min). Writes build/runs/photo-tower/image_backbone.pth.
+# Stage 1, on the same held-out split as DEFAULT_RECIPE.
 PHOTO_TUNE_RECIPE = --label-col style_group --heldout 0.27 --steps 1000 --batch-pairs 48 --size 128 --threads 2
+PHOTO_TOWER = build/runs/photo-tower
 train-photo-tower: setup
-	$(BIN)/samestyle bench photo-tune $(MYNTRA) $(PHOTO_TUNE_RECIPE) --out-dir build/runs/photo-tower --json
-# The generalisation check: the same recipe without Footwear, evaluated on Footwear.
+	$(BIN)/samestyle bench photo-tune $(MYNTRA) $(PHOTO_TUNE_RECIPE) --out-dir $(PHOTO_TOWER) --json
+train-default: setup
+	test -f $(PHOTO_TOWER)/image_backbone.pth || $(MAKE) train-photo-tower
+	$(BIN)/samestyle train $(MYNTRA) $(DEFAULT_RECIPE) --image-weights $(PHOTO_TOWER)/image_backbone.pth \
+	    --out plugin/model/default
+	$(BIN)/samestyle export --backend python --out triton_models
+# The generalisation check: both stages without Footwear, evaluated on Footwear.
 train-heldout-category: setup
-	$(BIN)/samestyle train $(MYNTRA) $(DEFAULT_RECIPE) --exclude masterCategory=Footwear --out build/runs/no-footwear
+	$(BIN)/samestyle bench photo-tune $(MYNTRA) $(PHOTO_TUNE_RECIPE) --exclude masterCategory=Footwear \
+	    --out-dir $(PHOTO_TOWER)-no-footwear --json
+	$(BIN)/samestyle train $(MYNTRA) $(DEFAULT_RECIPE) --exclude masterCategory=Footwear \
+	    --image-weights $(PHOTO_TOWER)-no-footwear/image_backbone.pth --out build/runs/no-footwear
 	$(BIN)/samestyle eval $(MYNTRA) --label-col style_group --colour-col baseColour --model build/runs/no-footwear \
 	    --encoder local --json
 eval-default: setup

@@ -43,11 +43,11 @@ def test_image_backbone_matches_torch(onnx_bundle, catalogue):
     consts = json.loads((onnx_bundle / "preprocess.json").read_text())
     photos = sorted((catalogue.root / "images").iterdir())[:3]
     x = np.stack([pp.decode_image(p.read_bytes(), consts) for p in photos])
-    shipped = checkpoint.image_backbone(DEFAULT_MODEL_DIR)  # ImageNet stem + the shipped fine-tuned tail
+    shipped = checkpoint.image_backbone(DEFAULT_MODEL_DIR)  # the shipped stem (ImageNet or fine-tuned) + its fine-tuned tail
     with torch.no_grad():
         ref = shipped(torch.from_numpy(x)).numpy()
         split = shipped.tail(shipped.stem(torch.from_numpy(x))).numpy()
-        imagenet = ImageBackbone(photo_input=shipped.photo_input)(torch.from_numpy(x)).numpy()  # same input, ImageNet tail
+        imagenet = ImageBackbone(photo_input=shipped.photo_input)(torch.from_numpy(x)).numpy()  # same input, all ImageNet
     got = _sess(onnx_bundle, C.ONNX_IMAGE_BACKBONE).run(None, {C.T_PIXEL_VALUES: x})[0]
     assert np.abs(got - ref).max() <= TOL * max(1.0, float(np.abs(ref).max()) / 10)
     assert np.array_equal(split, ref)  # training's stem/tail split is the served graph
