@@ -27,6 +27,21 @@ def heldout_split(model_dir: Path | None, labels, heldout: float, split_seed: in
     return dataset.heldout_groups(labels, heldout, split_seed), f"heldout {heldout}, seed {split_seed}"
 
 
+def split_options(fn):
+    """--label-col, --model, --heldout, --split-seed: which products train and which are
+    queried, as `samestyle train` and `samestyle eval` split them (see `heldout_split`)."""
+    for option in reversed((
+            click.option("--label-col", required=True,
+                         help="Same-style label column (queries: products of held-out labels)."),
+            click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                         help="Take the held-out split from this model's manifest (as `samestyle eval` does)."),
+            click.option("--heldout", type=float, default=0.27, show_default=True,
+                         help="Held-out share of groups without --model (the shipped recipe's)."),
+            click.option("--split-seed", type=int, default=0, show_default=True))):
+        fn = option(fn)
+    return fn
+
+
 def save_report(report: dict, out_path: Path | None) -> None:
     """Write a benchmark's JSON report to --out (parents made), when given."""
     if out_path:

@@ -26,7 +26,7 @@ from .. import evaluate as ev
 from ..model import preprocess as pp
 from ..model.onnx import session
 from ..output import emit, json_option, progress_enabled
-from . import heldout_split, out_option, save_report
+from . import heldout_split, out_option, save_report, split_options
 
 
 def _read_all(paths: list[Path | None], fn, desc: str) -> tuple[list, np.ndarray, list[str]]:
@@ -72,11 +72,7 @@ def _render(r: dict) -> None:
 
 @click.command("photo-tune")
 @click.argument("catalogue", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--label-col", required=True, help="Same-style label column (queries: products of held-out labels).")
-@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Take the held-out split from this model's manifest (as `samestyle eval` does).")
-@click.option("--heldout", type=float, default=0.25, show_default=True, help="Held-out share of groups without --model.")
-@click.option("--split-seed", type=int, default=0, show_default=True)
+@split_options
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Where the tuned weights and the resumable training state go.")
 @click.option("--steps", type=int, default=1000, show_default=True)
@@ -100,7 +96,7 @@ def command(settings, catalogue, label_col, model_dir, heldout, split_seed, out_
             style_share, excludes, baseline, limit, threads, seed, out_path, as_json):
     """Fine-tune EVERY block of the photo tower on augmented photos (same-style pairs and
     two views of one photo), then score photo search on held-out style groups against
-    the raw backbone. A long job: 1,000 steps take about an hour on 2 cores.
+    the raw backbone. A long job: 1,000 steps took 44 minutes on 2 cores (docs/model.md, run 13).
 
     \b
     samestyle bench photo-tune ../shared/datasets/myntra/products.csv --label-col style_group \\

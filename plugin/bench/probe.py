@@ -18,7 +18,7 @@ from .. import dataset, probe
 from .. import evaluate as ev
 from ..model import features
 from ..output import emit, json_option, progress_enabled
-from . import heldout_split, out_option, save_report
+from . import heldout_split, out_option, save_report, split_options
 
 
 def _render(r: dict) -> None:
@@ -32,11 +32,7 @@ def _render(r: dict) -> None:
 
 @click.command("probe")
 @click.argument("catalogue", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--label-col", required=True, help="Same-style label column (queries: products of held-out labels).")
-@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Take the held-out split from this model's manifest (as `samestyle eval` does).")
-@click.option("--heldout", type=float, default=0.27, show_default=True, help="Held-out share of groups without --model.")
-@click.option("--split-seed", type=int, default=0, show_default=True)
+@split_options
 @click.option("--steps", type=int, default=1500, show_default=True)
 @click.option("--batch-size", type=int, default=512, show_default=True)
 @click.option("--hidden", type=int, default=0, show_default=True, help="Hidden width of the heads (0: linear).")

@@ -150,21 +150,18 @@ class ImageBackbone(nn.Module):
         return weights_hash(self.stem_state())
 
     def load_stem(self, state: dict[str, torch.Tensor]) -> None:
-        own = self.stem_state()
-        if set(state) != set(own):
-            missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-            raise CheckpointError(f"image stem weights do not fit EfficientNet-Lite0 before block {self.tail_from} "
-                                  f"(missing {missing[:3]}, unexpected {extra[:3]})",
-                                  fix="restore the checkpoint's files from one `samestyle train` run")
-        self.load_state_dict(state, strict=False)
+        self._load_part(state, self.stem_state(), f"image stem weights do not fit EfficientNet-Lite0 before block "
+                        f"{self.tail_from}")
         self.stem_tuned = True
 
     def load_tail(self, state: dict[str, torch.Tensor]) -> None:
-        own = self.tail_state()
+        self._load_part(state, self.tail_state(), f"image tail weights do not fit EfficientNet-Lite0 from block "
+                        f"{self.tail_from}")
+
+    def _load_part(self, state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], what: str) -> None:
         if set(state) != set(own):
             missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-            raise CheckpointError(f"image tail weights do not fit EfficientNet-Lite0 from block {self.tail_from} "
-                                  f"(missing {missing[:3]}, unexpected {extra[:3]})",
+            raise CheckpointError(f"{what} (missing {missing[:3]}, unexpected {extra[:3]})",
                                   fix="restore the checkpoint's files from one `samestyle train` run")
         self.load_state_dict(state, strict=False)
 

@@ -112,6 +112,19 @@ def load(model_dir: str | Path, expect_dim: int | None = None) -> tuple[FusionEn
     return fusion, manifest
 
 
+def _hashed_file(d: Path, entry: dict) -> dict[str, torch.Tensor]:
+    """The weights file a manifest entry ({file, sha256}) names, checked against its hash."""
+    path = d / entry["file"]
+    if not path.exists():
+        raise CheckpointError(f"checkpoint [{d}] names {entry['file']} but it is missing",
+                              fix="restore the checkpoint's files from one `samestyle train` run")
+    state = load_file(str(path))
+    if weights_hash(state) != entry["sha256"]:
+        raise CheckpointError(f"[{path}] does not match its manifest's hash (damaged or replaced)",
+                              fix="restore the checkpoint's files from one `samestyle train` run")
+    return state
+
+
 def load_image_tail(model_dir: str | Path, manifest: dict | None = None) -> dict[str, torch.Tensor] | None:
     """The fine-tuned photo tail's weights, or None for a checkpoint whose photo
     tower is the untrained ImageNet backbone."""
@@ -124,15 +137,7 @@ def load_image_tail(model_dir: str | Path, manifest: dict | None = None) -> dict
         raise CheckpointError(f"checkpoint [{d}] fine-tuned the photo tower from block [{tail.get('from_block')}], "
                               f"this samestyle splits it at one of {sorted(contract.IMAGE_STEM_SHAPES)}",
                               fix="retrain with `samestyle train` for this version")
-    path = d / tail["file"]
-    if not path.exists():
-        raise CheckpointError(f"checkpoint [{d}] names {tail['file']} but it is missing",
-                              fix="restore the checkpoint's files from one `samestyle train` run")
-    state = load_file(str(path))
-    if weights_hash(state) != tail["sha256"]:
-        raise CheckpointError(f"[{path}] does not match its manifest's hash (damaged or replaced)",
-                              fix="restore the checkpoint's files from one `samestyle train` run")
-    return state
+    return _hashed_file(d, tail)
 
 
 def load_image_stem(model_dir: str | Path, manifest: dict | None = None) -> dict[str, torch.Tensor] | None:
@@ -143,15 +148,7 @@ def load_image_stem(model_dir: str | Path, manifest: dict | None = None) -> dict
     stem = manifest.get("image_stem")
     if not stem:
         return None
-    path = d / stem["file"]
-    if not path.exists():
-        raise CheckpointError(f"checkpoint [{d}] names {stem['file']} but it is missing",
-                              fix="restore the checkpoint's files from one `samestyle train` run")
-    state = load_file(str(path))
-    if weights_hash(state) != stem["sha256"]:
-        raise CheckpointError(f"[{path}] does not match its manifest's hash (damaged or replaced)",
-                              fix="restore the checkpoint's files from one `samestyle train` run")
-    return state
+    return _hashed_file(d, stem)
 
 
 def image_backbone(model_dir: str | Path, manifest: dict | None = None, weights=None):
