@@ -202,8 +202,12 @@ def test_ctrl_c_during_a_real_ingest_resumes(tmp_path):
     cat = generate(tmp_path / "cat", n_groups=60, n_duplicates=2, n_singletons=8)
     data = tmp_path / "data"
     out, err = (tmp_path / "out.txt").open("w+"), (tmp_path / "err.txt").open("w+")
+    # preexec_fn: Ctrl-C as a terminal delivers it. A shell starts background jobs with
+    # SIGINT ignored, and a Python started that way never raises KeyboardInterrupt; a test
+    # run from such a job (nohup make test &) would otherwise see the ingest shrug it off.
     proc = subprocess.Popen(_argv(f"samestyle ingest {cat.csv_path} --encoder onnx --batch-size 4 --json"),
-                            cwd=tmp_path, env=_env(data), stdout=out, stderr=err, text=True)
+                            cwd=tmp_path, env=_env(data), stdout=out, stderr=err, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         while proc.poll() is None and not (_checkpoint(data) or {}).get("next_line"):
             time.sleep(0.02)
