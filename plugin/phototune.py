@@ -14,6 +14,10 @@ runs the full backbone on every step instead, on photos held in memory as uint8:
   with photo input "grey-colour" the backbone sees luminance only;
 - **loss**: symmetric InfoNCE on a linear projection of the pooled head map; other
   products of the same group are never negatives;
+- **own title** (`w_title` > 0): each photo view is also pulled to its product's own
+  title, the frozen MiniLM sentence vector through a trainable linear map into the same
+  space (symmetric InfoNCE, the same negatives rule), so the tower learns what titles
+  name (article type, pattern, sleeve) and not only what photos of one style share;
 - **batch norm** keeps ImageNet's running statistics (the served graph uses them), its
   affine parameters train, as in `ImageBackbone.train_tail`;
 - **input size**: trained at `size` (default 128) and served at the contract's 160 px:
@@ -46,6 +50,7 @@ from .model.onnx import export_graph
 STATE_FILE = ".tune-state.pt"
 BACKBONE_FILE = "image_backbone.pth"
 HEAD_FILE = "projection_head.pt"
+TITLE_HEAD_FILE = "title_head.pt"
 STORE_SIDE = 80  # photos are held as white-padded squares of this side (Myntra: 60x80)
 
 
@@ -66,12 +71,15 @@ class TuneConfig:
     photo_input: str = C.PHOTO_GREY_COLOUR
     seed: int = 0
     save_every: int = 25
+    w_title: float = 0.0  # weight of the own-photo <-> own-title term (0: photos only)
 
     def __post_init__(self):
         if self.batch_pairs < 2 or self.steps < 1 or self.size < 32:
             raise ValueError("photo tuning needs steps >= 1, batch_pairs >= 2 and size >= 32")
         if not 0.0 <= self.style_share <= 1.0:
             raise ValueError(f"style_share must lie in [0, 1], got {self.style_share}")
+        if self.w_title < 0:
+            raise ValueError(f"w_title must be >= 0, got {self.w_title}")
         C.check_photo_input(self.photo_input)
 
 
@@ -139,12 +147,16 @@ class PhotoTower(torch.nn.Module):
         super().__init__()
         self.backbone = ImageBackbone(weights, photo_input=cfg.photo_input)
         self.head = torch.nn.Linear(C.IMAGE_FEATURE_DIM, cfg.dim)
+        self.title_head = torch.nn.Linear(C.TEXT_FEATURE_DIM, cfg.dim) if cfg.w_title > 0 else None
 
     def pooled(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.backbone(pixels)[:, 0, : C.IMAGE_FEATURE_DIM]
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self.pooled(pixels)), dim=-1)
+
+    def embed_titles(self, title_vectors: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.title_head(title_vectors), dim=-1)
 
     def set_training(self) -> "PhotoTower":
         """Batch norm keeps its running statistics and nothing drops out (eval mode);
@@ -206,19 +218,28 @@ def _save_state(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
+def _same_config(saved: dict, cfg: TuneConfig) -> bool:
+    """A state saved before an option existed was written with that option's default."""
+    return {**asdict(TuneConfig()), **saved} == asdict(cfg)
+
+
 def train(photos: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, cfg: TuneConfig, out: Path,
-          on_step=None) -> tuple[PhotoTower, list[dict]]:
+          on_step=None, titles: np.ndarray | None = None) -> tuple[PhotoTower, list[dict]]:
     """Fine-tune on `photos` (uint8 [N, S, S, 3]) of the products `train_idx`; resumes
-    from `out`'s state file when it was written by the same config. Returns the tower
-    and the loss every 10 steps."""
+    from `out`'s state file when it was written by the same config. `titles`: the
+    products' frozen sentence vectors [N, 384], needed when `cfg.w_title` > 0. Returns
+    the tower and the loss every 10 steps."""
     out.mkdir(parents=True, exist_ok=True)
     if len(train_idx) < cfg.batch_pairs:
         raise ValueError(f"{len(train_idx)} training photos, fewer than --batch-pairs {cfg.batch_pairs}")
+    if cfg.w_title > 0 and (titles is None or len(titles) != len(photos)):
+        raise ValueError("w_title > 0 needs one title vector per photo (titles [N, 384])")
     torch.manual_seed(cfg.seed)
     tower = PhotoTower(cfg).set_training()
     backbone_params = list(tower.backbone.parameters())
+    head_params = list(tower.head.parameters()) + (list(tower.title_head.parameters()) if tower.title_head else [])
     opt = torch.optim.AdamW([{"params": backbone_params, "lr": cfg.lr},
-                             {"params": list(tower.head.parameters()), "lr": cfg.head_lr}],
+                             {"params": head_params, "lr": cfg.head_lr}],
                             weight_decay=cfg.weight_decay)
     rng, gen = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
     groups = style_groups(labels, train_idx)
@@ -227,19 +248,24 @@ def train(photos: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, cfg: Tu
     state_path = out / STATE_FILE
     if state_path.exists():
         st = torch.load(state_path, weights_only=False)
-        if st["config"] == asdict(cfg):
+        if _same_config(st["config"], cfg):
             tower.load_state_dict(st["tower"])
             opt.load_state_dict(st["opt"])
             rng.bit_generator.state = st["rng"]
             gen.set_state(st["gen"])
             history, start = st["history"], st["step"]
     lab_t, base = torch.from_numpy(labels), [g["lr"] for g in opt.param_groups]
+    title_t = torch.from_numpy(np.asarray(titles, dtype=np.float32)) if cfg.w_title > 0 else None
     for step in range(start, cfg.steps):
         left, right = sample_pairs(rng, train_idx, groups, cfg)
         both = torch.from_numpy(photos[np.concatenate([left, right])])
         z = tower.embed(augment(both, cfg, gen))
         za, zb = z[: len(left)], z[len(left):]
         loss = pair_loss(za, zb, lab_t[left], torch.from_numpy(left), cfg.temperature)
+        if title_t is not None:
+            loss = loss + cfg.w_title * sum(
+                pair_loss(zp, tower.embed_titles(title_t[side]), lab_t[side], torch.from_numpy(side), cfg.temperature)
+                for zp, side in ((za, left), (zb, right))) / 2
         for g, lr in zip(opt.param_groups, base):
             g["lr"] = lr * _lr_factor(step, cfg)
         opt.zero_grad()
@@ -257,6 +283,8 @@ def train(photos: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, cfg: Tu
             on_step()
     torch.save(tower.backbone.net.state_dict(), out / BACKBONE_FILE)
     torch.save(tower.head.state_dict(), out / HEAD_FILE)
+    if tower.title_head is not None:
+        torch.save(tower.title_head.state_dict(), out / TITLE_HEAD_FILE)
     return tower.eval(), history
 
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from .. import contract as C
 from .. import dataset, phototune
 from .. import evaluate as ev
+from ..model import features
 from ..model import preprocess as pp
 from ..model.onnx import session
 from ..output import emit, json_option, progress_enabled
@@ -63,11 +64,25 @@ def _render(r: dict) -> None:
     click.echo(f"i->i on {r['queries']} held-out queries, gallery {r['products']} products, served at {r['eval_size']} px:")
     for name, m in r["i2i"].items():
         click.echo(f"  {name:<24} {_line(m)}")
+    for name, m in r.get("own_pair", {}).items():
+        click.echo(f"  {name + ' (heads)':<24} {_line(m)}")
     for cat, lines in r["category_check"].items():
         click.echo(f"i->i inside {cat} (left out of training), {lines['queries']} queries:")
         for name, m in lines.items():
             if name != "queries":
                 click.echo(f"  {name:<24} {_line(m)}")
+
+
+def _own_pairs(tower, titles: np.ndarray, photo_heads: np.ndarray, candidates: np.ndarray, seed: int,
+               n: int = 5000) -> dict:
+    """Title -> own photo and back through the two heads, on up to `n` held-out products
+    with a photo (as `samestyle eval --own-queries`), the whole catalogue as gallery."""
+    with torch.no_grad():
+        t = tower.embed_titles(torch.from_numpy(titles)).numpy()
+    pool = candidates[np.abs(titles[candidates]).sum(1) > 0]
+    if n < len(pool):
+        pool = np.sort(np.random.default_rng(seed).choice(pool, size=n, replace=False))
+    return {"title->own photo": ev.own_pair(t, photo_heads, pool), "photo->own title": ev.own_pair(photo_heads, t, pool)}
 
 
 @click.command("photo-tune")
@@ -81,6 +96,9 @@ def _render(r: dict) -> None:
 @click.option("--lr", type=float, default=1e-4, show_default=True, help="Backbone learning rate.")
 @click.option("--style-share", type=float, default=0.5, show_default=True,
               help="Share of each batch's pairs that are same-style pairs (the rest: one photo, two augmentations).")
+@click.option("--w-title", type=float, default=0.0, show_default=True,
+              help="Weight of the own photo <-> own title term (the frozen MiniLM title through a trained "
+                   "linear map); 0 trains on photos alone. Scores title->own photo through the heads too.")
 @click.option("--exclude", "excludes", multiple=True, metavar="COL=VALUE",
               help="Leave every product with this attribute value out of training (e.g. masterCategory=Footwear); "
                    "photo search inside it is then scored too, the generalisation check.")
@@ -93,7 +111,7 @@ def _render(r: dict) -> None:
 @json_option
 @click.pass_obj
 def command(settings, catalogue, label_col, model_dir, heldout, split_seed, out_dir, steps, batch_pairs, size, lr,
-            style_share, excludes, baseline, limit, threads, seed, out_path, as_json):
+            style_share, w_title, excludes, baseline, limit, threads, seed, out_path, as_json):
     """Fine-tune EVERY block of the photo tower on augmented photos (same-style pairs and
     two views of one photo), then score photo search on held-out style groups against
     the raw backbone. A long job: 1,000 steps took 44 minutes on 2 cores (docs/model.md, run 13).
@@ -104,7 +122,7 @@ def command(settings, catalogue, label_col, model_dir, heldout, split_seed, out_
     """
     torch.set_num_threads(threads)
     cfg = phototune.TuneConfig(steps=steps, batch_pairs=batch_pairs, size=size, lr=lr, style_share=style_share,
-                               seed=seed)
+                               seed=seed, w_title=w_title)
     data = dataset.read(catalogue, label_col=label_col, limit=limit)
     held, split = heldout_split(model_dir, data.labels, heldout, split_seed)
     rules = dataset.parse_rules(excludes)
@@ -119,10 +137,15 @@ def command(settings, catalogue, label_col, model_dir, heldout, split_seed, out_
     if not len(queries):
         raise click.UsageError(f"no held-out product with a photo shares its [{label_col}] with another: "
                                "nothing to query")
+    titles = None
+    if w_title > 0:
+        bar = tqdm(total=len(data), desc="title vectors", unit="title", disable=not progress_enabled())
+        titles = features.title_vectors(data.titles, settings.data_dir / "cache", threads=threads, on_batch=bar.update)
+        bar.close()
     t_load = time.perf_counter() - t0
     bar = tqdm(total=steps, desc="photo-tune", unit="step", disable=not progress_enabled())
     t0 = time.perf_counter()
-    tower, history = phototune.train(photos, data.labels, train_idx, cfg, out_dir, on_step=bar.update)
+    tower, history = phototune.train(photos, data.labels, train_idx, cfg, out_dir, on_step=bar.update, titles=titles)
     bar.close()
     t_train = time.perf_counter() - t0
 
@@ -145,11 +168,13 @@ def command(settings, catalogue, label_col, model_dir, heldout, split_seed, out_
             by_category[k][f"{name} pooled"] = ev.table({"image": pooled}, data.labels, q, ("i2i",))["i2i"]
         if name == "tuned":
             i2i["tuned projection head"] = ev.table({"image": head}, data.labels, queries, ("i2i",))["i2i"]
+            if titles is not None:
+                own = _own_pairs(tower, titles, head, np.flatnonzero(held & has), seed)
     r = {"benchmark": "photo-tune", "catalogue": str(catalogue), "products": len(data),
          "photo_errors": errors[:20], "photo_error_count": len(errors), "split": split,
          "train_products": int(len(train_idx)), "train_groups": len(phototune.style_groups(data.labels, train_idx)),
          "queries": int(len(queries)), "eval_size": C.IMAGE_SIZE, "config": asdict(cfg),
-         "loss": history, "out_dir": str(out_dir), "i2i": i2i,
+         "loss": history, "out_dir": str(out_dir), "i2i": i2i, **({"own_pair": own} if titles is not None else {}),
          "excluded": [f"{c}={v}" for c, v in rules], "category_check": by_category,
          "seconds": {"load": round(t_load, 1), "train": round(t_train, 1),
                      "encode": round(time.perf_counter() - t0, 1)}}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,10 +28,16 @@ from tqdm import tqdm
 
 from .. import contract as C
 from . import preprocess as pp
-from .backbones import ImageBackbone, TextBackbone
+from .backbones import ImageBackbone, TextBackbone, pooled_text
 from .onnx import export_graph, export_text_backbone, session as _session
 
 log = logging.getLogger(__name__)
+
+
+def _private(path: Path, suffix: str) -> Path:
+    """A temporary name beside `path` that only this process writes (two trainings started
+    together share the cache folder), renamed onto `path` once complete."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
 
 
 @dataclass
@@ -133,7 +140,7 @@ def _stem_onnx(path: Path, tail_from: int, photo_input: str = C.PHOTO_INPUT, ste
             return self.ib.stem(x)
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.onnx")
+    tmp = _private(path, ".onnx")
     with torch.no_grad():
         export_graph(_Stem().eval(), (torch.zeros(2, 3, C.IMAGE_SIZE, C.IMAGE_SIZE),), tmp, ["pixel_values"], ["stem"],
                      {"pixel_values": {0: "b"}, "stem": {0: "b"}})
@@ -145,13 +152,36 @@ def _text_onnx(folder: Path) -> Path:
     """The frozen text backbone as ONNX + its tokenizer.json, exported once."""
     if (folder / C.ONNX_TEXT_BACKBONE).exists():
         return folder
-    tmp = folder.with_name(folder.name + ".tmp")
+    tmp = _private(folder, "")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     export_text_backbone(TextBackbone(), tmp, C.MAX_TEXT_LEN)
+    if (folder / C.ONNX_TEXT_BACKBONE).exists():  # another run finished the same export first
+        shutil.rmtree(tmp, ignore_errors=True)
+        return folder
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return folder
+
+
+def title_vectors(titles, cache_dir: Path, batch: int = 128, threads: int = 2, on_batch=None) -> np.ndarray:
+    """The frozen text backbone's sentence vector of every title (mean pooling,
+    L2-normalised, [N, 384] float32), through the same cleaning, tokenizer and ONNX graph
+    as the training features. An empty title gives a zero row."""
+    text_dir = _text_onnx(Path(cache_dir) / f"text-L{C.MAX_TEXT_LEN}")
+    text = _session(text_dir / C.ONNX_TEXT_BACKBONE, threads)
+    consts = C.preprocess_constants()
+    tokenizer = pp.load_tokenizer(str(text_dir / "tokenizer.json"), C.MAX_TEXT_LEN)
+    out = np.zeros((len(titles), C.TEXT_FEATURE_DIM), dtype=np.float32)
+    for s in range(0, len(titles), batch):
+        tok = pp.tokenize(tokenizer, [pp.clean_title(t, consts) for t in titles[s: s + batch]])
+        states = torch.from_numpy(text.run([C.T_TEXT_TOKENS], tok)[0].astype(np.float32))
+        mask = torch.from_numpy(np.asarray(tok[C.T_ATTENTION_MASK]))
+        pooled = pooled_text(states, mask).numpy()
+        out[s: s + len(pooled)] = np.where(mask.sum(1, keepdim=True).numpy() > 0, pooled, 0.0)
+        if on_batch:
+            on_batch(len(pooled))
+    return out
 
 
 def compute_stem(ids, titles, photo_paths, text_dir: Path, stem_graph: Path, batch: int = 64,
@@ -236,7 +266,7 @@ def cached_stem(catalogue: Path, ids, titles, photo_paths, cache_dir: Path, prog
                      tail_from=tail_from, photo_input=photo_input)
     f.stem_digest = digest
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = _private(path, ".npz")
     np.savez(tmp, ids=f.ids, image_stem=f.image_stem, text_tokens=f.text_tokens,
              attention_mask=f.attention_mask, has_image=f.has_image)
     tmp.rename(path)
@@ -257,7 +287,7 @@ def imagenet_tokens(f: Features, cache_dir: Path | None = None, start=None) -> n
         return np.load(path)
     tokens = tokens_through(f, ImageBackbone(tail_from=f.tail_from, photo_input=f.photo_input))
     if path is not None:
-        tmp = path.with_suffix(".tmp.npy")
+        tmp = _private(path, ".npy")
         np.save(tmp, tokens)
         tmp.rename(path)
     return tokens

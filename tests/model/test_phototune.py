@@ -139,3 +139,48 @@ def test_bench_photo_tune_scores_raw_and_tuned_on_held_out_groups(catalogue, tmp
     bad = CliRunner().invoke(cli, ["bench", "photo-tune", str(catalogue.csv_path), "--label-col", "style_group",
                                    "--out-dir", str(out), "--exclude", "Footwear"])
     assert bad.exit_code != 0 and "--exclude [Footwear] is not COL=VALUE" in bad.output
+
+
+def test_the_own_title_term_trains_a_title_head_into_the_photo_space(tmp_path):
+    photos, labels = _photos(12), np.array([0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1])
+    titles = np.random.default_rng(1).normal(size=(12, 384)).astype(np.float32)
+    cfg = pt.TuneConfig(**{**TINY, "w_title": 1.0})
+    with pytest.raises(ValueError, match="one title vector per photo"):
+        pt.train(photos, labels, np.arange(12), cfg, tmp_path / "none")
+    tower, hist = pt.train(photos, labels, np.arange(12), cfg, tmp_path / "t", titles=titles)
+    photo_only, hist_p = pt.train(photos, labels, np.arange(12), pt.TuneConfig(**TINY), tmp_path / "p")
+    assert hist[0]["loss"] > hist_p[0]["loss"]  # the same photo term plus a positive title term
+    head = torch.nn.Linear(384, cfg.dim)
+    head.load_state_dict(torch.load(tmp_path / "t" / pt.TITLE_HEAD_FILE))
+    assert torch.equal(head.weight, tower.title_head.weight)
+    assert not (tmp_path / "p" / pt.TITLE_HEAD_FILE).exists() and photo_only.title_head is None
+    assert tower.embed_titles(torch.from_numpy(titles[:2])).shape == (2, cfg.dim)
+    with pytest.raises(ValueError, match="w_title"):
+        pt.TuneConfig(w_title=-1)
+
+
+def test_a_state_saved_before_an_option_existed_resumes_with_its_default(tmp_path):
+    photos, labels = _photos(12), np.array([0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1])
+    cfg = pt.TuneConfig(**TINY)
+    pt.train(photos, labels, np.arange(12), cfg, tmp_path)
+    state = torch.load(tmp_path / pt.STATE_FILE, weights_only=False)
+    del state["config"]["w_title"]  # as run 13 and 14 wrote it
+    torch.save(state, tmp_path / pt.STATE_FILE)
+    _, hist = pt.train(photos, labels, np.arange(12), cfg, tmp_path)
+    assert hist == state["history"]  # nothing retrained: it resumed at the last step
+
+
+def test_bench_photo_tune_with_titles_scores_title_to_own_photo(catalogue, tmp_path):
+    from samestyle.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["bench", "photo-tune", str(catalogue.csv_path), "--label-col", "style_group",
+                                 "--heldout", "0.4", "--out-dir", str(tmp_path / "run"), "--steps", "2",
+                                 "--batch-pairs", "4", "--size", "32", "--threads", "1", "--w-title", "0.5",
+                                 "--no-baseline", "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    assert rep["config"]["w_title"] == 0.5 and set(rep["i2i"]) == {"tuned pooled", "tuned projection head"}
+    own = rep["own_pair"]
+    assert set(own) == {"title->own photo", "photo->own title"}
+    assert all(0 < m["queries"] and 0 <= m["r@1"] <= m["r@10"] <= 1 for m in own.values())
+    assert (tmp_path / "run" / pt.TITLE_HEAD_FILE).exists()
