@@ -176,9 +176,9 @@ def test_bench_photo_tune_with_titles_scores_title_to_own_photo(catalogue, tmp_p
     r = CliRunner().invoke(cli, ["bench", "photo-tune", str(catalogue.csv_path), "--label-col", "style_group",
                                  "--heldout", "0.4", "--out-dir", str(tmp_path / "run"), "--steps", "2",
                                  "--batch-pairs", "4", "--size", "32", "--threads", "1", "--w-title", "0.5",
-                                 "--no-baseline", "--json"])
+                                 "--no-baseline", "--json", "--out", str(tmp_path / "r.json")])
     assert r.exit_code == 0, r.output
-    rep = json.loads(r.output)
+    rep = json.loads((tmp_path / "r.json").read_text())  # the output also carries the text backbone's load bar
     assert rep["config"]["w_title"] == 0.5 and set(rep["i2i"]) == {"tuned pooled", "tuned projection head"}
     own = rep["own_pair"]
     assert set(own) == {"title->own photo", "photo->own title"}
