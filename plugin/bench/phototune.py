@@ -79,7 +79,7 @@ def _own_pairs(tower, titles: np.ndarray, photo_heads: np.ndarray, candidates: n
     with a photo (as `samestyle eval --own-queries`), the whole catalogue as gallery."""
     with torch.no_grad():
         t = tower.embed_titles(torch.from_numpy(titles)).numpy()
-    pool = candidates[np.abs(titles[candidates]).sum(1) > 0]
+    pool = candidates
     if n < len(pool):
         pool = np.sort(np.random.default_rng(seed).choice(pool, size=n, replace=False))
     return {"title->own photo": ev.own_pair(t, photo_heads, pool), "photo->own title": ev.own_pair(photo_heads, t, pool)}

@@ -164,23 +164,27 @@ def _text_onnx(folder: Path) -> Path:
     return folder
 
 
+def _title_states(text, tokenizer, titles, consts) -> tuple[np.ndarray, np.ndarray]:
+    """Token states [B, L, 384] and attention mask [B, L] of a batch of raw titles."""
+    tok = pp.tokenize(tokenizer, [pp.clean_title(t, consts) for t in titles])
+    return text.run([C.T_TEXT_TOKENS], tok)[0], tok[C.T_ATTENTION_MASK]
+
+
 def title_vectors(titles, cache_dir: Path, batch: int = 128, threads: int = 2, on_batch=None) -> np.ndarray:
     """The frozen text backbone's sentence vector of every title (mean pooling,
     L2-normalised, [N, 384] float32), through the same cleaning, tokenizer and ONNX graph
-    as the training features. An empty title gives a zero row."""
+    as the training features."""
     text_dir = _text_onnx(Path(cache_dir) / f"text-L{C.MAX_TEXT_LEN}")
     text = _session(text_dir / C.ONNX_TEXT_BACKBONE, threads)
-    consts = C.preprocess_constants()
     tokenizer = pp.load_tokenizer(str(text_dir / "tokenizer.json"), C.MAX_TEXT_LEN)
+    consts = C.preprocess_constants()
     out = np.zeros((len(titles), C.TEXT_FEATURE_DIM), dtype=np.float32)
     for s in range(0, len(titles), batch):
-        tok = pp.tokenize(tokenizer, [pp.clean_title(t, consts) for t in titles[s: s + batch]])
-        states = torch.from_numpy(text.run([C.T_TEXT_TOKENS], tok)[0].astype(np.float32))
-        mask = torch.from_numpy(np.asarray(tok[C.T_ATTENTION_MASK]))
-        pooled = pooled_text(states, mask).numpy()
-        out[s: s + len(pooled)] = np.where(mask.sum(1, keepdim=True).numpy() > 0, pooled, 0.0)
+        states, mask = _title_states(text, tokenizer, titles[s: s + batch], consts)
+        out[s: s + len(states)] = pooled_text(torch.from_numpy(states.astype(np.float32)),
+                                              torch.from_numpy(np.asarray(mask))).numpy()
         if on_batch:
-            on_batch(len(pooled))
+            on_batch(len(states))
     return out
 
 
@@ -220,10 +224,9 @@ def compute_stem(ids, titles, photo_paths, text_dir: Path, stem_graph: Path, bat
                 rows = [i for i, _ in loaded]
                 acts[rows] = stem.run(["stem"], {"pixel_values": np.stack([a for _, a in loaded])})[0].astype(np.float16)
                 has[rows] = True
-            clean = [pp.clean_title(titles[i], consts) for i in idx]
-            tok = pp.tokenize(tokenizer, clean)
-            txt[idx] = text.run([C.T_TEXT_TOKENS], tok)[0].astype(np.float16)
-            am[idx] = tok[C.T_ATTENTION_MASK]
+            states, mask = _title_states(text, tokenizer, [titles[i] for i in idx], consts)
+            txt[idx] = states.astype(np.float16)
+            am[idx] = mask
             if bar:
                 bar.update(len(idx))
     if bar:
