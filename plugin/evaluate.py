@@ -94,6 +94,18 @@ def own_pair(query_view: np.ndarray, gallery_view: np.ndarray, queries: np.ndarr
     return metrics(ranks)
 
 
+def own_pair_queries(has_image: np.ndarray, titles: list[str], candidates: np.ndarray, n: int | None,
+                     seed: int = 0) -> np.ndarray:
+    """Own-pair query products: candidates with both halves, a photo and a title that
+    is not blank (a blank title still tokenises to [CLS] [SEP], so the tokens cannot
+    tell); a seeded sample of `n` when there are more."""
+    has_title = np.array([bool(t.strip()) for t in titles], dtype=bool)
+    pool = np.intersect1d(candidates, np.flatnonzero(np.asarray(has_image, dtype=bool) & has_title))
+    if n is not None and n < len(pool):
+        pool = np.sort(np.random.default_rng(seed).choice(pool, size=n, replace=False))
+    return pool
+
+
 def label_queries(labels: np.ndarray, candidates: np.ndarray, n: int | None, seed: int = 0) -> np.ndarray:
     """Query products: candidates whose label has at least one other member."""
     counts = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, dtype=np.int64)

@@ -11,6 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import serve
+from ..bench import out_option, save_report
 from ..query import requests as R
 from .common import catalogue_columns, emit, json_option, progress_enabled
 
@@ -91,11 +92,13 @@ def _render(r: dict) -> None:
                    "(default: the values the model was trained without, from its manifest). Repeatable.")
 @click.option("--limit", type=int, help="Read only the first N catalogue rows.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--threads", type=int, default=2, show_default=True, help="torch CPU threads (--encoder local).")
+@out_option
 @json_option
 @click.pass_obj
 def command(settings, catalogue, id_col, title_col, image_col, category_col, attr_cols, label_col, n_queries,
             own_queries, model_dir, encoder, all_groups, colour_col, modifier_queries, category_checks, limit, seed,
-            as_json):
+            threads, out_path, as_json):
     """Retrieval table: i->i, i->t, i->m, t->i, t->t, t->m, m->m (query view ->
     gallery field) with MRR and R@1/5/10/20 over the whole catalogue, the query
     product excluded; title->own-photo and photo->own-title; and the raw
@@ -106,7 +109,9 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     from .. import evaluate as ev
     from .. import dataset
     from ..model import checkpoint, features
+    import torch
 
+    torch.set_num_threads(threads)
     model_dir = model_dir or settings.model_dir
     fusion, manifest = checkpoint.load(model_dir)
     data = dataset.read(catalogue, id_col=id_col, title_col=title_col, image_col=image_col,
@@ -162,10 +167,7 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
     else:
         feats.image_tokens = features.imagenet_tokens(feats, settings.data_dir / "cache")
     base = features.backbone_vectors(feats)
-    both = np.flatnonzero(feats.has_image & (feats.attention_mask.sum(1) > 0))
-    pool = np.intersect1d(candidates, both) if split == "held-out groups" else both
-    if own_queries < len(pool):
-        pool = np.sort(np.random.default_rng(seed).choice(pool, size=own_queries, replace=False))
+    pool = ev.own_pair_queries(feats.has_image, data.titles, candidates, own_queries, seed)
     rel = ev.same_label_index(data.labels)
     result = {
         "model_version": manifest["model_version"],
@@ -211,6 +213,7 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
         c.partition("=")[::2] for c in manifest.get("training", {}).get("excluded", [])]
     if checks:
         result["category_check"] = _category_checks(catalogue, checks, data, views, q_views, base, seed)
+    save_report(result, out_path)
     emit(result, as_json, _render)
 
 

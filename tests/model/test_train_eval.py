@@ -186,6 +186,16 @@ def test_own_pair_and_queries():
     assert q.tolist() == [0, 1, 4, 5]  # singleton label 2 and unlabelled 3 are not queries
 
 
+def test_own_pair_queries_need_a_photo_and_a_title_that_is_not_blank():
+    has_image = np.array([1, 1, 0, 1, 1, 1], dtype=bool)
+    titles = ["red dress", "  ", "blue shirt", "", "green cap", "tee"]
+    # row 1 and 3: blank titles; row 2: no photo; row 5: not a candidate
+    assert ev.own_pair_queries(has_image, titles, np.array([0, 1, 2, 3, 4]), None).tolist() == [0, 4]
+    picked = ev.own_pair_queries(has_image, titles, np.arange(6), 2, seed=3)
+    assert len(picked) == 2 and set(picked) <= {0, 4, 5} and list(picked) == sorted(picked)
+    assert picked.tolist() == ev.own_pair_queries(has_image, titles, np.arange(6), 2, seed=3).tolist()
+
+
 def test_heldout_split_is_by_group_and_stable():
     labels = np.repeat(np.arange(200), 3)
     a = dataset.heldout_groups(labels, 0.25, seed=0)
@@ -216,9 +226,11 @@ def test_train_and_eval_cli(catalogue, data_dir, tmp_path):
     assert man["image_tail"]["from_block"] == 15 and (out / "image_tail.safetensors").exists()
     assert not (out / ".train-state.pt").exists()
     r = CliRunner().invoke(cli, ["eval", str(catalogue.csv_path), "--label-col", "style_group", "--model", str(out),
-                                 "--encoder", "local", "--all-groups", "--colour-col", "baseColour", "--json"], env=env)
+                                 "--encoder", "local", "--all-groups", "--colour-col", "baseColour", "--threads", "1",
+                                 "--out", str(tmp_path / "eval.json"), "--json"], env=env)
     assert r.exit_code == 0, r.output
-    res = json.loads(r.output[r.output.index("{"):])
+    res = json.loads((tmp_path / "eval.json").read_text())
+    assert res == json.loads(r.output[r.output.index("{"):])
     assert set(res["directions"]) == set(ev.DIRECTIONS)
     assert res["queries"] > 50 and "title->own photo" in res["own_pair"]
     assert res["modifier"]["queries"] > 20 and 0 <= res["modifier"]["photo + colour word"]["hit@10"] <= 1
