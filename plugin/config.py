@@ -47,6 +47,8 @@ def _default_serve_python() -> Path:
     return (ROOT if IN_CHECKOUT else Path.cwd()) / ".venv-serve" / "bin" / "python"
 
 
+PROGRESS_MODES = ("auto", "bar", "lines", "off")  # SAMESTYLE_PROGRESS; samestyle.output draws them
+
 ENV_VARS = {
     "SAMESTYLE_DATA_DIR": "data directory: embedded Milvus Lite file, logs, ingest checkpoints (default ./.samestyle)",
     "SAMESTYLE_MODEL": "model checkpoint directory (default: the shipped model)",
@@ -60,6 +62,8 @@ ENV_VARS = {
     "SAMESTYLE_COLLECTION": "collection alias to use (default products)",
     "SAMESTYLE_SEARCH_PROFILES": "JSON file of per-category search weights (default plugin/query/profiles.json)",
     "SAMESTYLE_LOG_LEVEL": "log level (default WARNING)",
+    "SAMESTYLE_PROGRESS": "progress of long work on stderr: auto (a bar on a terminal, else nothing), bar, "
+                          "lines (a plain line a minute, for a background job's log), off",
 }
 
 
@@ -76,6 +80,7 @@ class Settings:
     collection: str = "products"
     search_profiles: Path | None = None
     log_level: str = "WARNING"
+    progress: str = "auto"
 
     @property
     def embedded_milvus_uri(self) -> str:
@@ -110,6 +115,7 @@ def from_env(env: dict | None = None) -> Settings:
         ("SAMESTYLE_TRITON_URL", "triton_url"),
         ("SAMESTYLE_COLLECTION", "collection"),
         ("SAMESTYLE_LOG_LEVEL", "log_level"),
+        ("SAMESTYLE_PROGRESS", "progress"),
     ]:
         if env.get(key):
             kw[name] = env[key]
@@ -125,4 +131,6 @@ def from_env(env: dict | None = None) -> Settings:
             f"SAMESTYLE_MILVUS_PROFILE is [{s.milvus_profile}]",
             fix="use one of lite, hnsw, diskann, gpu_cagra",
         )
+    if s.progress not in PROGRESS_MODES:
+        raise ConfigError(f"SAMESTYLE_PROGRESS is [{s.progress}]", fix=f"use one of {', '.join(PROGRESS_MODES)}")
     return s

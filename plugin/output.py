@@ -11,6 +11,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import click
 
+from .config import PROGRESS_MODES
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
 
 
@@ -34,6 +36,27 @@ def echo_sections(report: Mapping, sections: Mapping[str, Callable[[Any], str | 
                 click.echo(line)
 
 
+# SAMESTYLE_PROGRESS (config.PROGRESS_MODES): how long work shows its progress on stderr.
+# auto: a bar on a terminal, nothing otherwise; bar; lines: a plain line now and then, for the
+# log of a background job; off. The CLI sets it once from the settings (set_progress);
+# samestyle.bars draws it.
+_progress = "auto"
+
+
+def set_progress(mode: str) -> None:
+    global _progress
+    if mode not in PROGRESS_MODES:
+        raise ValueError(f"progress mode [{mode}]: use one of {', '.join(PROGRESS_MODES)}")
+    _progress = mode
+
+
+def progress_mode() -> str:
+    """bar, lines or off: the setting, with auto resolved against stderr."""
+    if _progress == "auto":
+        return "bar" if sys.stderr.isatty() else "off"
+    return _progress
+
+
 def progress_enabled() -> bool:
-    """Progress bars only for a person watching stderr."""
-    return sys.stderr.isatty()
+    """Progress shown at all: a bar for a person watching stderr, or lines for a log."""
+    return progress_mode() != "off"

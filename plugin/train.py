@@ -46,9 +46,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from . import contract as C
+from .bars import progress_bar
 from .errors import ConfigError
 from .model import preprocess as pp
 from .model.backbones import ImageBackbone, TextBackbone
@@ -345,9 +345,7 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
     if state_file is not None and Path(state_file).exists():
         start, history = _State.load(Path(state_file), cfg, model, tail, opt, sched, sampler, mod_rng, protos)
         log.info("resumed from %s at step %d", state_file, start)
-    bar = None
-    if progress:
-        bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step")
+    bar = progress_bar(total=cfg.steps, initial=start, desc="train", unit="step", enabled=progress)
     t0 = time.time()
     T = model.cfg.image_tokens
     for step in range(start, cfg.steps):
@@ -433,13 +431,12 @@ def train(f: Features, labels: np.ndarray, train_idx: np.ndarray, pairs: np.ndar
             log.info("train %s", json.dumps(rec))
         if state_file is not None and ((step + 1) % save_every == 0 or step == cfg.steps - 1):
             _State.save(Path(state_file), step + 1, model, tail, opt, sched, sampler, mod_rng, history, cfg, protos)
-        if bar:
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        if not bar.disable:
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
             bar.update(1)
         if _stop_after is not None and step + 1 >= _stop_after:  # tests: an interrupted run
             break
-    if bar:
-        bar.close()
+    bar.close()
     model.eval()
     if tail is not None:
         tail.eval()

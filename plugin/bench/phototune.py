@@ -18,7 +18,6 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .. import contract as C
 from .. import dataset, phototune
@@ -26,7 +25,8 @@ from .. import evaluate as ev
 from ..model import features
 from ..model import preprocess as pp
 from ..model.onnx import session
-from ..output import emit, json_option, progress_enabled
+from ..bars import progress_bar
+from ..output import emit, json_option
 from . import heldout_split, out_option, save_report, split_options
 
 
@@ -44,8 +44,7 @@ def _read_all(paths: list[Path | None], fn, desc: str) -> tuple[list, np.ndarray
 
     todo = [i for i, p in enumerate(paths) if p is not None]
     with ThreadPoolExecutor(4) as ex:
-        for i, val, err in tqdm(ex.map(one, todo), total=len(todo), desc=desc, unit="photo",
-                                disable=not progress_enabled()):
+        for i, val, err in progress_bar(ex.map(one, todo), total=len(todo), desc=desc, unit="photo"):
             out[i] = val
             if err:
                 errors.append(err)
@@ -139,11 +138,11 @@ def command(settings, catalogue, label_col, model_dir, heldout, split_seed, out_
                                "nothing to query")
     titles = None
     if w_title > 0:
-        bar = tqdm(total=len(data), desc="title vectors", unit="title", disable=not progress_enabled())
+        bar = progress_bar(total=len(data), desc="title vectors", unit="title")
         titles = features.title_vectors(data.titles, settings.data_dir / "cache", threads=threads, on_batch=bar.update)
         bar.close()
     t_load = time.perf_counter() - t0
-    bar = tqdm(total=steps, desc="photo-tune", unit="step", disable=not progress_enabled())
+    bar = progress_bar(total=steps, desc="photo-tune", unit="step")
     t0 = time.perf_counter()
     tower, history = phototune.train(photos, data.labels, train_idx, cfg, out_dir, on_step=bar.update, titles=titles)
     bar.close()
@@ -159,7 +158,7 @@ def command(settings, catalogue, label_col, model_dir, heldout, split_seed, out_
     i2i, by_category = {}, {k: {"queries": int(len(q))} for k, q in checks.items()}
     for name, tw in towers.items():
         sess = session(phototune.pooled_onnx(tw, out_dir / f"pooled-{name}.onnx"), threads)
-        bar = tqdm(total=int(has.sum()), desc=f"encode {name}", unit="photo", disable=not progress_enabled())
+        bar = progress_bar(total=int(has.sum()), desc=f"encode {name}", unit="photo")
         pooled, head = phototune.encode(lambda x: sess.run(None, {"pixel_values": x})[0], tw.head, served,
                                         len(data), has, on_batch=bar.update)
         bar.close()

@@ -12,11 +12,11 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .. import dataset, probe
 from .. import evaluate as ev
 from ..model import features
+from ..bars import progress_bar
 from ..output import emit, json_option, progress_enabled
 from . import heldout_split, out_option, save_report, split_options
 
@@ -57,7 +57,7 @@ def command(settings, catalogue, label_col, model_dir, heldout, split_seed, step
     queries = ev.label_queries(data.labels, np.flatnonzero(held), None, seed)
     if not len(queries):
         raise click.UsageError(f"no held-out product shares its [{label_col}] with another: nothing to query")
-    bar = tqdm(total=steps, desc="probe", unit="step", disable=not progress_enabled())
+    bar = progress_bar(total=steps, desc="probe", unit="step")
     t0 = time.perf_counter()
     photo_v, title_v, history = probe.fit(probe.photo_inputs(feats.image_tokens, pool),
                                           probe.title_inputs(feats.text_tokens, feats.attention_mask),

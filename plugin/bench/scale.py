@@ -28,9 +28,9 @@ from pathlib import Path
 
 import click
 import numpy as np
-from tqdm import tqdm
 
 from .. import contract as C
+from ..bars import progress_bar
 from ..output import emit, json_option, progress_enabled
 from ..config import ROOT
 from ..query import requests as R
@@ -312,9 +312,7 @@ def run_size(n: int, cfg: ScaleConfig, work_dir: str, progress: bool = False) ->
     q_rows = query_rows(cfg.seed, n, cfg.queries)
     q_src: dict[str, list] = {v: [] for v in views}
 
-    bar = None
-    if progress:
-        bar = tqdm(total=n, desc=f"insert {n:,}", unit="row", file=sys.stderr, leave=False)
+    bar = progress_bar(total=n, desc=f"insert {n:,}", unit="row", leave=False, enabled=progress)
     insert_s = 0.0
     for start, m in batches(n, cfg.batch):
         vecs = {v: unit_vectors(cfg.seed, k, start, m, cfg.dim) for k, v in enumerate(views)}
@@ -324,10 +322,8 @@ def run_size(n: int, cfg: ScaleConfig, work_dir: str, progress: bool = False) ->
         t = time.perf_counter()
         store.insert(COLLECTION, _rows(spec, start, m, {vf[v]: vecs[v] for v in views}))
         insert_s += time.perf_counter() - t
-        if bar:
-            bar.update(m)
-    if bar:
-        bar.close()
+        bar.update(m)
+    bar.close()
 
     t = time.perf_counter()
     store.flush(COLLECTION)

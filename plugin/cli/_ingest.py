@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 from click.core import ParameterSource
-from tqdm import tqdm
 
+from ..bars import progress_bar
 from .common import catalogue_columns, json_option, progress_enabled
 from samestyle.loaders.photos import PhotoOptions
 
@@ -104,8 +104,8 @@ class Progress:
         total = source.estimate_total()
         if self.limit is not None:
             total = min(total, self.limit) if total is not None else self.limit
-        self.bar = tqdm(total=total, unit="product", desc=self.desc, dynamic_ncols=True, smoothing=0.1,
-                        initial=int(checkpoint.counts.get("read", 0)))
+        self.bar = progress_bar(total=total, unit="product", desc=self.desc, dynamic_ncols=True, smoothing=0.1,
+                                initial=int(checkpoint.counts.get("read", 0)))
 
     def update(self, report, n: int) -> None:
         if self.bar is not None:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
 from .. import contract as C
+from ..bars import progress_bar
 from ..errors import InputError
-from .common import emit, json_option, progress_enabled
+from .common import emit, json_option
 
 
 def _read_labels(path: Path, id_col: str, label_col: str) -> dict[str, str]:
@@ -100,7 +99,7 @@ def command(settings, threshold, vector_field, out_path, label_col, labels_path,
 
     @contextmanager
     def bar(desc, total):
-        with tqdm(total=total, desc=desc, unit="rows", disable=not progress_enabled(), file=sys.stderr) as b:
+        with progress_bar(total=total, desc=desc, unit="rows") as b:
             yield b.update
 
     labels = _read_labels(labels_path, id_col, label_col) if labels_path else None

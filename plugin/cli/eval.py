@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 import numpy as np
-from tqdm import tqdm
 
 from .. import serve
+from ..bars import progress_bar
 from ..bench import out_option, save_report
 from ..query import requests as R
 from .common import catalogue_columns, emit, json_option, progress_enabled
@@ -22,9 +22,7 @@ def _encode_all(encoder, data, progress: bool) -> dict[str, np.ndarray]:
 
     n = len(data)
     out = {v: np.zeros((n, encoder.dim), dtype=np.float32) for v in ("image", "text", "fused")}
-    bar = None
-    if progress:
-        bar = tqdm(total=n, desc="encode", unit="product")
+    bar = progress_bar(total=n, desc="encode", unit="product", enabled=progress)
     bs = 64
     for s in range(0, n, bs):
         items = []
@@ -35,10 +33,8 @@ def _encode_all(encoder, data, progress: bool) -> dict[str, np.ndarray]:
         enc = encoder.encode_batch(items)
         for v in out:
             out[v][s : s + len(items)] = enc.view(v)
-        if bar:
-            bar.update(len(items))
-    if bar:
-        bar.close()
+        bar.update(len(items))
+    bar.close()
     return out
 
 

@@ -29,6 +29,7 @@ import click
 
 from .. import config as config_mod
 from ..errors import SamestyleError, ConfigError
+from ..output import set_progress
 from ..serve import advert
 from ..serve.reap import reap_stale
 
@@ -243,6 +244,7 @@ def cli(ctx):
     settings = config_mod.from_env()
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     _progress_logging()
+    set_progress(settings.progress)
     if settings.log_level.upper() != "DEBUG":
         for name in _NOISY:  # `disabled` survives pymilvus' dictConfig at import (a level would not)
             logging.getLogger(name).disabled = True

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .. import contract as C
+from ..bars import progress_bar
 from . import preprocess as pp
 from .backbones import ImageBackbone, TextBackbone, pooled_text
 from .onnx import export_graph, export_text_backbone, session as _session
@@ -213,9 +213,7 @@ def compute_stem(ids, titles, photo_paths, text_dir: Path, stem_graph: Path, bat
             log.warning("product %s: photo skipped (%s)", ids[i], exc)
             return i, None
 
-    bar = None
-    if progress:
-        bar = tqdm(total=n, desc="backbone features", unit="product")
+    bar = progress_bar(total=n, desc="backbone features", unit="product", enabled=progress)
     with ThreadPoolExecutor(max_workers=1) as pool:
         for s in range(0, n, batch):
             idx = list(range(s, min(n, s + batch)))
@@ -227,10 +225,8 @@ def compute_stem(ids, titles, photo_paths, text_dir: Path, stem_graph: Path, bat
             states, mask = _title_states(text, tokenizer, [titles[i] for i in idx], consts)
             txt[idx] = states.astype(np.float16)
             am[idx] = mask
-            if bar:
-                bar.update(len(idx))
-    if bar:
-        bar.close()
+            bar.update(len(idx))
+    bar.close()
     return Features(np.asarray(ids), None, txt, am, has, image_stem=acts, tail_from=tail_from,
                     photo_input=photo_input)
 

@@ -19,7 +19,7 @@ _FIELDS = set(C.VECTOR_FIELDS.values())
 def _check(name: str, weights, source: str) -> dict[str, float]:
     if not isinstance(weights, Mapping) or not weights:
         raise ConfigError(f"{source}: profile [{name}] must map vector fields to weights",
-                          fix=f"e.g. {{\"image_vec\": 0.4, \"text_vec\": 0.2, \"fused_vec\": 0.4}}")
+                          fix='e.g. {"image_vec": 0.4, "text_vec": 0.2, "fused_vec": 0.4}')
     out = {}
     for k, v in weights.items():
         f = C.VECTOR_FIELDS.get(k, k)
