@@ -69,9 +69,9 @@ test-quick: setup
 
 # Long jobs, documented in docs/model.md and docs/benchmarks/README.md.
 MYNTRA ?= ../shared/datasets/myntra/products.csv
-# The shipped model (docs/model.md, model v2 run 14), two stages. 1: run 13's whole-tower photo
-# fine-tune (make train-photo-tower, ~45 min here, 2 threads; scored against the raw backbone in
-# ~6 min more). 2: the fusion encoder + the photo tower's last block on that tower's frozen stem:
+# The shipped model (docs/model.md, model v2 run 15), two stages. 1: the whole-tower photo
+# fine-tune, each photo also pulled to its own title (make train-photo-tower, ~45-70 min here,
+# 2 threads; scored against the raw backbone in ~6 min more). 2: the fusion encoder + the photo tower's last block on that tower's frozen stem:
 # colour kept apart in the last 32 dims, the modifier term against the photo view, a heavy photo
 # locality term; the photo tower sees the photo's luminance and the photo view's colour part is
 # read from a colour histogram (--colour-from-histogram). ~15 min of training on idle cores
@@ -82,12 +82,17 @@ DEFAULT_RECIPE = --label-col style_group --colour-col baseColour --heldout 0.27 
 	    --tail-lr 2e-4 --w-local-image 1.0 --colour-dims 32 --colour-weight 0.35 --w-colour 0.5 \
 	    --self-colour-negatives --photo-input grey-colour --colour-from-histogram --threads 2
 # Stage 1, on the same held-out split as DEFAULT_RECIPE.
-PHOTO_TUNE_RECIPE = --label-col style_group --heldout 0.27 --steps 1000 --batch-pairs 48 --size 128 --threads 2
+PHOTO_TUNE_RECIPE = --label-col style_group --heldout 0.27 --steps 1000 --batch-pairs 48 --size 128 --threads 2 \
+	    --w-title 0.5
 PHOTO_TOWER = build/runs/photo-tower
+# A tower is reused only when its recipe stamp matches PHOTO_TUNE_RECIPE (a tower trained by an
+# older recipe is retrained, resuming nothing: photo-tune resumes only a state of the same config).
 train-photo-tower: setup
 	$(BIN)/samestyle bench photo-tune $(MYNTRA) $(PHOTO_TUNE_RECIPE) --out-dir $(PHOTO_TOWER) --json
+	echo '$(PHOTO_TUNE_RECIPE)' > $(PHOTO_TOWER)/recipe
 train-default: setup
-	test -f $(PHOTO_TOWER)/image_backbone.pth || $(MAKE) train-photo-tower
+	test -f $(PHOTO_TOWER)/image_backbone.pth && [ "$$(cat $(PHOTO_TOWER)/recipe 2>/dev/null)" = '$(PHOTO_TUNE_RECIPE)' ] \
+	    || $(MAKE) train-photo-tower
 	$(BIN)/samestyle train $(MYNTRA) $(DEFAULT_RECIPE) --image-weights $(PHOTO_TOWER)/image_backbone.pth \
 	    --out plugin/model/default
 	$(BIN)/samestyle export --backend python --out triton_models
