@@ -71,7 +71,8 @@ test-quick: setup
 MYNTRA ?= ../shared/datasets/myntra/products.csv
 # The shipped model (docs/model.md, model v2 run 15), two stages. 1: the whole-tower photo
 # fine-tune, each photo also pulled to its own title (make train-photo-tower, ~45-70 min here,
-# 2 threads; scored against the raw backbone in ~6 min more). 2: the fusion encoder + the photo tower's last block on that tower's frozen stem:
+# 2 threads; scored against the raw backbone in ~10 min more). 2: the fusion encoder + the
+# photo tower's last block on that tower's frozen stem:
 # colour kept apart in the last 32 dims, the modifier term against the photo view, a heavy photo
 # locality term; the photo tower sees the photo's luminance and the photo view's colour part is
 # read from a colour histogram (--colour-from-histogram). ~15 min of training on idle cores
