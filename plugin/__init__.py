@@ -13,8 +13,8 @@ __all__ = ["connect", "Client", "SearchOptions", "SearchResult", "Hit", "BatchRe
            "SamestyleError", "InputError", "ServerUnavailable"]
 _WHERE = {
     "connect": "api", "Client": "api",
-    "SearchOptions": "query.search", "SearchResult": "query.search", "Hit": "query.search",
-    "BatchResult": "query.search", "UpsertReport": "products",
+    "SearchOptions": "query.options", "SearchResult": "query.results", "Hit": "query.results",
+    "BatchResult": "query.results", "UpsertReport": "products",
     "SamestyleError": "errors", "InputError": "errors", "ServerUnavailable": "errors",
 }
 

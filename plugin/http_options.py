@@ -1,5 +1,5 @@
 """The search options of the HTTP request models, generated from their one declaration:
-the fields of `samestyle.query.search.SearchOptions` (default, description, JSON type,
+the fields of `samestyle.query.options.SearchOptions` (default, description, JSON type,
 bounds; choices are the names in samestyle.contract). The OpenAPI document shows what
 is declared there, pydantic enforces it at the edge, and the options reach the searcher
 as `SearchOptions.validated`, so they are not checked a second time."""
@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from .query.search import SearchOptions
+from .query.options import SearchOptions
 
 # NaN/Infinity are valid to Python's JSON parser, never a valid option
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)

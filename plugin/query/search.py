@@ -21,12 +21,10 @@ fields; `matched` names the field that scored highest. The floor applies to
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
-from dataclasses import asdict, dataclass, field, fields as dc_fields
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -38,7 +36,11 @@ from ..store import search as store_reads
 from ..store.spec import index_profile, search_params
 from . import filters as F
 from . import requests as R
+# SearchOptions, ProductNotFound and the result types live in .options and .results; importing
+# them from here stays supported.
+from .options import ProductNotFound, SearchOptions, _opts, _text_target  # noqa: F401
 from .profiles import Profiles
+from .results import BatchResult, Hit, SearchResult, field_scores  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -52,159 +54,6 @@ MAX_BATCH = 64  # products per Milvus call in by_products
 # The views of an encoded query that are searched: a phrase's text view; a photo's photo
 # view and its fused view (the photo with the title masked).
 QUERY_VIEWS = {"text": ("text",), "photo": ("image", "fused")}
-
-
-class ProductNotFound(InputError):
-    code = "not_found"
-
-    def __init__(self, message: str, **kw):
-        kw.setdefault("fix", "check the id (ids are matched exactly), or the collection searched "
-                             "(--collection / SAMESTYLE_COLLECTION); a product must be ingested first")
-        super().__init__(message, **kw)
-
-
-FieldName = Literal[(*C.VECTOR_FIELDS.values(), *C.VIEWS)]  # image_vec, text_vec, fused_vec, image, text, fused
-
-
-def _option(default, doc: str, wire=None, **bounds):
-    """A `SearchOptions` field, declared once: its default, what it means (`doc`), its
-    JSON type (`wire`: the type an HTTP request gives it; None for an option the HTTP API
-    does not take) and its `bounds` (ge, le, max_len, choices). `SearchOptions.check`
-    enforces the bounds; samestyle.http_options generates the HTTP request models (their
-    pydantic fields, hence the OpenAPI document) from the same declaration."""
-    return field(default=default, metadata={"doc": doc, "wire": wire, **bounds})
-
-
-@dataclass
-class SearchOptions:
-    """What every search type accepts (all optional). Values that depend on the
-    collection (filters, group_by, fields, weights) are checked when a search is planned."""
-
-    k: int = _option(10, "hits per page", int, ge=1, le=C.MAX_SEARCH_K)
-    offset: int = _option(0, "hits to skip (pagination)", int, ge=0, le=C.MAX_SEARCH_OFFSET)
-    fields: Sequence[str] | None = _option(
-        None, "vector fields (or views); several = one hybrid search; default: the search type's",
-        list[FieldName] | None, max_len=len(C.VECTOR_FIELDS))
-    weights: Mapping[str, float] | Sequence[float] | None = _option(
-        None, "one weight per field (list, in `fields` order) or field -> weight; default: category profile",
-        list[float] | dict[str, float] | None)
-    ranker: str = _option("weighted", "how the hits of several fields are fused: weighted (by `weights`) or rrf "
-                                      "(reciprocal rank, ignores the weights)", Literal[C.RANKERS], choices=C.RANKERS)
-    filters: object = _option(  # also a list of samestyle.query.filters objects (Python API)
-        None, 'JSON form: {"brand": "Puma"}, {"brand": ["Puma", "Nike"]}, {"price": {"gte": 100, "lt": 999}}, '
-              '{"brand": {"ne": "X"}} / {"prefix": "Pu"} / {"not_in": [...]}, values are literals; or the CLI '
-              'form: ["brand=Puma", "price<=999", "brand^=Pu"]', dict[str, Any] | list[str] | None)
-    group_by: str | None = _option(None, "one hit per value of this stored attribute (e.g. brand)", str | None,
-                                   max_len=C.MAX_NAME_CHARS)
-    floor: float | None = _option(None, "drop hits whose similarity is below this", float | None, ge=-1.0, le=1.0)
-    colour: float | None = _option(
-        None, "how much the query's colour counts: 0 = the same style in any colour, 1 = as the model encodes it; "
-              "default per search type (photo + modifier 1, the others 0); no effect for a model that keeps no "
-              "colour apart", float | None, ge=0.0, le=1.0)
-    exclude: Sequence[str] = _option((), "ids never returned", list[str], max_len=C.MAX_SEARCH_K)
-    exclude_self: bool = _option(True, "product search: leave the query product out of its hits", bool)
-    category: str | None = _option(None, "weight profile to use (default: the product's category, or the one a "
-                                         "category filter names)", str | None, max_len=C.MAX_NAME_CHARS)
-    target: str = _option("text", "text search: the vector fields a phrase is searched on (its text view against "
-                                  "text_vec, image_vec or fused_vec, or all three)", Literal[C.TEXT_TARGETS],
-                          choices=C.TEXT_TARGETS)
-    timeout: float | None = _option(None, "seconds, per Milvus call (HTTP: the server's request limit applies)")
-
-    def check(self) -> "SearchOptions":
-        """Raise an InputError naming the first option outside its declared bounds. Options
-        checked before (here or by `validated`) and not changed since are not checked again,
-        so a search validates its options once however many layers it passes through."""
-        state = self._state()
-        if self.__dict__.get("_checked") == state:
-            return self
-        for f in _BOUNDED:
-            _check_option(f.name, getattr(self, f.name), f.metadata)
-        self._checked = state
-        return self
-
-    @classmethod
-    def validated(cls, **values) -> "SearchOptions":
-        """Options whose values were validated against these same declarations elsewhere:
-        the HTTP request models are generated from them (samestyle.http_options) and
-        pydantic enforced them, so the searcher does not check them again."""
-        o = cls(**values)
-        o._checked = o._state()
-        return o
-
-    def _state(self) -> str:
-        return repr([getattr(self, f.name) for f in _BOUNDED])  # a copy: lists can change in place
-
-
-_BOUNDED = tuple(f for f in dc_fields(SearchOptions) if {"ge", "choices", "max_len"} & set(f.metadata))
-
-
-def _check_option(name: str, value, meta: Mapping) -> None:
-    if value is None:
-        return
-    ge, le = meta.get("ge"), meta.get("le")
-    if ge is not None:
-        kind = int if meta["wire"] is int else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kind) or not ge <= value <= le:
-            what = "an integer" if kind is int else "a number"
-            raise InputError(f"{name} is [{value}], must be {what} in {ge}..{le}", field=name)
-    if "choices" in meta and value not in meta["choices"]:
-        raise InputError(f"unknown {name} [{value}]", field=name, fix=f"use one of {', '.join(meta['choices'])}")
-    if "max_len" in meta and len(value) > meta["max_len"]:
-        raise InputError(f"{name} has {len(value)} {'characters' if isinstance(value, str) else 'items'}, over the "
-                         f"limit of {meta['max_len']}", field=name)
-
-
-@dataclass
-class Hit:
-    id: str
-    rank: int  # 1-based, across pages
-    score: float
-    similarity: float
-    scores: dict[str, float]
-    matched: str
-    entity: dict = field(default_factory=dict)
-
-
-@dataclass
-class SearchResult:
-    search_type: str
-    hits: list[Hit]
-    fields: tuple[str, ...]
-    weights: dict[str, float]
-    ranker: str
-    profile: str
-    views_used: dict[str, str]
-    k: int
-    offset: int
-    filter: str
-    took_ms: float
-    query: dict = field(default_factory=dict)
-    # The colour weight the query used (SearchOptions.colour or the search type's default);
-    # None when the collection's model keeps no colour apart.
-    colour: float | None = None
-
-    @property
-    def ids(self) -> list[str]:
-        return [h.id for h in self.hits]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class BatchResult:
-    """What `Searcher.by_products` returns: a result per product found, in request
-    order, and an error per id that could not be searched."""
-
-    results: dict[str, SearchResult] = field(default_factory=dict)
-    errors: dict[str, InputError] = field(default_factory=dict)
-    calls: int = 0  # Milvus search calls made
-    took_ms: float = 0.0
-
-    def to_dict(self) -> dict:
-        return {"results": {k: v.to_dict() for k, v in self.results.items()},
-                "errors": {k: e.to_dict() for k, e in self.errors.items()},
-                "calls": self.calls, "took_ms": round(self.took_ms, 1)}
 
 
 def _stored_views(row: Mapping) -> dict:
@@ -240,28 +89,6 @@ def _read_photo(photo: bytes | str | Path) -> bytes:
     return data
 
 
-def _opts(opts: SearchOptions | None, kw: dict) -> SearchOptions:
-    """A copy of `opts` (or of the defaults) with the keyword options applied, checked:
-    a copy of options checked before and not changed is not checked again."""
-    names = {f.name for f in dc_fields(SearchOptions)}
-    unknown = set(kw) - names
-    if unknown:
-        raise TypeError(f"unknown search option(s) {sorted(unknown)}; known: {sorted(names)}")
-    o = copy.copy(opts) if opts is not None else SearchOptions()
-    for name, value in kw.items():
-        setattr(o, name, value)
-    return o.check()
-
-
-def _text_target(target: str | None, o: SearchOptions) -> str:
-    """The target of a text search: the argument, else the options' (checked with them)."""
-    target = target or o.target
-    if target not in R.TEXT_TARGETS:
-        raise InputError(f"unknown text target [{target}]", field="target",
-                         fix=f"use one of {', '.join(R.TEXT_TARGETS)}")
-    return target
-
-
 def _query_text(text, record: str | None = None) -> str:
     """A search phrase, or the InputError saying why it is none: empty, or over the title
     limit (`record`: its position in a batch)."""
@@ -271,18 +98,6 @@ def _query_text(text, record: str | None = None) -> str:
         raise InputError(f"text has {len(text)} characters, over the limit of {C.MAX_TITLE_CHARS}", field="text",
                          record=record)
     return text
-
-
-def field_scores(query: Mapping[str, Sequence[float]], entity: Mapping) -> dict[str, float]:
-    """Cosine (IP of L2-normalised vectors) of each field's query vector against the
-    hit's stored vector; a stored zero vector (a view the product lacks) scores 0."""
-    out = {}
-    for f, q in query.items():
-        v = entity.get(f)
-        if v is None:
-            continue
-        out[f] = float(np.dot(np.asarray(q, dtype=np.float32), np.asarray(v, dtype=np.float32)))
-    return out
 
 
 class Searcher:

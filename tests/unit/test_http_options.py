@@ -14,8 +14,8 @@ from samestyle import contract as C
 from samestyle.config import Settings
 from samestyle.errors import InputError
 from samestyle.http_options import options_model
-from samestyle.query import search as S
-from samestyle.query.search import SearchOptions
+from samestyle.query import options as S
+from samestyle.query.options import SearchOptions
 
 DECLARED = {f.name for f in dataclasses.fields(SearchOptions)}
 SERVER_SIDE = {"timeout"}  # the request's own time limit applies instead
