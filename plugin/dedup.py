@@ -628,10 +628,11 @@ def run(store, collection: str, *, threshold: float = DEFAULT_THRESHOLD, vector_
     if thumbnails is not None and vector_field == C.DEDUP_PHOTO_TITLE:
         keys = cat.extra["content_hash"]
 
-        def greys(rows: np.ndarray) -> np.ndarray:
+        def read_greys(rows: np.ndarray) -> np.ndarray:
             out = thumbnails.greys([keys[r] for r in rows.tolist()], PR.grey, PR.GREY_SIZE[::-1])
             photos_read["n"] += int(out.reshape(len(out), -1).any(1).sum())
             return out
+        greys = read_greys
     if labels is not None:
         cat.labels = [labels.get(i) for i in cat.ids]
     thresholds = sorted({threshold, *sweep})

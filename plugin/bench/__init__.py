@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,6 +13,9 @@ from .. import dataset
 from ..model.manifest import read_manifest
 from ..config import ROOT
 from ..output import json_option
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_PHOTO_DIR = ROOT.parent / "shared" / "datasets" / "myntra"
 

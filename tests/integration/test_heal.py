@@ -5,7 +5,6 @@ Triton) instead of blaming Milvus for everything."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 

@@ -163,7 +163,6 @@ def test_keep_alive_connection_survives_hostile_requests(live, search_catalogue)
 # --- API key and CORS -----------------------------------------------------------------------------
 def test_api_key_and_cors(searcher, tmp_path, search_catalogue):
     from samestyle.http import create_app
-    from samestyle.http_guard import secure  # noqa: F401  (the env vars are read by create_app)
 
     mp = pytest.MonkeyPatch()
     mp.setenv("SAMESTYLE_API_KEY", "s3cret")

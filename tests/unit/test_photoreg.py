@@ -4,7 +4,6 @@ lookalike with the same silhouette, and dedup uses it where the signature cannot
 import io
 
 import numpy as np
-import pytest
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
