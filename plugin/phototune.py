@@ -17,7 +17,11 @@ runs the full backbone on every step instead, on photos held in memory as uint8:
 - **own title** (`w_title` > 0): each photo view is also pulled to its product's own
   title, the frozen MiniLM sentence vector through a trainable linear map into the same
   space (symmetric InfoNCE, the same negatives rule), so the tower learns what titles
-  name (article type, pattern, sleeve) and not only what photos of one style share;
+  name (article type, pattern, sleeve) and not only what photos of one style share.
+  `title_head_apart` gives the photo side of this term its own projection of the pooled
+  map, so the photo-only head's instance discrimination does not fight it, and
+  `title_negatives` adds that many random training titles as extra negatives for
+  photo -> title (the title side is a frozen vector, so they cost almost nothing);
 - **batch norm** keeps ImageNet's running statistics (the served graph uses them), its
   affine parameters train, as in `ImageBackbone.train_tail`;
 - **input size**: trained at `size` (default 128) and served at the contract's 160 px:
@@ -51,6 +55,7 @@ STATE_FILE = ".tune-state.pt"
 BACKBONE_FILE = "image_backbone.pth"
 HEAD_FILE = "projection_head.pt"
 TITLE_HEAD_FILE = "title_head.pt"
+PHOTO_TITLE_HEAD_FILE = "photo_title_head.pt"
 STORE_SIDE = 80  # photos are held as white-padded squares of this side (Myntra: 60x80)
 
 
@@ -72,6 +77,8 @@ class TuneConfig:
     seed: int = 0
     save_every: int = 25
     w_title: float = 0.0  # weight of the own-photo <-> own-title term (0: photos only)
+    title_head_apart: bool = False  # the title term's photo side through its own projection head
+    title_negatives: int = 0  # extra random training titles as photo -> title negatives
 
     def __post_init__(self):
         if self.batch_pairs < 2 or self.steps < 1 or self.size < 32:
@@ -80,6 +87,10 @@ class TuneConfig:
             raise ValueError(f"style_share must lie in [0, 1], got {self.style_share}")
         if self.w_title < 0:
             raise ValueError(f"w_title must be >= 0, got {self.w_title}")
+        if self.title_negatives < 0:
+            raise ValueError(f"title_negatives must be >= 0, got {self.title_negatives}")
+        if (self.title_head_apart or self.title_negatives) and self.w_title <= 0:
+            raise ValueError("title_head_apart and title_negatives shape the own-title term: they need w_title > 0")
         C.check_photo_input(self.photo_input)
 
 
@@ -148,6 +159,8 @@ class PhotoTower(torch.nn.Module):
         self.backbone = ImageBackbone(weights, photo_input=cfg.photo_input)
         self.head = torch.nn.Linear(C.IMAGE_FEATURE_DIM, cfg.dim)
         self.title_head = torch.nn.Linear(C.TEXT_FEATURE_DIM, cfg.dim) if cfg.w_title > 0 else None
+        self.photo_title_head = (torch.nn.Linear(C.IMAGE_FEATURE_DIM, cfg.dim)
+                                 if cfg.w_title > 0 and cfg.title_head_apart else None)
 
     def pooled(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.backbone(pixels)[:, 0, : C.IMAGE_FEATURE_DIM]
@@ -157,6 +170,10 @@ class PhotoTower(torch.nn.Module):
 
     def embed_titles(self, title_vectors: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.title_head(title_vectors), dim=-1)
+
+    def photos_for_titles(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The photo side of the own-title term: its own head when apart, else the photo head."""
+        return F.normalize((self.photo_title_head or self.head)(pooled), dim=-1)
 
     def set_training(self) -> "PhotoTower":
         """Batch norm keeps its running statistics and nothing drops out (eval mode);
@@ -204,6 +221,25 @@ def pair_loss(za: torch.Tensor, zb: torch.Tensor, labels: torch.Tensor, ids: tor
     return (F.cross_entropy(logits, y) + F.cross_entropy(logits.T, y)) / 2
 
 
+def title_loss(zp: torch.Tensor, zt: torch.Tensor, labels: torch.Tensor, ids: torch.Tensor, temperature: float,
+               extra_t: torch.Tensor | None = None, extra_labels: torch.Tensor | None = None,
+               extra_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """`pair_loss` of photos `zp` against their own titles `zt`; with `extra_t`, photo ->
+    title also ranks each photo's title above those extra titles (same negatives rule:
+    a title of the photo's group, or its own, is no negative). Title -> photo stays
+    within the batch."""
+    if extra_t is None:
+        return pair_loss(zp, zt, labels, ids, temperature)
+    n = len(zp)
+    logits = zp @ torch.cat([zt, extra_t]).T / temperature
+    all_labels, all_ids = torch.cat([labels, extra_labels]), torch.cat([ids, extra_ids])
+    same = ((labels[:, None] == all_labels[None, :]) & (labels[:, None] >= 0)) | (ids[:, None] == all_ids[None, :])
+    same[torch.arange(n), torch.arange(n)] = False
+    logits = logits.masked_fill(same, float("-inf"))
+    y = torch.arange(n)
+    return (F.cross_entropy(logits, y) + F.cross_entropy(logits[:, :n].T, y)) / 2
+
+
 # --- training --------------------------------------------------------------------------------
 
 def _lr_factor(step: int, cfg: TuneConfig) -> float:
@@ -237,7 +273,8 @@ def train(photos: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, cfg: Tu
     torch.manual_seed(cfg.seed)
     tower = PhotoTower(cfg).set_training()
     backbone_params = list(tower.backbone.parameters())
-    head_params = list(tower.head.parameters()) + (list(tower.title_head.parameters()) if tower.title_head else [])
+    head_params = [p for h in (tower.head, tower.title_head, tower.photo_title_head) if h is not None
+                   for p in h.parameters()]
     opt = torch.optim.AdamW([{"params": backbone_params, "lr": cfg.lr},
                              {"params": head_params, "lr": cfg.head_lr}],
                             weight_decay=cfg.weight_decay)
@@ -259,13 +296,21 @@ def train(photos: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, cfg: Tu
     for step in range(start, cfg.steps):
         left, right = sample_pairs(rng, train_idx, groups, cfg)
         both = torch.from_numpy(photos[np.concatenate([left, right])])
-        z = tower.embed(augment(both, cfg, gen))
+        pooled = tower.pooled(augment(both, cfg, gen))
+        z = F.normalize(tower.head(pooled), dim=-1)
         za, zb = z[: len(left)], z[len(left):]
         loss = pair_loss(za, zb, lab_t[left], torch.from_numpy(left), cfg.temperature)
         if title_t is not None:
+            zp = tower.photos_for_titles(pooled) if tower.photo_title_head is not None else z
+            extra = {}
+            if cfg.title_negatives:
+                ex = rng.choice(train_idx, min(cfg.title_negatives, len(train_idx)), replace=False)
+                extra = {"extra_t": tower.embed_titles(title_t[ex]), "extra_labels": lab_t[ex],
+                         "extra_ids": torch.from_numpy(ex)}
             loss = loss + cfg.w_title * sum(
-                pair_loss(zp, tower.embed_titles(title_t[side]), lab_t[side], torch.from_numpy(side), cfg.temperature)
-                for zp, side in ((za, left), (zb, right))) / 2
+                title_loss(zs, tower.embed_titles(title_t[side]), lab_t[side], torch.from_numpy(side), cfg.temperature,
+                           **extra)
+                for zs, side in ((zp[: len(left)], left), (zp[len(left):], right))) / 2
         for g, lr in zip(opt.param_groups, base):
             g["lr"] = lr * _lr_factor(step, cfg)
         opt.zero_grad()
@@ -285,6 +330,8 @@ def train(photos: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, cfg: Tu
     torch.save(tower.head.state_dict(), out / HEAD_FILE)
     if tower.title_head is not None:
         torch.save(tower.title_head.state_dict(), out / TITLE_HEAD_FILE)
+    if tower.photo_title_head is not None:
+        torch.save(tower.photo_title_head.state_dict(), out / PHOTO_TITLE_HEAD_FILE)
     return tower.eval(), history
 
 
@@ -306,20 +353,25 @@ def pooled_onnx(tower: PhotoTower, path: Path, size: int = C.IMAGE_SIZE) -> Path
     return path
 
 
-def encode(pooled_of, head: torch.nn.Linear, pixels_of, n: int, has: np.ndarray, batch: int = 128,
-           on_batch=None) -> tuple[np.ndarray, np.ndarray]:
-    """Unit pooled (raw-backbone) and projection-head vectors of `n` products:
-    `pixels_of(idx)` gives their served inputs [B, 3, S, S], `pooled_of(pixels)` the
-    pooled features [B, 1280]. Zero rows where there is no photo."""
+def encode(pooled_of, heads: list, pixels_of, n: int, has: np.ndarray, batch: int = 128,
+           on_batch=None) -> tuple[np.ndarray, ...]:
+    """Unit pooled (raw-backbone) vectors of `n` products, then one array of unit vectors
+    per projection head in `heads` (each maps pooled features [B, 1280] on): `pixels_of(idx)`
+    gives their served inputs [B, 3, S, S], `pooled_of(pixels)` the pooled features
+    [B, 1280]. Zero rows where there is no photo."""
     pooled = np.zeros((n, C.IMAGE_FEATURE_DIM), dtype=np.float32)
-    projected = np.zeros((n, head.out_features), dtype=np.float32)
+    projected = [None] * len(heads)
     rows = np.flatnonzero(has)
     for s in range(0, len(rows), batch):
         idx = rows[s: s + batch]
         p = torch.from_numpy(np.asarray(pooled_of(pixels_of(idx)), dtype=np.float32))
         pooled[idx] = F.normalize(p, dim=-1).numpy()
         with torch.no_grad():
-            projected[idx] = F.normalize(head(p), dim=-1).numpy()
+            for k, head in enumerate(heads):
+                z = F.normalize(head(p), dim=-1).numpy()
+                if projected[k] is None:
+                    projected[k] = np.zeros((n, z.shape[1]), dtype=np.float32)
+                projected[k][idx] = z
         if on_batch:
             on_batch(len(idx))
-    return pooled, projected
+    return (pooled, *projected)

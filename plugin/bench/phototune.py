@@ -98,6 +98,12 @@ def _own_pairs(tower, titles: np.ndarray, photo_heads: np.ndarray, candidates: n
 @click.option("--w-title", type=float, default=0.0, show_default=True,
               help="Weight of the own photo <-> own title term (the frozen MiniLM title through a trained "
                    "linear map); 0 trains on photos alone. Scores title->own photo through the heads too.")
+@click.option("--title-head", type=click.Choice(["shared", "apart"]), default="shared", show_default=True,
+              help="The photo side of the own-title term: through the photo head (shared) or a projection of its "
+                   "own (apart), so instance discrimination does not fight it. Needs --w-title.")
+@click.option("--title-negatives", type=int, default=0, show_default=True,
+              help="Extra random training titles per step as photo -> title negatives (cheap: titles are frozen "
+                   "vectors). Needs --w-title.")
 @click.option("--exclude", "excludes", multiple=True, metavar="COL=VALUE",
               help="Leave every product with this attribute value out of training (e.g. masterCategory=Footwear); "
                    "photo search inside it is then scored too, the generalisation check.")
@@ -110,7 +116,7 @@ def _own_pairs(tower, titles: np.ndarray, photo_heads: np.ndarray, candidates: n
 @json_option
 @click.pass_obj
 def command(settings, catalogue, label_col, model_dir, heldout, split_seed, out_dir, steps, batch_pairs, size, lr,
-            style_share, w_title, excludes, baseline, limit, threads, seed, out_path, as_json):
+            style_share, w_title, title_head, title_negatives, excludes, baseline, limit, threads, seed, out_path, as_json):
     """Fine-tune EVERY block of the photo tower on augmented photos (same-style pairs and
     two views of one photo), then score photo search on held-out style groups against
     the raw backbone. A long job: 1,000 steps took 44 minutes on 2 cores (docs/model.md, run 13).
@@ -121,7 +127,8 @@ def command(settings, catalogue, label_col, model_dir, heldout, split_seed, out_
     """
     torch.set_num_threads(threads)
     cfg = phototune.TuneConfig(steps=steps, batch_pairs=batch_pairs, size=size, lr=lr, style_share=style_share,
-                               seed=seed, w_title=w_title)
+                               seed=seed, w_title=w_title, title_head_apart=title_head == "apart",
+                               title_negatives=title_negatives)
     data = dataset.read(catalogue, label_col=label_col, limit=limit)
     held, split = heldout_split(model_dir, data.labels, heldout, split_seed)
     rules = dataset.parse_rules(excludes)
@@ -159,8 +166,9 @@ def command(settings, catalogue, label_col, model_dir, heldout, split_seed, out_
     for name, tw in towers.items():
         sess = session(phototune.pooled_onnx(tw, out_dir / f"pooled-{name}.onnx"), threads)
         bar = progress_bar(total=int(has.sum()), desc=f"encode {name}", unit="photo")
-        pooled, head = phototune.encode(lambda x: sess.run(None, {"pixel_values": x})[0], tw.head, served,
-                                        len(data), has, on_batch=bar.update)
+        heads = [tw.head] + ([tw.photo_title_head] if tw.photo_title_head is not None else [])
+        pooled, head, *apart = phototune.encode(lambda x: sess.run(None, {"pixel_values": x})[0], heads, served,
+                                                len(data), has, on_batch=bar.update)
         bar.close()
         i2i[f"{name} pooled"] = ev.table({"image": pooled}, data.labels, queries, ("i2i",))["i2i"]
         for k, q in checks.items():
@@ -168,7 +176,7 @@ def command(settings, catalogue, label_col, model_dir, heldout, split_seed, out_
         if name == "tuned":
             i2i["tuned projection head"] = ev.table({"image": head}, data.labels, queries, ("i2i",))["i2i"]
             if titles is not None:
-                own = _own_pairs(tower, titles, head, np.flatnonzero(held & has), seed)
+                own = _own_pairs(tower, titles, apart[0] if apart else head, np.flatnonzero(held & has), seed)
     r = {"benchmark": "photo-tune", "catalogue": str(catalogue), "products": len(data),
          "photo_errors": errors[:20], "photo_error_count": len(errors), "split": split,
          "train_products": int(len(train_idx)), "train_groups": len(phototune.style_groups(data.labels, train_idx)),

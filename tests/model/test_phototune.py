@@ -184,3 +184,62 @@ def test_bench_photo_tune_with_titles_scores_title_to_own_photo(catalogue, tmp_p
     assert set(own) == {"title->own photo", "photo->own title"}
     assert all(0 < m["queries"] and 0 <= m["r@1"] <= m["r@10"] <= 1 for m in own.values())
     assert (tmp_path / "run" / pt.TITLE_HEAD_FILE).exists()
+
+
+def test_title_loss_with_extra_negatives_ranks_each_photo_title_above_them():
+    g = torch.Generator().manual_seed(0)
+    unit = lambda n: torch.nn.functional.normalize(torch.randn(n, 8, generator=g), dim=1)  # noqa: E731
+    zp, zt, ze = unit(3), unit(3), unit(4)
+    labels, ids = torch.tensor([5, 6, -1]), torch.tensor([0, 1, 2])
+    extra_labels, extra_ids = torch.tensor([5, 7, -1, -1]), torch.tensor([10, 11, 2, 12])
+    # without extras it is pair_loss itself
+    assert pt.title_loss(zp, zt, labels, ids, 0.1).item() == pt.pair_loss(zp, zt, labels, ids, 0.1).item()
+    full = torch.cat([zt, ze])
+    logits = zp @ full.T / 0.1
+    # photo 0 (group 5) never meets extra 0 (group 5) as a negative; photo 2 never its own title again (extra 2)
+    allowed = [[0, 1, 2, 4, 5, 6], [0, 1, 2, 3, 4, 5, 6], [0, 1, 2, 3, 4, 6]]
+    rows = torch.stack([torch.logsumexp(logits[i, allowed[i]], 0) - logits[i, i] for i in range(3)]).mean()
+    cols = torch.stack([torch.logsumexp(logits[:3, i], 0) - logits[i, i] for i in range(3)]).mean()
+    got = pt.title_loss(zp, zt, labels, ids, 0.1, ze, extra_labels, extra_ids)
+    assert got.item() == pytest.approx(((rows + cols) / 2).item(), rel=1e-6)
+
+
+def test_the_title_term_on_its_own_photo_head_with_extra_negatives(tmp_path):
+    photos, labels = _photos(12), np.array([0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1])
+    titles = np.random.default_rng(1).normal(size=(12, 384)).astype(np.float32)
+    shared, _ = pt.train(photos, labels, np.arange(12), pt.TuneConfig(**{**TINY, "w_title": 1.0}), tmp_path / "s",
+                         titles=titles)
+    cfg = pt.TuneConfig(**{**TINY, "w_title": 1.0, "title_head_apart": True, "title_negatives": 5})
+    apart, hist = pt.train(photos, labels, np.arange(12), cfg, tmp_path / "a", titles=titles)
+    assert shared.photo_title_head is None and not (tmp_path / "s" / pt.PHOTO_TITLE_HEAD_FILE).exists()
+    head = torch.nn.Linear(1280, cfg.dim)
+    head.load_state_dict(torch.load(tmp_path / "a" / pt.PHOTO_TITLE_HEAD_FILE))
+    assert torch.equal(head.weight, apart.photo_title_head.weight)
+    x = pt.augment(torch.from_numpy(photos[:3]), cfg, None, train=False)
+    with torch.no_grad():
+        p = apart.pooled(x)
+        assert not torch.allclose(apart.photos_for_titles(p), apart.embed(x))  # its own projection
+        assert torch.allclose(shared.photos_for_titles(shared.pooled(x)), shared.embed(x))
+    # resumable like the rest: a second call with the same config retrains nothing
+    _, again = pt.train(photos, labels, np.arange(12), cfg, tmp_path / "a", titles=titles)
+    assert again == hist
+    for bad in ({"title_head_apart": True}, {"title_negatives": 3}):
+        with pytest.raises(ValueError, match="need w_title > 0"):
+            pt.TuneConfig(**bad)
+    with pytest.raises(ValueError, match="title_negatives"):
+        pt.TuneConfig(w_title=0.5, title_negatives=-1)
+
+
+def test_bench_photo_tune_scores_the_title_term_through_its_own_photo_head(catalogue, tmp_path):
+    from samestyle.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["bench", "photo-tune", str(catalogue.csv_path), "--label-col", "style_group",
+                                 "--heldout", "0.4", "--out-dir", str(tmp_path / "run"), "--steps", "2",
+                                 "--batch-pairs", "4", "--size", "32", "--threads", "1", "--w-title", "0.5",
+                                 "--title-head", "apart", "--title-negatives", "8",
+                                 "--no-baseline", "--json", "--out", str(tmp_path / "r.json")])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["config"]["title_head_apart"] is True and rep["config"]["title_negatives"] == 8
+    assert all(0 < m["queries"] and 0 <= m["r@1"] <= m["r@10"] <= 1 for m in rep["own_pair"].values())
+    assert (tmp_path / "run" / pt.PHOTO_TITLE_HEAD_FILE).exists()
