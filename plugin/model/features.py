@@ -173,11 +173,25 @@ def _title_states(text, tokenizer, titles, consts) -> tuple[np.ndarray, np.ndarr
 def title_vectors(titles, cache_dir: Path, batch: int = 128, threads: int = 2, on_batch=None) -> np.ndarray:
     """The frozen text backbone's sentence vector of every title (mean pooling,
     L2-normalised, [N, 384] float32), through the same cleaning, tokenizer and ONNX graph
-    as the training features."""
+    as the training features. Cached in `cache_dir` under a key of the titles, the graph
+    and the preprocessing constants, so a second run (a resumed or another photo-tune)
+    reads them back instead of encoding 42k titles again."""
     text_dir = _text_onnx(Path(cache_dir) / f"text-L{C.MAX_TEXT_LEN}")
+    consts = C.preprocess_constants()
+    h = _file_hash(text_dir / C.ONNX_TEXT_BACKBONE)
+    h.update(repr(sorted(consts.items())).encode())
+    for t in titles:
+        h.update(b"\0" + ("" if t is None else str(t)).encode("utf-8", "surrogatepass"))
+    path = Path(cache_dir) / f"titles-{h.hexdigest()[:16]}.npy"
+    if path.exists():
+        out = np.load(path, allow_pickle=False)
+        if out.shape == (len(titles), C.TEXT_FEATURE_DIM):
+            log.info("title vectors from cache %s", path)
+            if on_batch:
+                on_batch(len(titles))
+            return out
     text = _session(text_dir / C.ONNX_TEXT_BACKBONE, threads)
     tokenizer = pp.load_tokenizer(str(text_dir / "tokenizer.json"), C.MAX_TEXT_LEN)
-    consts = C.preprocess_constants()
     out = np.zeros((len(titles), C.TEXT_FEATURE_DIM), dtype=np.float32)
     for s in range(0, len(titles), batch):
         states, mask = _title_states(text, tokenizer, titles[s: s + batch], consts)
@@ -185,6 +199,9 @@ def title_vectors(titles, cache_dir: Path, batch: int = 128, threads: int = 2, o
                                               torch.from_numpy(np.asarray(mask))).numpy()
         if on_batch:
             on_batch(len(states))
+    tmp = _private(path, ".npy")
+    np.save(tmp, out)
+    tmp.rename(path)
     return out
 
 

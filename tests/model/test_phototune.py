@@ -243,3 +243,18 @@ def test_bench_photo_tune_scores_the_title_term_through_its_own_photo_head(catal
     assert rep["config"]["title_head_apart"] is True and rep["config"]["title_negatives"] == 8
     assert all(0 < m["queries"] and 0 <= m["r@1"] <= m["r@10"] <= 1 for m in rep["own_pair"].values())
     assert (tmp_path / "run" / pt.PHOTO_TITLE_HEAD_FILE).exists()
+
+
+def test_title_vectors_are_cached_by_the_titles_they_encode(tmp_path):
+    from samestyle.model import features
+
+    titles = ["Puma Men Black T-shirt", "Nike Women Blue Shoes", "Fastrack Unisex Watch"]
+    calls = []
+    first = features.title_vectors(titles, tmp_path, threads=1)
+    cached = sorted(tmp_path.glob("titles-*.npy"))
+    assert len(cached) == 1 and first.shape == (3, 384)
+    again = features.title_vectors(titles, tmp_path, threads=1, on_batch=calls.append)
+    assert np.array_equal(first, again) and calls == [3]  # read back, the progress still told
+    other = features.title_vectors(titles[:2] + ["Fastrack Unisex Watch "], tmp_path, threads=1)
+    assert len(sorted(tmp_path.glob("titles-*.npy"))) == 2  # other titles: another entry
+    assert np.allclose(other[:2], first[:2], atol=1e-6)
