@@ -205,6 +205,18 @@ def _ann_nearest(xc: np.ndarray, k: int, block: int) -> np.ndarray:
     return out
 
 
+def signature_nearest(sigs: np.ndarray, has: np.ndarray, groups: Sequence, k: int = NEIGHBOURS, block: int = 1024,
+                      exact_max: int = EXACT_MAX) -> np.ndarray:
+    """`nearest` by photo signature (samestyle.photohash) among the rows that have one;
+    a row without one has no neighbours (-1)."""
+    out = np.full((len(sigs), k), -1, dtype=np.int64)
+    rows = np.flatnonzero(has)
+    if len(rows) > 1:
+        sub = nearest(sigs[rows], np.asarray(groups, dtype=object)[rows], k, block, exact_max)
+        out[rows] = np.where(sub >= 0, rows[np.maximum(sub, 0)], -1)
+    return out
+
+
 def candidate_pairs(n: int, *neighbour_lists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The unordered pairs (i < j), each once, that any of the [n, k] lists holds."""
     keys = []
@@ -374,7 +386,8 @@ def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str 
                       k: int = NEIGHBOURS, image_weight: float = IMAGE_WEIGHT, block: int = 1024,
                       exact_max: int = EXACT_MAX, progress: Callable[[int], None] | None = None,
                       hashes: Sequence | None = None, hash_weight: float = HASH_WEIGHT,
-                      greys: Photos | np.ndarray | None = None, colours: Sequence | None = None) -> Pairs:
+                      greys: Photos | np.ndarray | None = None, colours: Sequence | None = None,
+                      signature_candidates: bool = True) -> Pairs:
     """Candidate duplicates for `dedup`'s photo+title method, scored; `.above(t)` keeps
     the links at threshold t.
 
@@ -390,13 +403,19 @@ def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str 
     None where a product has none), a pair whose two products both have one scores its
     photo as (1 - hash_weight) x cosine + hash_weight x signature similarity (stretched
     from C.DEDUP_HASH_FLOOR): it tells a copy of the photo from another photo of the
-    same style. Cost: two k-nearest searches (n x category size per
-    group up to exact_max rows, n^1.5 beyond) and O(n k) pair scoring."""
+    same style. With hashes and `signature_candidates`, each row's k nearest by photo
+    signature are candidates too: a re-cropped or watermarked copy whose image_vec sits
+    behind k other photos of its style (the model pulls a style's photos together) still
+    meets its source. Cost: two k-nearest searches (three with signatures; n x category
+    size per group up to exact_max rows, n^1.5 beyond) and O(n k) pair scoring."""
     n = len(image)
     near = [nearest(image, groups, k, block, exact_max)]
     if progress:
         progress(n // 2)
     near.append(nearest(text, groups, k, block, exact_max))
+    if hashes is not None and hash_weight > 0 and signature_candidates:
+        sigs, has = PH.parse(hashes)
+        near.append(signature_nearest(sigs, has, groups, k, block, exact_max))
     i, j = candidate_pairs(n, *near)
     ok = ~(numbers_differ(titles, i, j) | colours_differ(titles, i, j) | attributes_differ(colours, i, j))
     i, j = i[ok], j[ok]

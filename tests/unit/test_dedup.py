@@ -235,3 +235,26 @@ def test_photo_hashes_tell_a_copy_from_a_lookalike():
     assert linked(D.link(cat, "photo+title", 0.0)) == {(0, 1)}
     del cat.extra["photo_hash"]  # a collection ingested before the hash: cosine only
     assert linked(D.link(cat, "photo+title", 0.0)) == {(0, 2)}
+
+
+def test_a_copy_behind_its_style_by_image_vec_is_found_by_its_photo_signature():
+    """p0 a photo, p1 its copy (the same signature) whose image_vec sits nearer p2, another
+    photo of the style, than p0 (0.95 against 0.88): with one neighbour per row, image_vec
+    and text_vec never make (p0, p1) a candidate; the signature's neighbours do."""
+    from samestyle import photohash as PH
+
+    e = np.eye(8, dtype=np.float32)
+    photo = np.stack([0.93 * e[0] + np.sqrt(1 - 0.93**2) * e[1], 0.95 * e[0] + np.sqrt(1 - 0.95**2) * e[2], e[0]])
+    text = np.stack([e[3], e[4], (e[3] + e[4]) / np.sqrt(2)]).astype(np.float32)
+    titles, groups = ["Puma Men Black Running Shoes"] * 3, ["Shoes"] * 3
+    sig = _unit(np.random.default_rng(2).normal(size=(2, PH.DIM)))
+    hashes = [PH.to_hex(sig[0]), PH.to_hex(sig[0]), PH.to_hex(sig[1])]
+    linked = lambda p: set(zip(p.i.tolist(), p.j.tolist()))  # noqa: E731
+    kw = dict(k=1, hashes=hashes, hash_weight=0.8)
+    assert (0, 1) not in linked(D.photo_title_pairs(photo.astype(np.float32), text, titles, groups,
+                                                    signature_candidates=False, **kw))
+    assert linked(D.photo_title_pairs(photo.astype(np.float32), text, titles, groups, **kw)) == {(0, 1)}
+    # a row without a signature has no signature neighbours
+    sigs, has = PH.parse([hashes[0], None, hashes[2]])
+    nn = D.signature_nearest(sigs, has, groups, k=1)
+    assert nn[1].tolist() == [-1] and set(nn[[0, 2], 0].tolist()) == {0, 2}
