@@ -301,7 +301,7 @@ def train(photos: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, cfg: Tu
         za, zb = z[: len(left)], z[len(left):]
         loss = pair_loss(za, zb, lab_t[left], torch.from_numpy(left), cfg.temperature)
         if title_t is not None:
-            zp = tower.photos_for_titles(pooled) if tower.photo_title_head is not None else z
+            zp = z if tower.photo_title_head is None else tower.photos_for_titles(pooled)  # shared: z itself
             extra = {}
             if cfg.title_negatives:
                 ex = rng.choice(train_idx, min(cfg.title_negatives, len(train_idx)), replace=False)
@@ -353,25 +353,22 @@ def pooled_onnx(tower: PhotoTower, path: Path, size: int = C.IMAGE_SIZE) -> Path
     return path
 
 
-def encode(pooled_of, heads: list, pixels_of, n: int, has: np.ndarray, batch: int = 128,
+def encode(pooled_of, heads: list[torch.nn.Linear], pixels_of, n: int, has: np.ndarray, batch: int = 128,
            on_batch=None) -> tuple[np.ndarray, ...]:
     """Unit pooled (raw-backbone) vectors of `n` products, then one array of unit vectors
     per projection head in `heads` (each maps pooled features [B, 1280] on): `pixels_of(idx)`
     gives their served inputs [B, 3, S, S], `pooled_of(pixels)` the pooled features
     [B, 1280]. Zero rows where there is no photo."""
     pooled = np.zeros((n, C.IMAGE_FEATURE_DIM), dtype=np.float32)
-    projected = [None] * len(heads)
+    projected = [np.zeros((n, head.out_features), dtype=np.float32) for head in heads]
     rows = np.flatnonzero(has)
     for s in range(0, len(rows), batch):
         idx = rows[s: s + batch]
         p = torch.from_numpy(np.asarray(pooled_of(pixels_of(idx)), dtype=np.float32))
         pooled[idx] = F.normalize(p, dim=-1).numpy()
         with torch.no_grad():
-            for k, head in enumerate(heads):
-                z = F.normalize(head(p), dim=-1).numpy()
-                if projected[k] is None:
-                    projected[k] = np.zeros((n, z.shape[1]), dtype=np.float32)
-                projected[k][idx] = z
+            for out, head in zip(projected, heads):
+                out[idx] = F.normalize(head(p), dim=-1).numpy()
         if on_batch:
             on_batch(len(idx))
     return (pooled, *projected)
