@@ -73,11 +73,24 @@ GRPC_OPTIONS = {
 }
 
 
+def _import_scipy_sparse() -> None:
+    """Import scipy.sparse now, in one thread. pymilvus imports it lazily on a client's
+    first insert or search, and scipy.sparse's import is not safe to run from several
+    threads at once: under `serve`, 8 first searches arriving together failed with
+    "partially initialized module 'scipy.sparse._bsr' has no attribute 'bsr_array'"
+    (502 store_error). Without scipy, pymilvus does not import it either."""
+    try:
+        import scipy.sparse  # noqa: F401
+    except ImportError:
+        pass
+
+
 def client(uri: str, token: str = "", timeout: float | None = None):
     """A MilvusClient with the project's channel options (see GRPC_OPTIONS); `timeout`
     bounds the wait for the server (pymilvus' default otherwise)."""
     from pymilvus import MilvusClient
 
+    _import_scipy_sparse()
     kw = {"timeout": timeout} if timeout is not None else {}
     return MilvusClient(uri=uri, token=token, grpc_options=dict(GRPC_OPTIONS), **kw)
 

@@ -142,3 +142,22 @@ def test_a_collection_not_loaded_yet_is_a_retriable_503_not_a_502(tmp_path):
         call(b"", timeout=1)
     err = wrap(closed.value, "search", "c")
     assert not not_loaded(closed.value) and isinstance(err, ServerUnavailable) and _status(err) == 503, err
+
+
+def test_a_client_imports_scipy_sparse_before_any_thread_searches(tmp_path):
+    """pymilvus imports scipy.sparse lazily on a client's first search, and that import
+    is not thread-safe: under `serve`, 8 first searches arriving together sometimes got
+    502 "partially initialized module 'scipy.sparse._bsr' ..." (a CI failure of the test
+    above, reproduced 1 run in 4 with `samestyle bench heal --child milvus`). The project's
+    client imports it once, up front, in the thread that builds it. Checked in a fresh
+    interpreter, where nothing else has imported scipy yet."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("scipy.sparse", reason="pymilvus only imports scipy.sparse when scipy is installed")
+    code = ("import sys\nfrom samestyle.store.client import client\n"
+            f"assert 'scipy.sparse' not in sys.modules\nc = client({str(tmp_path / 'x.db')!r})\n"
+            "print('scipy.sparse' in sys.modules)\nc.close()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "True", out.stdout
