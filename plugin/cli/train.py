@@ -93,6 +93,10 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
               help="Do not learn the photo view: it is the backbone's pooled photo features through a fixed "
                    "orthonormal projection, so photo search keeps the pretrained neighbourhoods on any catalogue; "
                    "titles and photo+text queries learn to meet it. Needs --tail-lr 0.")
+@click.option("--image-anchor", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
+              help="Anchor the photo view: its style part becomes (1 - A) x the learned view + A x the tower's own "
+                   "pooled features through a fixed orthonormal projection, so part of photo search keeps the "
+                   "tower's neighbourhoods on catalogues unlike the training one (0 = off).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
 @click.option("--limit", type=int, help="Read only the first N catalogue rows (quick runs).")
@@ -102,7 +106,7 @@ from .common import catalogue_columns, emit, json_option, progress_enabled
 def command(settings, catalogue, id_col, title_col, image_col, category_col, attr_cols, label_col, pairs_file,
             heldout, split_seed, steps, batch_size, lr, loss, margin, temperature, self_temperature, w_fused,
             w_text, w_image, w_self, w_ii, w_ti, w_mod, mod_target, mod_temperature, w_local, w_local_image, tail_lr, tail_from, photo_input, image_weights, histogram_apart, colour_from_histogram, self_colour_negatives,
-            colour_col, colour_dims, colour_weight, w_colour, excludes, resume, embed_dim, skip, image_lock, seed, threads, limit, out, as_json):
+            colour_col, colour_dims, colour_weight, w_colour, excludes, resume, embed_dim, skip, image_lock, image_anchor, seed, threads, limit, out, as_json):
     """Train the fusion encoder and the photo tower's tail (on cached activations
     of the frozen stem) and write a versioned checkpoint (fusion.safetensors,
     image_tail.safetensors, manifest.json) to --out. The exact command of the
@@ -127,6 +131,7 @@ def command(settings, catalogue, id_col, title_col, image_col, category_col, att
                           self_colour_negatives=self_colour_negatives,
                           w_colour=w_colour, seed=seed, threads=threads,
                           fusion={"embed_dim": embed_dim, "skip": skip, "image_lock": image_lock,
+                                  **({"image_anchor": image_anchor} if image_anchor else {}),
                                   **({"image_colour_channels": C.COLOUR_BINS}
                                      if histogram_apart or colour_from_histogram else {}),
                                   **({"colour_from_histogram": True} if colour_from_histogram else {}),

@@ -45,6 +45,12 @@ class FusionConfig:
     # any catalogue; titles and photo+text queries learn to meet it.
     image_lock: bool = False
     image_lock_seed: int = 0
+    # Anchored photo view (0 = off): the photo view's style part is the unit mix
+    # (1 - a) * learned + a * (the tower's own pooled grey features through a fixed, seeded
+    # orthonormal projection), so part of photo search keeps the tower's neighbourhoods on
+    # a catalogue the head was not fitted to, while the learned part still meets the titles.
+    # Seeded by image_lock_seed; the colour part is untouched.
+    image_anchor: float = 0.0
     # Colour apart: the last `colour_dims` dimensions carry the colour, normalised on their
     # own and scaled to `colour_weight` of the unit vector (the style part to
     # sqrt(1 - colour_weight^2)), so the colour-blind same-style terms train the style part
@@ -72,6 +78,11 @@ class FusionConfig:
                 raise ValueError(f"colour_weight must be in (0, 1) with colour_dims, got {self.colour_weight}")
             if self.image_lock:
                 raise ValueError("a locked photo view has no colour part: use colour_dims without image_lock")
+        if not 0.0 <= self.image_anchor < 1.0:
+            raise ValueError(f"image_anchor must be in [0, 1) (1 would be image_lock), got {self.image_anchor}")
+        if self.image_anchor and self.image_lock:
+            raise ValueError("image_anchor mixes a fixed projection into a learned photo view; image_lock has no "
+                             "learned photo view: use one of them")
         if not 0 <= self.image_colour_channels < self.image_feature_dim:
             raise ValueError(f"image_colour_channels must be between 0 and image_feature_dim - 1 "
                              f"({self.image_feature_dim - 1}), got {self.image_colour_channels}")
@@ -174,6 +185,10 @@ class FusionEncoder(nn.Module):
             g = torch.Generator().manual_seed(cfg.image_lock_seed)
             q, _ = torch.linalg.qr(torch.randn(cfg.image_feature_dim, cfg.embed_dim, generator=g))
             self.register_buffer("lock_proj", q.contiguous())  # saved with the weights
+        if cfg.image_anchor:
+            g = torch.Generator().manual_seed(cfg.image_lock_seed)
+            q, _ = torch.linalg.qr(torch.randn(fi, cfg.embed_dim - cfg.colour_dims, generator=g))
+            self.register_buffer("anchor_proj", q.contiguous())  # grey channels -> style part, saved with the weights
         nn.init.normal_(self.cls, std=0.02)
         nn.init.normal_(self.img_pos, std=0.02)
         nn.init.normal_(self.txt_pos, std=0.02)
@@ -209,6 +224,8 @@ class FusionEncoder(nn.Module):
                 + self.txt_skip(pooled_txt) * has_txt
         if self.cfg.image_lock:
             z = torch.where(_photo_only(image_mask, attention_mask), image_tokens[:, 0] @ self.lock_proj, z)
+        if self.cfg.image_anchor:
+            z = self._anchored(z, image_tokens, _photo_only(image_mask, attention_mask))
         if self.cfg.colour_dims:
             k, c = self.cfg.colour_dims, self.cfg.colour_weight
             colour = z[:, -k:]
@@ -220,6 +237,16 @@ class FusionEncoder(nn.Module):
             z = _unit(z)
         any_input = (keep[:, 1:].sum(dim=1, keepdim=True) > 0).to(z.dtype)
         return z * any_input
+
+    def _anchored(self, z: torch.Tensor, image_tokens: torch.Tensor, photo_only: torch.Tensor) -> torch.Tensor:
+        """Photo-view rows' style part mixed with the fixed projection of their pooled grey
+        features (see FusionConfig.image_anchor); other rows as they are."""
+        a, k = self.cfg.image_anchor, self.cfg.colour_dims
+        n = z.shape[1] - k
+        grey = image_tokens[:, 0, : self.cfg.image_feature_dim - self.cfg.image_colour_channels]
+        style = _unit(z[:, :n]) * (1.0 - a) + _unit(grey @ self.anchor_proj) * a
+        style = torch.where(photo_only, style, z[:, :n])
+        return torch.cat([style, z[:, n:]], dim=1) if k else style
 
     def _image_in(self, x: torch.Tensor, head: nn.Module, colour_head: nn.Module | None) -> torch.Tensor:
         """`head` over the image channels, plus, with image_colour_channels, its colour

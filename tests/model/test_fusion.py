@@ -14,8 +14,11 @@ from samestyle.train import TrainConfig
 COLOUR_APART = {"skip": True, "colour_dims": 8, "colour_weight": 0.35}
 
 
-@pytest.fixture(scope="module", params=[{}, {"skip": True}, {"skip": True, "image_lock": True}, COLOUR_APART],
-                ids=["transformer", "with-skip", "image-lock", "colour-apart"])
+ANCHORED = {**COLOUR_APART, "image_anchor": 0.5}
+
+
+@pytest.fixture(scope="module", params=[{}, {"skip": True}, {"skip": True, "image_lock": True}, COLOUR_APART, ANCHORED],
+                ids=["transformer", "with-skip", "image-lock", "colour-apart", "image-anchor"])
 def model(request):
     torch.manual_seed(0)
     m = FusionEncoder(FusionConfig(embed_dim=64, d_model=64, layers=2, heads=4, **request.param))
@@ -101,6 +104,47 @@ def test_a_locked_photo_view_is_the_fixed_projection_and_does_not_train():
     assert torch.equal(again.lock_proj, q)
 
 
+@pytest.mark.parametrize("kw", [{"image_anchor": 0.25}, ANCHORED,
+                                {**ANCHORED, "image_colour_channels": 27, "colour_from_histogram": True}],
+                         ids=["whole-vector", "style-part", "colour-from-histogram"])
+def test_an_anchored_photo_view_is_the_mix_of_the_learned_view_and_the_fixed_projection(kw):
+    """The photo view's style part is unit((1 - a) unit(learned) + a unit(grey pooled @ anchor_proj)):
+    the projection is fixed (a buffer), the learned part trains, the colour part and the other
+    views are as without the anchor."""
+    torch.manual_seed(0)
+    cfg = FusionConfig(embed_dim=64, d_model=64, layers=2, heads=4, **{"skip": True, **kw})
+    m = FusionEncoder(cfg)
+    plain = FusionEncoder(FusionConfig(**{**cfg.to_dict(), "image_anchor": 0.0}))
+    plain.load_state_dict({k: v for k, v in m.state_dict().items() if k != "anchor_proj"})
+    q, k, a = m.anchor_proj, cfg.colour_dims, cfg.image_anchor
+    assert "anchor_proj" in m.state_dict() and all(p is not q for p in m.parameters())
+    assert q.shape == (cfg.image_feature_dim - cfg.image_colour_channels, 64 - k)
+    torch.testing.assert_close(q.t() @ q, torch.eye(64 - k), atol=1e-5, rtol=0)  # orthonormal columns
+    it, im, tt, am = _inputs()
+    m.eval()
+    plain.eval()
+    with torch.no_grad():
+        v, w = m.views(it, im, tt, am), plain.views(it, im, tt, am)
+        grey = it[:, 0, : cfg.image_feature_dim - cfg.image_colour_channels]
+        anchor = torch.nn.functional.normalize(grey @ q, dim=1)
+    n = 64 - k
+    style = lambda x: torch.nn.functional.normalize(x[:, :n], dim=1)  # noqa: E731
+    want = torch.nn.functional.normalize((1 - a) * style(w["image"]) + a * anchor, dim=1)
+    torch.testing.assert_close(style(v["image"]), want, atol=1e-5, rtol=0)
+    torch.testing.assert_close(v["image"][:, n:], w["image"][:, n:])  # the colour part unchanged
+    for view in ("fused", "text"):
+        torch.testing.assert_close(v[view], w[view])
+    m.train()
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
+    (-(m.views(it, im, tt, am)["image"] * v["text"]).sum()).backward()
+    opt.step()
+    m.eval()
+    with torch.no_grad():
+        after = m.views(it, im, tt, am)
+    assert torch.equal(m.anchor_proj, q)  # the projection did not train
+    assert not torch.allclose(after["image"], v["image"])  # the learned part did
+
+
 def test_a_locked_photo_view_refuses_a_trained_tail():
     with pytest.raises(ValueError, match="tail_lr"):
         TrainConfig(tail_lr=1e-4, fusion={"image_lock": True})
@@ -131,6 +175,8 @@ def test_colour_apart_splits_the_unit_vector_by_the_colour_weight():
     ({"colour_dims": 8}, "colour_weight must be in"),
     ({"colour_dims": 8, "colour_weight": 1.0}, "colour_weight must be in"),
     ({"colour_dims": 8, "colour_weight": 0.3, "image_lock": True}, "no colour part"),
+    ({"image_anchor": 1.0}, "image_anchor must be in"),
+    ({"image_anchor": 0.5, "image_lock": True}, "use one of them"),
 ])
 def test_colour_apart_refuses_impossible_settings(kw, message):
     with pytest.raises(ValueError, match=message):
@@ -141,7 +187,7 @@ def test_colour_apart_refuses_impossible_settings(kw, message):
         TrainConfig(w_colour=0.5)
 
 
-@pytest.mark.parametrize("kw", [{"image_lock": True}, COLOUR_APART], ids=["image-lock", "colour-apart"])
+@pytest.mark.parametrize("kw", [{"image_lock": True}, COLOUR_APART, ANCHORED], ids=["image-lock", "colour-apart", "image-anchor"])
 def test_the_fusion_graph_exports_to_onnx_unchanged(tmp_path, kw):
     """The lock and the colour split are inside the one fusion graph: ONNX Runtime gives the same views."""
     torch.manual_seed(0)
