@@ -1,6 +1,7 @@
-"""`samestyle bench <name>`: benchmarks. Each is a module plugin/bench/<name>.py with a
-click command named `command`, found here like the verbs in samestyle.cli.main, so
-adding a benchmark is adding a file. Figures go to stdout as JSON, not into tests."""
+"""`samestyle bench <name>`: benchmarks. Each is a module plugin/bench/<name>.py (or a
+package, plugin/bench/<name>/) with a click command named `command`, found here like the
+verbs in samestyle.cli.main, so adding a benchmark is adding a file. Figures go to stdout
+as JSON, not into tests."""
 
 from __future__ import annotations
 
