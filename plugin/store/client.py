@@ -75,7 +75,7 @@ GRPC_OPTIONS = {
 
 def _import_scipy_sparse() -> None:
     """Import scipy.sparse now, in one thread. pymilvus imports it lazily on a client's
-    first insert or search, and scipy.sparse's import is not safe to run from several
+    first search, and scipy.sparse's import is not safe to run from several
     threads at once: under `serve`, 8 first searches arriving together failed with
     "partially initialized module 'scipy.sparse._bsr' has no attribute 'bsr_array'"
     (502 store_error). Without scipy, pymilvus does not import it either."""
