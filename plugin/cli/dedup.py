@@ -57,8 +57,7 @@ DEFAULT_THRESHOLD = C.DEDUP_THRESHOLD
                    "a vector field: its cosine). The default is the one `samestyle bench dedup` tuned.")
 @click.option("--field", "vector_field", type=click.Choice(list(C.DEDUP_METHODS)), default=C.DEDUP_PHOTO_TITLE,
               show_default=True, help="photo+title: the photo and the title scored apart, mutual best matches "
-                                      "only (a product left alone then joins a cluster that is its mutual best), "
-                                      "never two products stored under two colours; a vector field: its "
+                                      "only, never two products stored under two colours; a vector field: its "
                                       "cosine, linked transitively.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the clusters here as JSONL (one cluster per line). [default: no file]")

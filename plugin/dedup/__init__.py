@@ -8,9 +8,8 @@ character-trigram overlap, the photo being the image_vec cosine blended with the
 stored photo signatures' similarity (samestyle.photohash: copy detection) where both
 products have one; titles carrying different numbers (two shades), and products
 stored under two colours, never link; and a pair links only when it is the best match
-of both its products (mutual best), so lookalikes do not chain into one cluster; a
-product left alone then joins a cluster when each is the other's best match (a
-re-listing of a product the catalogue already holds twice). `samestyle bench dedup` tunes the
+of both its products (mutual best),
+so lookalikes do not chain into one cluster. `samestyle bench dedup` tunes the
 threshold against re-listed products. With one vector field instead (fused_vec,
 image_vec, text_vec), every pair at or above the threshold cosine links and links are
 transitive (union-find). Similarities come from numpy matrix products over blocks of
@@ -42,8 +41,8 @@ from .candidates import (ANN_NEIGHBOURS, ANN_NPROBE, EXACT_MAX, NEIGHBOURS, Pair
                          _unique, candidate_pairs, find_pairs, nearest, signature_nearest)
 from .clusters import (MAX_EDGES_PER_CLUSTER, NO_LABEL, Scores, UnionFind, _pair_count, cluster_ids,
                        cluster_records, evaluate)
-from .scoring import (HASH_WEIGHT, IMAGE_WEIGHT, Links, Photos, _components, _dot_pairs, joined_links, mutual_best,
-                      photo_scores, photo_title_pairs, registration)
+from .scoring import (HASH_WEIGHT, IMAGE_WEIGHT, Photos, _dot_pairs, mutual_best, photo_scores,
+                      photo_title_pairs, registration)
 from .titles import (_NUMBER, COLOUR_WORDS, _title_grams_hashed, attributes_differ, colours_differ, normalised,
                      numbers_differ, title_grams, title_overlap)
 
@@ -52,8 +51,8 @@ __all__ = [  # the stages' names, re-exported: `dedup.X` as before the split (se
     "candidate_pairs", "find_pairs", "nearest", "signature_nearest",
     "_NUMBER", "COLOUR_WORDS", "_title_grams_hashed", "attributes_differ", "colours_differ", "normalised",
     "numbers_differ", "title_grams", "title_overlap",
-    "HASH_WEIGHT", "IMAGE_WEIGHT", "Links", "Photos", "_components", "_dot_pairs", "joined_links", "mutual_best",
-    "photo_scores", "photo_title_pairs", "registration",
+    "HASH_WEIGHT", "IMAGE_WEIGHT", "Photos", "_dot_pairs", "mutual_best", "photo_scores", "photo_title_pairs",
+    "registration",
     "MAX_EDGES_PER_CLUSTER", "NO_LABEL", "Scores", "UnionFind", "_pair_count", "cluster_ids", "cluster_records",
     "evaluate",
     "Catalogue", "needs", "load", "link", "DEFAULT_THRESHOLD", "_no_bar", "run",

@@ -1,12 +1,10 @@
 """Dedup, stage 3: scoring candidate pairs (photo+title). The photo score (image_vec
 cosine blended with photo-signature and crop-registration similarity), the title
-overlap beside it, and the mutual-best links (`joined_links`: then a product left alone
-joins a cluster that is its mutual best); `photo_title_pairs` chains stages 1-3."""
+overlap beside it, and the mutual-best filter; `photo_title_pairs` chains stages 1-3."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -90,50 +88,6 @@ def mutual_best(n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray) -> np.n
     return (score >= best[i] - 1e-6) & (score >= best[j] - 1e-6)
 
 
-def _components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Connected-component label per row of the graph with edges (i, j)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    graph = coo_matrix((np.ones(len(i), np.int8), (i, j)), shape=(n, n))
-    return connected_components(graph, directed=False)[1]
-
-
-def joined_links(n: int, candidates: Pairs, threshold: float) -> Pairs:
-    """The links among `candidates` (scored pairs of rows 0..n-1) at `threshold`: the
-    mutual best matches (`mutual_best`), then one round of joins, in which a product
-    left alone joins a cluster when each is the other's best match, a cluster's best
-    being the best of its members' candidates outside it. Without the join, a
-    re-listing of a product the catalogue already holds twice links to neither copy:
-    the two copies are each other's best. One round only, and two clusters of two or
-    more never merge, so a cluster is a mutual-best pair (or a group tied at the top)
-    and the products it is the best match of: lookalikes do not chain."""
-    m = candidates.score >= threshold
-    i, j, s = candidates.i[m], candidates.j[m], candidates.score[m]
-    linked = mutual_best(n, i, j, s)
-    root = _components(n, i[linked], j[linked])
-    size = np.bincount(root, minlength=n)
-    between = np.flatnonzero(root[i] != root[j])
-    ri, rj = root[i[between]], root[j[between]]
-    linked[between[mutual_best(n, ri, rj, s[between]) & ((size[ri] == 1) | (size[rj] == 1))]] = True
-    return Pairs(i[linked], j[linked], s[linked])
-
-
-@dataclass
-class Links(Pairs):
-    """photo+title's links (the mutual best matches, as `Pairs`), keeping every scored
-    candidate pair: `.above(t)` gives the links at t by `joined_links`, which a filter of
-    these links by score would not (a product joins a cluster only at a threshold where
-    the cluster has formed)."""
-
-    n: int = 0
-    candidates: Pairs | None = None
-
-    def above(self, threshold: float) -> "Links":
-        got = joined_links(self.n, self.candidates, threshold)
-        return Links(got.i, got.j, got.score, self.n, self.candidates)
-
-
 def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str | None], groups: Sequence,
                       k: int = NEIGHBOURS, image_weight: float = IMAGE_WEIGHT, block: int = 1024,
                       exact_max: int = EXACT_MAX, progress: Callable[[int], None] | None = None,
@@ -151,9 +105,7 @@ def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str 
     whose titles carry different numbers or name different colours, or whose stored
     `colours` (the colour attribute, None where a product has none) differ, are
     dropped; and a pair is kept only when it is the best-scoring pair of both its
-    products (mutual best match), so no chain of lookalikes joins a cluster; the links
-    at a threshold (`.above(t)`, `Links`) add the products left alone that join a
-    cluster as its mutual best (`joined_links`). With `hashes` (stored photo signatures, samestyle.photohash;
+    products (mutual best match), so no chain of lookalikes joins a cluster. With `hashes` (stored photo signatures, samestyle.photohash;
     None where a product has none), a pair whose two products both have one scores its
     photo as (1 - hash_weight) x cosine + hash_weight x signature similarity (stretched
     from C.DEDUP_HASH_FLOOR): it tells a copy of the photo from another photo of the
@@ -176,8 +128,7 @@ def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str 
     overlap = title_overlap(titles, i, j)
     photo = photo_scores(image, hashes, i, j, hash_weight, greys, overlap)
     score = image_weight * photo + (1 - image_weight) * overlap
-    score = score.astype(np.float32)
     keep = mutual_best(n, i, j, score)
     if progress:
         progress(n - n // 2)
-    return Links(i[keep], j[keep], score[keep], n, Pairs(i, j, score))
+    return Pairs(i[keep], j[keep], score[keep].astype(np.float32))
