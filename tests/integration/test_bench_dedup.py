@@ -55,6 +55,10 @@ def test_bench_dedup_quick(search_catalogue, tmp_path):
     at = str(rep["recommended_threshold"])
     assert set(rel["recall_by_photo_edit"][at]) == {"crop", "resize", "jpeg", "watermark"}
     assert {"style_pairs", "merged", "rate"} <= set(rel["style_group_false_merges"][at])
+    m = rel["misses"]  # every missed re-listing under exactly one reason
+    at_rec = next(s for s in rel["sweep"] if s["threshold"] == rep["recommended_threshold"])
+    assert m["of"] == rel["relists"] and m["missed"] == at_rec["true_pairs"] - at_rec["tp"]
+    assert m["rule"] + m["below"] + m["outmatched"] == m["missed"]
 
 
 def test_relisted_photo_and_title_change_but_stay_usable():

@@ -170,3 +170,37 @@ def test_the_same_listing_bound_sets_those_pairs_apart_on_top_of_the_copies():
     assert lb["same_listing_text_linked"] == 1 and lb["precision"] == 0.5 and lb["recall"] == 0.5
     assert s["near_identical_apart"]["precision"] == pytest.approx(1 / 3, abs=1e-4)  # unchanged
     assert "listing_text_apart" not in B.score(CIDS, TRUTH, SAME_PHOTO, 0.9, links=4, near_identical=1)
+
+
+def test_why_missed_puts_each_missed_relisting_under_one_reason():
+    from samestyle import dedup as D
+    from samestyle import photohash as PH
+
+    rng = np.random.default_rng(0)
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    image = unit(rng.normal(size=(8, 32))).astype(np.float32)
+    image[1] = image[0]  # 0-1: a re-listing scoring 1.0, linked
+    image[3] = unit(image[2] + 0.8 * rng.normal(size=32))  # 2-3: another photo: under the threshold
+    image[5] = image[4]  # 4-5: the same photo, the titles name other shades: a rule
+    image[7] = image[6]  # 6-7: scores 1.0, but the clustering left it out: outmatched
+    titles = ["Puma Black Shoes", "Puma Black Shoes", "Nike Tee", "Nike Tee", "Lakme Lipstick 63",
+              "Lakme Lipstick 10", "Roadster Jeans", "Roadster Jeans"]
+    sig = unit(rng.normal(size=(8, PH.DIM)))
+    sig[1], sig[5], sig[7] = sig[0], sig[4], sig[6]
+    cat = D.Catalogue([f"p{n}" for n in range(8)], {C.IMAGE_VEC: image}, ["A"] * 8, None,
+                      {"title": titles, C.PHOTO_HASH: [PH.to_hex(s) for s in sig]})
+    truth = [(0, 1), (2, 3), (4, 5), (6, 7)]
+    cids = np.array([0, 0, 2, 3, 4, 5, 6, 7])
+    m = B.why_missed(cat, truth, cids, 0.93, ["photo", "both", "title", "photo"])
+    assert (m["missed"], m["of"], m["rule"], m["below"], m["outmatched"]) == (3, 4, 1, 1, 1)
+    assert m["by_kind"]["both"] == {"rule": 0, "below": 1, "outmatched": 0}
+    parts = m["below_parts"]
+    assert parts["pairs"] == 1 and parts["gated_out"] == 1  # image cosine about 0.2: under the gate's 0.7
+    assert parts["quartiles"]["score"][1] < 0.93 and parts["quartiles"]["title_overlap"][1] == 1.0
+    greys = np.zeros((8, 80, 60), np.uint8)
+    greys[2] = greys[3] = (rng.random((80, 60)) * 255).astype(np.uint8)  # one photo after all: registration says so
+    with_photos = B.why_missed(cat, truth, cids, 0.93, ["photo", "both", "title", "photo"], greys=greys)
+    got = with_photos["below_parts"]
+    assert got["quartiles"]["registration"][1] == 0.0 and got["quartiles"]["registration_without_gate"][1] > 0.9
+    assert got["over_without_gate"] == 1
+    assert B.why_missed(cat, truth, np.zeros(8, np.int64), 0.93, ["photo"] * 4)["missed"] == 0

@@ -11,7 +11,9 @@ cost as the catalogue grows.
   product shares. Recall is also given by kind (photo, title, both changed) and, for
   the photo-changed ones, by photo edit (crop, resize, jpeg, watermark); and the pairs
   of other colourways (two products of one Myntra `style_group`, which are not
-  duplicates) that the clustering merges are counted as a false-merge rate. Each
+  duplicates) that the clustering merges are counted as a false-merge rate. At the
+  recommended threshold each missed re-listing is put under one reason (`misses`: a
+  rule, a score under the threshold with its parts, or outmatched; misses.py). Each
   re-listing's photo signature (samestyle.photohash) is computed as ingest computes it
   (loaders.transform.inspect_photo); a stored product without one (a collection
   ingested before it) gets it here from its photo file, the same way, and the report
@@ -42,8 +44,8 @@ Figures are printed, never asserted; `--quick` is the smoke run the tests use.
 
 The stages live in this package, each name re-exported here (`bench.dedup.X` as before
 the split): relist.py (the re-listings), scoring.py (the pair scoring), copies.py (the
-catalogue's own copies), timing.py (the synthetic timing), plotting.py (--plot); the
-command is in this file.
+catalogue's own copies), misses.py (why the missed re-listings were missed), timing.py
+(the synthetic timing), plotting.py (--plot); the command is in this file.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ from ...store import Store, search as store_reads
 from .copies import (NEAR_MIN_SAMPLES, NEAR_NCC, NEAR_QUANTILE, NEAR_SIZE, NEAR_SMOOTH, _listing_text,
                      _scored_catalogue_pairs, catalogue_link_kinds, copy_score, false_links_sheet, grey_difference,
                      grey_thumb, linked_catalogue_pairs, near_identical_linked, near_limit)
+from .misses import REASONS, why_missed
 from .plotting import plot
 from .relist import KINDS, PHOTO_EDITS, make_relists, relist_photo, relist_title
 from .scoring import _apart, _pairs_within, _prf, _r, by_kind, by_photo_edit, score, style_false_merges
@@ -87,7 +90,7 @@ __all__ = [  # the stages' names, re-exported: `bench.dedup.X` as before the spl
     "_scored_catalogue_pairs", "catalogue_link_kinds", "copy_score", "false_links_sheet", "grey_difference",
     "grey_thumb", "linked_catalogue_pairs", "near_identical_linked", "near_limit",
     "N_SYN_CATEGORIES", "_say", "parse_sizes", "synthetic", "synthetic_catalogue", "synthetic_timing", "timed_dedup",
-    "plot",
+    "plot", "REASONS", "why_missed",
     "DEFAULT_PLOT", "THRESHOLDS", "STYLE_LABEL", "ROOT", "command", "_human",
 ]
 
@@ -247,6 +250,9 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
         style_merges[th] = style_false_merges(cids, style + [None] * len(ok), same_photo)
     best = max(sweep, key=lambda s: s["f1"] or 0)
     at_default = next(s for s in sweep if s["threshold"] == D.DEFAULT_THRESHOLD)
+    _say("  why the misses at the recommended threshold...")
+    misses = why_missed(mixed, truth, D.cluster_ids(len(mixed.ids), pairs.above(D.DEFAULT_THRESHOLD)),
+                        D.DEFAULT_THRESHOLD, kinds, greys=photos if registration else None)
     report = {"benchmark": "dedup", "collection": name, "model_version": model, "field": vector_field,
               "products": len(cat.ids), "quick": quick, "encoder": encoder_kind,
               "registration": {"on": registration, "min_title_overlap": C.DEDUP_REG_MIN_TITLE,
@@ -267,7 +273,7 @@ def command(settings, relists, thresholds, vector_field, synthetic_sizes, encode
                             "style_group_false_merges": {str(k): v for k, v in style_merges.items()},
                             "dedup_seconds": round(sec, 2), "sweep": sweep,
                             "recall_by_kind": {str(k): v for k, v in kind_recall.items()},
-                            "at_recommended": at_default, "best": best,
+                            "at_recommended": at_default, "best": best, "misses": misses,
                             "examples": [{k: r[k] for k in ("source", "kind", "how", "title")} for r in rel[:6]]},
               "synthetic": synthetic_timing(parse_sizes(synthetic_sizes), next(iter(cat.vectors.values())).shape[1],
                                             D.DEFAULT_THRESHOLD, seed, vector_field) if synthetic_sizes.strip() else []}
@@ -303,6 +309,13 @@ def _human(r: dict) -> None:
                    f"{fmt(s['f1']):>6} {s['byte_identical_linked']:>10}/{s['byte_identical_pairs']:<11}"
                    f" | {'':>21} {na['near_identical_linked']:>6} {fmt(na['precision']):>9} {fmt(na['f1']):>6}"
                    f" | {'':>32} {lb.get('same_listing_text_linked', '-'):>6} {fmt(lb.get('f1')):>6}{mark}")
+    m = rel.get("misses")
+    if m and m["missed"]:
+        click.echo(f"missed at {m['threshold']}: {m['missed']} of {m['of']} re-listings: "
+                   + ", ".join(f"{k} {m[k]}" for k in REASONS)
+                   + (f" (below: {m['below_parts']['gated_out']} kept from registration by its gate, "
+                      f"{m['below_parts'].get('over_without_gate', '-')} of them over without it)"
+                      if "below_parts" in m else ""))
     for s in r["synthetic"]:
         click.echo(f"synthetic {s['rows']:>9,} rows: {s['seconds']} s, planted copies found {s['planted_recall']}"
                    + (f", growth exponent {s['growth_exponent']}" if "growth_exponent" in s else ""))
