@@ -41,8 +41,8 @@ from .candidates import (ANN_NEIGHBOURS, ANN_NPROBE, EXACT_MAX, NEIGHBOURS, Pair
                          _unique, candidate_pairs, find_pairs, nearest, signature_nearest)
 from .clusters import (MAX_EDGES_PER_CLUSTER, NO_LABEL, Scores, UnionFind, _pair_count, cluster_ids,
                        cluster_records, evaluate)
-from .scoring import (HASH_WEIGHT, IMAGE_WEIGHT, Photos, _dot_pairs, mutual_best, photo_scores,
-                      photo_title_pairs, registration)
+from .scoring import (HASH_WEIGHT, IMAGE_WEIGHT, Photos, _dot_pairs, kept_apart, mutual_best, pair_score,
+                      photo_scores, photo_title_pairs, registration, registration_gate)
 from .titles import (_NUMBER, COLOUR_WORDS, _title_grams_hashed, attributes_differ, colours_differ, normalised,
                      numbers_differ, title_grams, title_overlap)
 
@@ -51,8 +51,8 @@ __all__ = [  # the stages' names, re-exported: `dedup.X` as before the split (se
     "candidate_pairs", "find_pairs", "nearest", "signature_nearest",
     "_NUMBER", "COLOUR_WORDS", "_title_grams_hashed", "attributes_differ", "colours_differ", "normalised",
     "numbers_differ", "title_grams", "title_overlap",
-    "HASH_WEIGHT", "IMAGE_WEIGHT", "Photos", "_dot_pairs", "mutual_best", "photo_scores", "photo_title_pairs",
-    "registration",
+    "HASH_WEIGHT", "IMAGE_WEIGHT", "Photos", "_dot_pairs", "kept_apart", "mutual_best", "pair_score",
+    "photo_scores", "photo_title_pairs", "registration", "registration_gate",
     "MAX_EDGES_PER_CLUSTER", "NO_LABEL", "Scores", "UnionFind", "_pair_count", "cluster_ids", "cluster_records",
     "evaluate",
     "Catalogue", "needs", "load", "link", "DEFAULT_THRESHOLD", "_no_bar", "run",

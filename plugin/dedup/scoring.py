@@ -32,6 +32,24 @@ def _dot_pairs(x: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 100_000
 Photos = Callable[[np.ndarray], np.ndarray]  # rows -> their grey photos [len, H, W] uint8 (all 0: none)
 
 
+def kept_apart(titles: Sequence[str | None], colours: Sequence | None, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """True where a rule keeps a pair from linking: titles with other numbers or other
+    colour words, or other stored `colours` (None: no stored colour)."""
+    return numbers_differ(titles, i, j) | colours_differ(titles, i, j) | attributes_differ(colours, i, j)
+
+
+def pair_score(photo: np.ndarray, overlap: np.ndarray, image_weight: float = IMAGE_WEIGHT) -> np.ndarray:
+    """photo+title's score of a pair: image_weight x its photo score + the rest x its title overlap."""
+    return image_weight * photo + (1 - image_weight) * overlap
+
+
+def registration_gate(cosine: np.ndarray, overlap: np.ndarray | None) -> np.ndarray:
+    """The pairs crop registration may run on: image cosine and (where given) title
+    overlap already agree (C.DEDUP_REG_MIN_COSINE, C.DEDUP_REG_MIN_TITLE)."""
+    gate = cosine >= C.DEDUP_REG_MIN_COSINE
+    return gate if overlap is None else gate & (overlap >= C.DEDUP_REG_MIN_TITLE)
+
+
 def photo_scores(image: np.ndarray, hashes: Sequence | None, i: np.ndarray, j: np.ndarray,
                  hash_weight: float = HASH_WEIGHT, greys: Photos | np.ndarray | None = None,
                  overlap: np.ndarray | None = None) -> np.ndarray:
@@ -49,9 +67,7 @@ def photo_scores(image: np.ndarray, hashes: Sequence | None, i: np.ndarray, j: n
     both = has[i] & has[j]
     same = PH.similarity(h, i[both], j[both], C.DEDUP_HASH_FLOOR)
     if greys is not None:
-        gate = (same < 1) & (photo[both] >= C.DEDUP_REG_MIN_COSINE)
-        if overlap is not None:
-            gate &= overlap[both] >= C.DEDUP_REG_MIN_TITLE
+        gate = (same < 1) & registration_gate(photo[both], None if overlap is None else overlap[both])
         same = np.maximum(same, registration(greys, i[both], j[both], gate))
     photo[both] = (1 - hash_weight) * photo[both] + hash_weight * same
     return photo
@@ -123,11 +139,11 @@ def photo_title_pairs(image: np.ndarray, text: np.ndarray, titles: Sequence[str 
         sigs, has = PH.parse(hashes)
         near.append(signature_nearest(sigs, has, groups, k, block, exact_max))
     i, j = candidate_pairs(n, *near)
-    ok = ~(numbers_differ(titles, i, j) | colours_differ(titles, i, j) | attributes_differ(colours, i, j))
+    ok = ~kept_apart(titles, colours, i, j)
     i, j = i[ok], j[ok]
     overlap = title_overlap(titles, i, j)
     photo = photo_scores(image, hashes, i, j, hash_weight, greys, overlap)
-    score = image_weight * photo + (1 - image_weight) * overlap
+    score = pair_score(photo, overlap, image_weight)
     keep = mutual_best(n, i, j, score)
     if progress:
         progress(n - n // 2)

@@ -38,12 +38,12 @@ def why_missed(cat: D.Catalogue, truth: list[tuple[int, int]], cids: np.ndarray,
     j = np.array([m[1] for m in miss], np.int64)
     kind = np.array([m[2] for m in miss], dtype=object)
     titles, colours = cat.extra.get("title") or [None] * len(cat.ids), cat.extra.get(C.DEDUP_COLOUR_FIELD)
-    rule = D.numbers_differ(titles, i, j) | D.colours_differ(titles, i, j) | D.attributes_differ(colours, i, j)
+    rule = D.kept_apart(titles, colours, i, j)
     overlap = D.title_overlap(titles, i, j)
     image = cat.vectors[C.IMAGE_VEC]
     hashes = cat.extra.get(C.PHOTO_HASH)
     photo = D.photo_scores(image, hashes, i, j, greys=greys, overlap=overlap)
-    score = D.IMAGE_WEIGHT * photo + (1 - D.IMAGE_WEIGHT) * overlap
+    score = D.pair_score(photo, overlap)
     reason = np.where(rule, "rule", np.where(score < threshold, "below", "outmatched"))
     out.update({r: int((reason == r).sum()) for r in REASONS})
     out["by_kind"] = {k: {r: int(((reason == r) & (kind == k)).sum()) for r in REASONS}
@@ -58,7 +58,7 @@ def why_missed(cat: D.Catalogue, truth: list[tuple[int, int]], cids: np.ndarray,
 def _below_parts(image, hashes, greys, i, j, overlap, score, threshold: float) -> dict:
     cosine = D._dot_pairs(np.asarray(image, np.float32), i, j)
     parts = {"score": score, "image_cosine": cosine, "title_overlap": overlap}
-    gate = (cosine >= C.DEDUP_REG_MIN_COSINE) & (overlap >= C.DEDUP_REG_MIN_TITLE)
+    gate = D.registration_gate(cosine, overlap)
     report: dict = {"pairs": len(i), "gated_out": int((~gate).sum())}
     if hashes is not None:
         sigs, has = PH.parse(hashes)
@@ -68,12 +68,12 @@ def _below_parts(image, hashes, greys, i, j, overlap, score, threshold: float) -
         parts["signature"] = sig
         report["without_signature"] = int((~both).sum())
         if greys is not None:
-            ran = D.registration(greys, i, j, gate & (sig < 1))
             free = D.registration(greys, i, j)
-            parts["registration"], parts["registration_without_gate"] = ran, free
+            parts["registration"] = np.where(gate & (sig < 1), free, 0).astype(np.float32)  # as dedup ran it
+            parts["registration_without_gate"] = free
             copy = np.maximum(sig, free)
             photo = np.where(both, (1 - D.HASH_WEIGHT) * cosine + D.HASH_WEIGHT * copy, cosine)
-            lifted = D.IMAGE_WEIGHT * photo + (1 - D.IMAGE_WEIGHT) * overlap
+            lifted = D.pair_score(photo, overlap)
             report["over_without_gate"] = int(((lifted >= threshold) & ~gate).sum())
     report["quartiles"] = {name: [round(float(q), 4) for q in np.quantile(v, [0.25, 0.5, 0.75])]
                            for name, v in parts.items()}
