@@ -166,13 +166,15 @@ DEDUP_HASH_WEIGHT = 0.95  # best F1 on the tuning sample (--seed 1) with model r
 DEDUP_HASH_FLOOR = 0.98
 # With the products' grey photos at hand (dedup reads ingest's thumbnails), a pair whose
 # titles and embeddings already agree (title overlap and image_vec cosine at least these)
-# is also registered (samestyle.photoreg: the band NCC at the best crop alignment), which
-# finds re-cropped copies; the NCC is stretched from [FLOOR, TOP] to [0, 1] and the photo
-# scores the larger of it and the signature similarity. Tuned in `samestyle bench dedup`.
+# is also registered (samestyle.photoreg: the band NCCs at the best crop alignment), which
+# finds re-cropped copies; each band's NCC (photoreg.BANDS: fine, coarse) is stretched from
+# its [FLOOR, TOP] to [0, 1], the best band counts, and the photo scores the larger of it
+# and the signature similarity. Tuned in `samestyle bench dedup` (the coarse band's on the
+# tuning sample, --seed 1: floors 0.88-0.90 and tops 0.97-0.99 tried).
 DEDUP_REG_MIN_TITLE = 0.5
 DEDUP_REG_MIN_COSINE = 0.7
-DEDUP_REG_FLOOR = 0.85
-DEDUP_REG_TOP = 0.95
+DEDUP_REG_FLOOR = (0.85, 0.89)
+DEDUP_REG_TOP = (0.95, 0.98)
 
 
 def colour_dims(manifest) -> int:

@@ -44,12 +44,13 @@ def test_a_recrop_registers_and_a_lookalike_does_not():
     P = PR.Prepared(greys)
     i, j = np.array([0, 0, 0, 0]), np.array([1, 2, 3, 4])
     ncc = PR.register(P, i, j)
-    assert (ncc[:3] > 0.9).all(), ncc
-    assert ncc[3] < 0.5, ncc
+    assert ncc.shape == (4, len(PR.BANDS))
+    assert (ncc[:3] > 0.9).all(), ncc  # in every band
+    assert (ncc[3] < 0.5).all(), ncc
     # either photo may be the crop: read the other way round, the copies score the same
     back = PR.register(P, j, i)
     np.testing.assert_allclose(back[:3], ncc[:3], atol=1e-5)
-    assert back[3] < 0.5
+    assert (back[3] < 0.5).all()
     # the signature alone does not see the crops (why registration exists)
     sig = np.stack([PH.signature(im) for im in [src, *copies]])
     assert (sig[1:] @ sig[0]).min() < 0.98
@@ -58,6 +59,29 @@ def test_a_recrop_registers_and_a_lookalike_does_not():
 def test_similarity_stretches_and_clips():
     np.testing.assert_allclose(PR.similarity(np.array([0.5, 0.85, 0.9, 0.95, 1.0]), 0.85, 0.95),
                                [0.0, 0.0, 0.5, 1.0, 1.0], atol=1e-6)
+
+
+def test_similarity_stretches_each_band_from_its_own_floor_and_takes_the_best():
+    """A copy down-sized or re-saved hard loses its fine detail: the fine band falls,
+    the coarse one holds, each judged against its own floor."""
+    ncc = np.array([[0.90, 0.90], [0.97, 0.80], [0.80, 0.935], [0.5, 0.5]])
+    np.testing.assert_allclose(PR.similarity(ncc, (0.85, 0.89), (0.95, 0.98)), [0.5, 1.0, 0.5, 0.0], atol=1e-6)
+
+
+def test_a_downsized_copy_keeps_the_coarse_band():
+    """A copy saved at half size and a hard JPEG: the coarse band correlates more than
+    the fine one, so the copy gets copy evidence the fine band alone denies it, and a
+    lookalike still gets none."""
+    src = _photo(1)
+    small = io.BytesIO()
+    src.resize((30, 40)).save(small, "JPEG", quality=30)
+    copy = Image.open(io.BytesIO(small.getvalue()))
+    greys = np.stack([PR.grey(im) for im in (src, copy, _photo(2))])
+    ncc = PR.register(PR.Prepared(greys), np.array([0, 0]), np.array([1, 2]))
+    assert ncc[0, 1] > ncc[0, 0], ncc
+    sim = PR.similarity(ncc, (0.85, 0.89), (0.95, 0.98))
+    fine_only = PR.similarity(ncc[:, 0], 0.85, 0.95)
+    assert fine_only[0] == 0.0 and sim[0] > 0.1 and sim[1] == 0.0, (ncc, sim)
 
 
 def test_dedup_links_a_recropped_copy_only_with_the_photos():
