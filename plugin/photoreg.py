@@ -17,10 +17,10 @@ does not. So, for a pair of grey photos (GREY_SIZE):
 The fine band tells a copy best when both photos keep their detail; the coarser one
 holds up when a re-listing lost its fine detail to a down-size or a hard JPEG
 re-save (issue 15: on `bench dedup`'s re-listings, taking the better of the two, each
-stretched from its own floor, found 0.9 points more re-listings on both seeds at
-0.1 points of precision).
+stretched from its own floor, found 0.8-0.9 points more re-listings on both seeds for
+0.1-0.2 points of precision).
 
-Measured on Myntra (docs/benchmarks, dedup): re-cropped copies reach a median band NCC of
+Measured on Myntra (docs/benchmarks, dedup): re-cropped copies reach a median fine-band NCC of
 0.97, candidate lookalike pairs a median of 0.51 (p99 0.92). Pure numpy/scipy on
 arrays: `grey` decodes, `register` scores pairs in batches, `similarity` stretches the
 score the way dedup uses it.

@@ -12,5 +12,7 @@ run() { name=$1; shift
   nice -n 15 .venv/bin/samestyle eval $M --label-col style_group --colour-col baseColour --model build/runs/$name --encoder local --threads 2 --out docs/benchmarks/model-eval-$name.json --json > build/$name-eval.log 2>&1
   echo "$name eval $(( $(date +%s)-t )) s"
 }
-run v17-mod06 --steps 600 --w-mod 0.6
-run v17-steps1200 --steps 1200 --w-mod 0.3
+[ "${STEPS1800:-0}" = 1 ] || run v17-mod06 --steps 600 --w-mod 0.6
+[ "${STEPS1800:-0}" = 1 ] || run v17-steps1200 --steps 1200 --w-mod 0.3
+# Third, with STEPS1800=1 (the first two skipped): 1,800 steps.
+if [ "${STEPS1800:-0}" = 1 ]; then run v17-steps1800 --steps 1800 --w-mod 0.3; fi

@@ -78,8 +78,7 @@ def registration(greys: Photos | np.ndarray, i: np.ndarray, j: np.ndarray,
     """How surely one photo is a (re-cropped) copy of the other, in [0, 1], for the
     pairs in `gate` whose two grey photos exist (0 for the rest): the band NCCs at the
     best crop alignment (samestyle.photoreg), each stretched from its C.DEDUP_REG_FLOOR,
-    the best band taken. Only the
-    photos of gated pairs are read."""
+    the best band taken. Only the photos of gated pairs are read."""
     out = np.zeros(len(i), np.float32)
     m = np.ones(len(i), bool) if gate is None else gate.copy()
     if not m.any():

@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from samestyle import contract as C
 from samestyle import dedup as D
 from samestyle import photohash as PH
 from samestyle import photoreg as PR
@@ -66,6 +67,13 @@ def test_similarity_stretches_each_band_from_its_own_floor_and_takes_the_best():
     the coarse one holds, each judged against its own floor."""
     ncc = np.array([[0.90, 0.90], [0.97, 0.80], [0.80, 0.935], [0.5, 0.5]])
     np.testing.assert_allclose(PR.similarity(ncc, (0.85, 0.89), (0.95, 0.98)), [0.5, 1.0, 0.5, 0.0], atol=1e-6)
+
+
+def test_every_band_has_its_own_stretch():
+    """dedup stretches each of photoreg's bands from its own floor to its own top."""
+    assert len(C.DEDUP_REG_FLOOR) == len(C.DEDUP_REG_TOP) == len(PR.BANDS)
+    assert all(0 < f < t <= 1 for f, t in zip(C.DEDUP_REG_FLOOR, C.DEDUP_REG_TOP))
+    assert all(0 < lo < hi for lo, hi in PR.BANDS)
 
 
 def test_a_downsized_copy_keeps_the_coarse_band():
