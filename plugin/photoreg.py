@@ -113,9 +113,9 @@ def _coarse(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     return bs, bx, by, best
 
 
-def _refine(P: Prepared, a: np.ndarray, b: np.ndarray, s, tx, ty) -> np.ndarray:
-    """Gauss-Newton on (scale, x, y) of a's window onto b (full size), then the band
-    NCCs: [P, len(BANDS)]."""
+def _refine(P: Prepared, a: np.ndarray, b: np.ndarray, s, tx, ty) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Newton on (scale, x, y) of a's window onto b (full size): where each of b's
+    pixels reads a, x and y [P, H*W]."""
     _, h, w = P.smooth.shape
     u, v = _grid(h, w)
     sa, ga_x, ga_y = P.smooth[a], P.gx[a], P.gy[a]
@@ -136,9 +136,21 @@ def _refine(P: Prepared, a: np.ndarray, b: np.ndarray, s, tx, ty) -> np.ndarray:
         s = np.clip(s + np.clip(step[:, :1], -0.05, 0.05), 0.6, 1.0)
         tx = tx + np.clip(step[:, 1:2], -3, 3)
         ty = ty + np.clip(step[:, 2:3], -3, 3)
-    x, y = tx + s * u, ty + s * v
-    at = _at(P.smooth[a].shape, x, y)
-    return np.stack([_ncc(_read(band[a], at), band[b].reshape(len(b), -1)) for band in P.bands], 1)
+    return tx + s * u, ty + s * v
+
+
+def align(P: Prepared, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The best crop alignment of each pair (a[k], b[k]), either photo taken as the crop
+    of the other (the direction whose coarse crop fits better is refined): the photo
+    read (src), the photo it is read onto (dst), and where each of dst's pixels reads
+    src, x and y [P, H*W]."""
+    fwd = _coarse(P.half[a], P.half[b])
+    back = _coarse(P.half[b], P.half[a])
+    swap = back[3] > fwd[3]
+    src, dst = np.where(swap, b, a), np.where(swap, a, b)
+    s = np.where(swap, back[0], fwd[0])
+    tx, ty = 2 * np.where(swap, back[1], fwd[1]) + 0.5 * (1 - s), 2 * np.where(swap, back[2], fwd[2]) + 0.5 * (1 - s)
+    return (src, dst, *_refine(P, src, dst, s, tx, ty))
 
 
 def register(P: Prepared, i: np.ndarray, j: np.ndarray, batch: int = BATCH) -> np.ndarray:
@@ -147,14 +159,10 @@ def register(P: Prepared, i: np.ndarray, j: np.ndarray, batch: int = BATCH) -> n
     len(BANDS)] in [-1, 1], one column per band."""
     out = np.zeros((len(i), len(BANDS)), np.float32)
     for s0 in range(0, len(i), batch):
-        a, b = i[s0:s0 + batch], j[s0:s0 + batch]
-        fwd = _coarse(P.half[a], P.half[b])
-        back = _coarse(P.half[b], P.half[a])
-        swap = back[3] > fwd[3]  # the direction whose coarse crop fits better is refined
-        src, dst = np.where(swap, b, a), np.where(swap, a, b)
-        s = np.where(swap, back[0], fwd[0])
-        tx, ty = 2 * np.where(swap, back[1], fwd[1]) + 0.5 * (1 - s), 2 * np.where(swap, back[2], fwd[2]) + 0.5 * (1 - s)
-        out[s0:s0 + batch] = _refine(P, src, dst, s, tx, ty)
+        src, dst, x, y = align(P, i[s0:s0 + batch], j[s0:s0 + batch])
+        at = _at(P.smooth[src].shape, x, y)
+        out[s0:s0 + batch] = np.stack([_ncc(_read(band[src], at), band[dst].reshape(len(dst), -1))
+                                       for band in P.bands], 1)
     return out
 
 

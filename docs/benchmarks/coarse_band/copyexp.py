@@ -59,32 +59,9 @@ def aligned(P, greys_f, i, j, batch=256, smooth_sigmas=(1.5, 3.0)):
     for s in smooth_sigmas:
         out[f"sm{s}"] = np.zeros(len(i), np.float32)
     _, h, w = P.smooth.shape
-    u, v = PR._grid(h, w)
     for s0 in range(0, len(i), batch):
         a, b = i[s0:s0 + batch], j[s0:s0 + batch]
-        fwd = PR._coarse(P.half[a], P.half[b]); back = PR._coarse(P.half[b], P.half[a])
-        swap = back[3] > fwd[3]
-        src, dst = np.where(swap, b, a), np.where(swap, a, b)
-        sc = np.where(swap, back[0], fwd[0])
-        tx = 2 * np.where(swap, back[1], fwd[1]) + 0.5 * (1 - sc)
-        ty = 2 * np.where(swap, back[2], fwd[2]) + 0.5 * (1 - sc)
-        # the refinement, as PR._refine, returning the alignment
-        sa, gax, gay = P.smooth[src], P.gx[src], P.gy[src]
-        sb = P.smooth[dst].reshape(len(dst), -1); sb = sb - sb.mean(1, keepdims=True)
-        S_, X, Y = sc[:, None].copy(), tx[:, None].copy(), ty[:, None].copy()
-        for _ in range(PR.ITERATIONS):
-            at = PR._at(sa.shape, X + S_ * u, Y + S_ * v)
-            aw = PR._read(sa, at); aw -= aw.mean(1, keepdims=True)
-            gain = (aw * sb).sum(1, keepdims=True) / ((aw * aw).sum(1, keepdims=True) + 1e-6)
-            r = sb - gain * aw
-            gx, gy = PR._read(gax, at), PR._read(gay, at)
-            jac = gain[:, None, :] * np.stack([gx * u + gy * v, gx, gy], 1)
-            jac -= jac.mean(2, keepdims=True)
-            jtj = jac @ jac.transpose(0, 2, 1) + 1e-3 * np.eye(3, dtype=np.float32)
-            step = np.linalg.solve(jtj, jac @ r[:, :, None])[:, :, 0]
-            S_ = np.clip(S_ + np.clip(step[:, :1], -0.05, 0.05), 0.6, 1.0)
-            X = X + np.clip(step[:, 1:2], -3, 3); Y = Y + np.clip(step[:, 2:3], -3, 3)
-        x, y = X + S_ * u, Y + S_ * v
+        src, dst, x, y = PR.align(P, a, b)  # dedup's own alignment
         sl = slice(s0, s0 + len(a))
         out["band"][sl] = PR._ncc(PR._sample(P.bands[0][src], x, y), P.bands[0][dst].reshape(len(dst), -1))  # the fine band
         for bk, bv in getattr(P, "extra_bands", {}).items():
